@@ -1,0 +1,188 @@
+//! Rating data in memory — users, movies, explicit ratings and watch events — as loaded
+//! from MovieLens files, the simulator's event log, or the synthetic generator.
+//!
+//! These types are the contract between loading ([`crate::data`]) and modelling
+//! ([`crate::model`]). Ids are the *external* ids found in the files; the model maps
+//! them to compact indices itself.
+
+use serde::{Deserialize, Serialize};
+
+/// A user's gender as MovieLens records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Gender {
+    /// `F` in MovieLens files.
+    Female,
+    /// `M` in MovieLens files.
+    Male,
+}
+
+/// Age bucket, as MovieLens 1M encodes ages (`1`, `18`, `25`, `35`, `45`, `50`, `56`).
+///
+/// MovieLens 100k stores exact ages; [`AgeBucket::from_years`] maps them onto the same
+/// buckets so that both data sets share one cold-start grouping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AgeBucket {
+    /// Under 18 (ML-1M code 1). Users in this bucket never see adult movies.
+    Under18,
+    /// 18–24 (code 18).
+    From18To24,
+    /// 25–34 (code 25).
+    From25To34,
+    /// 35–44 (code 35).
+    From35To44,
+    /// 45–49 (code 45).
+    From45To49,
+    /// 50–55 (code 50).
+    From50To55,
+    /// 56 and over (code 56).
+    Over56,
+}
+
+impl AgeBucket {
+    /// All buckets, youngest first.
+    pub const ALL: [AgeBucket; 7] = [
+        AgeBucket::Under18,
+        AgeBucket::From18To24,
+        AgeBucket::From25To34,
+        AgeBucket::From35To44,
+        AgeBucket::From45To49,
+        AgeBucket::From50To55,
+        AgeBucket::Over56,
+    ];
+
+    /// The bucket holding an exact age in years.
+    pub fn from_years(years: u32) -> Self {
+        match years {
+            0..=17 => AgeBucket::Under18,
+            18..=24 => AgeBucket::From18To24,
+            25..=34 => AgeBucket::From25To34,
+            35..=44 => AgeBucket::From35To44,
+            45..=49 => AgeBucket::From45To49,
+            50..=55 => AgeBucket::From50To55,
+            _ => AgeBucket::Over56,
+        }
+    }
+
+    /// The bucket for an ML-1M age code; `None` for a code ML-1M does not define.
+    pub fn from_ml1m_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.ml1m_code() == code)
+    }
+
+    /// The ML-1M age code of this bucket.
+    pub fn ml1m_code(self) -> u32 {
+        match self {
+            AgeBucket::Under18 => 1,
+            AgeBucket::From18To24 => 18,
+            AgeBucket::From25To34 => 25,
+            AgeBucket::From35To44 => 35,
+            AgeBucket::From45To49 => 45,
+            AgeBucket::From50To55 => 50,
+            AgeBucket::Over56 => 56,
+        }
+    }
+
+    /// True for users under 18: the adult filter applies to them.
+    pub fn is_minor(self) -> bool {
+        self == AgeBucket::Under18
+    }
+}
+
+/// One user and the demographics the cold-start path groups by. Any field may be
+/// missing (MovieLens "latest" has no demographics at all).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// External user id.
+    pub id: u32,
+    /// Gender, if known.
+    pub gender: Option<Gender>,
+    /// Age bucket, if known. Unknown age is treated as adult by the adult filter only
+    /// when the data set has no demographics at all; see `model` for the rule.
+    pub age: Option<AgeBucket>,
+    /// Occupation name (ML-100k) or ML-1M occupation code as text, if known.
+    pub occupation: Option<String>,
+}
+
+/// One movie.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Movie {
+    /// External movie id.
+    pub id: u32,
+    /// Title without the trailing "(year)".
+    pub title: String,
+    /// Release year, if the title or file gives one.
+    pub year: Option<u16>,
+    /// Genres in file order.
+    pub genres: Vec<String>,
+    /// Adult content: genre `Adult`, or MPAA NC-17 from the IMDb join.
+    pub adult: bool,
+    /// External (IMDb) mean rating on a 1–10 scale, if joined.
+    pub external_rating: Option<f32>,
+}
+
+/// One explicit rating.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rating {
+    /// External user id.
+    pub user: u32,
+    /// External movie id.
+    pub movie: u32,
+    /// Rating value on the data set's [`RatingScale`].
+    pub value: f32,
+    /// Unix seconds; 0 when unknown.
+    pub timestamp: i64,
+}
+
+/// One watch event after per-user×movie deduplication (furthest minute kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    /// External user id.
+    pub user: u32,
+    /// External movie id.
+    pub movie: u32,
+    /// Furthest minute watched.
+    pub minute: u32,
+    /// Unix seconds of the last watch line kept.
+    pub timestamp: i64,
+}
+
+/// The closed range ratings live in (1–5 for MovieLens 100k/1M, 0.5–5 for "latest").
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RatingScale {
+    /// Lowest valid rating.
+    pub min: f32,
+    /// Highest valid rating.
+    pub max: f32,
+}
+
+impl RatingScale {
+    /// MovieLens 100k and 1M, and the event log: whole stars 1–5.
+    pub const WHOLE_STARS: RatingScale = RatingScale { min: 1.0, max: 5.0 };
+    /// MovieLens "latest": half stars 0.5–5.
+    pub const HALF_STARS: RatingScale = RatingScale { min: 0.5, max: 5.0 };
+
+    /// True when `value` lies inside the scale.
+    pub fn contains(self, value: f32) -> bool {
+        value >= self.min && value <= self.max
+    }
+
+    /// `value` clipped into the scale.
+    pub fn clip(self, value: f32) -> f32 {
+        value.clamp(self.min, self.max)
+    }
+}
+
+/// A whole data set in memory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    /// Users with demographics. May be empty when the source has none; users that only
+    /// appear in ratings are still valid users.
+    pub users: Vec<User>,
+    /// Movie catalogue.
+    pub movies: Vec<Movie>,
+    /// Explicit ratings.
+    pub ratings: Vec<Rating>,
+    /// Watch events (never recommended again, like rated movies).
+    pub watches: Vec<Watch>,
+    /// The rating scale.
+    pub scale: RatingScale,
+}

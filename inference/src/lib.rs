@@ -1,0 +1,9 @@
+//! `movrek-inference`: everything that turns ratings into served recommendations.
+//!
+//! Dependency direction, inner to outer: [`data`] (loading, synthetic generation, event-log
+//! ingestion, quality reports) → [`model`] (user-kNN maths, cold start, filters) →
+//! [`artifact`] (one versioned, checksummed model file) → [`eval`] (offline metrics) →
+//! [`server`] (HTTP, metrics, the only place that knows warp and tokio).
+//! The model never imports warp or tokio; the server never does maths.
+
+pub mod data;
