@@ -7,3 +7,4 @@
 //! The model never imports warp or tokio; the server never does maths.
 
 pub mod data;
+pub mod eval;
