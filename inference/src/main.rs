@@ -1,6 +1,176 @@
 //! `movrek`: command-line entry point (generate, ingest, train, eval, serve, recommend).
+//!
+//! Each subcommand parses its flags, calls one library function, and turns errors into a
+//! one-line message (the whole cause chain) and a non-zero exit code: 1 for a failure at run
+//! time, 2 for bad usage (clap's convention).
 
-fn main() {
-    eprintln!("movrek: not built yet");
-    std::process::exit(2);
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use movrek_inference::server::{
+    self, Faults, FetchLimits, ModelSource, ModelUri, ServeConfig, StateConfig, Track,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "movrek",
+    version,
+    about = "Movie recommendations: data, kNN model, evaluation, HTTP serving"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve recommendations over HTTP (the inference pod).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Model artifact: a path, `file://` or `http(s)://` URI. Without one, a default synthetic
+    /// data set is generated and trained on at start.
+    #[arg(long, env = "MOVREK_MODEL_URI")]
+    model: Option<String>,
+    /// Expected SHA-256 of the artifact file; a different artifact is refused.
+    #[arg(long, env = "MOVREK_MODEL_SHA256")]
+    sha256: Option<String>,
+    /// Model version announced by the operator; an artifact of another version is refused.
+    #[arg(long = "model-version", env = "MOVREK_MODEL_VERSION")]
+    model_version: Option<String>,
+    /// Release name (metrics label `release`).
+    #[arg(long, env = "MOVREK_RELEASE", default_value = "movrek")]
+    release: String,
+    /// Track (metrics label `track`).
+    #[arg(long, env = "MOVREK_TRACK", value_enum, default_value = "stable")]
+    track: Track,
+    /// Address to bind.
+    #[arg(long, env = "MOVREK_BIND", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Port to listen on (0 picks a free one; the log says which).
+    #[arg(long, env = "MOVREK_PORT", default_value_t = 8082)]
+    port: u16,
+    /// `/recommend` requests in flight at once; beyond it, 503 immediately.
+    #[arg(long, env = "MOVREK_MAX_INFLIGHT", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_inflight: u32,
+    /// Chaos: delay added to every `/recommend`, in milliseconds.
+    #[arg(long, env = "MOVREK_FAULT_DELAY_MS", default_value_t = 0)]
+    fault_delay_ms: u64,
+    /// Chaos: fraction of `/recommend` requests answered with 500 (0..1, spread evenly).
+    #[arg(long, env = "MOVREK_FAULT_ERROR_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    fault_error_rate: f64,
+    /// Largest artifact accepted over http(s), in bytes.
+    #[arg(long, env = "MOVREK_MODEL_MAX_BYTES", default_value_t = FetchLimits::default().max_bytes)]
+    model_max_bytes: u64,
+    /// Deadline for downloading the artifact, in seconds.
+    #[arg(long, env = "MOVREK_MODEL_TIMEOUT_SECS", default_value_t = FetchLimits::default().timeout.as_secs())]
+    model_timeout_secs: u64,
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long, env = "MOVREK_THREADS")]
+    threads: Option<usize>,
+}
+
+fn parse_rate(value: &str) -> Result<f64, String> {
+    let rate: f64 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is outside 0..1"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("movrek: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON log lines on stderr through a non-blocking writer; `MOVREK_LOG` (or `RUST_LOG`)
+/// filters, default `info`. Per-request lines use target `movrek::request`, so
+/// `MOVREK_LOG=info,movrek::request=off` turns just them off.
+fn init_json_logs() -> (
+    tracing_appender::non_blocking::WorkerGuard,
+    tracing_appender::non_blocking::ErrorCounter,
+) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("MOVREK_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(64 * 1024)
+        .lossy(true)
+        .finish(std::io::stderr());
+    let counter = writer.error_counter();
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(writer)
+        .init();
+    (guard, counter)
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let (_guard, dropped) = init_json_logs();
+    let source = match args.model.as_deref() {
+        Some(uri) => ModelSource::Uri(ModelUri::parse(uri).map_err(|e| e.to_string())?),
+        None => ModelSource::DefaultSynthetic,
+    };
+    let expected_sha256 = args
+        .sha256
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(server::load::parse_expected_sha256)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let config = ServeConfig {
+        addr: SocketAddr::new(args.bind, args.port),
+        source,
+        expected_sha256,
+        fetch: FetchLimits {
+            max_bytes: args.model_max_bytes,
+            timeout: Duration::from_secs(args.model_timeout_secs),
+        },
+        state: StateConfig {
+            release: args.release,
+            track: args.track,
+            announced_version: args.model_version.filter(|v| !v.trim().is_empty()),
+            max_inflight: args.max_inflight as usize,
+            faults: Faults {
+                delay: Duration::from_millis(args.fault_delay_ms),
+                error_rate: args.fault_error_rate,
+            },
+        },
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(server::serve(config, Some(dropped)));
+    result.map_err(|e| {
+        let message = server::error_chain(&e);
+        tracing::error!(error = %message, "server stopped with an error");
+        message
+    })
 }

@@ -1,0 +1,273 @@
+//! Shared server state: the loaded model (set once), labels, limits, faults and metrics.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use warp::http::HeaderValue;
+
+use super::metrics::{ConstLabels, Gauges, Metrics, ModelInfo, ServedPath};
+
+/// What the server needs from a model: a ranked list and its provenance.
+///
+/// This is the seam between HTTP and maths: [`crate::model::Model`] implements it, and the
+/// route tests use small hand-built models through the same trait.
+pub trait Recommender: Send + Sync + 'static {
+    /// The `n` best movie ids for `user`, best first, and the path that produced them.
+    fn recommend(&self, user: u32, n: usize) -> (Vec<u32>, ServedPath);
+    /// The model version recorded in the artifact.
+    fn version(&self) -> &str;
+    /// SHA-256 of the training data recorded in the artifact.
+    fn data_sha256(&self) -> &str;
+    /// Provenance for `/version` (version, data digest, training time, parameters, RMSE...).
+    fn provenance(&self) -> serde_json::Value;
+}
+
+/// Which Deployment of a release this process belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Track {
+    /// The serving version.
+    Stable,
+    /// The version under test.
+    Canary,
+}
+
+impl Track {
+    /// The `track` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Track::Stable => "stable",
+            Track::Canary => "canary",
+        }
+    }
+}
+
+/// Chaos settings for `/recommend` (`MOVREK_FAULT_DELAY_MS`, `MOVREK_FAULT_ERROR_RATE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Faults {
+    /// Added to every `/recommend` before answering.
+    pub delay: Duration,
+    /// Fraction of `/recommend` requests answered with 500, in `0.0..=1.0`.
+    pub error_rate: f64,
+}
+
+/// True when request number `n` (0-based) of a stream should fail at `rate`.
+///
+/// Deterministic and exact: over any prefix of `m` requests, `floor(m · rate)` of them fail,
+/// spread evenly (request `n` fails when `floor((n+1)·rate)` steps past `floor(n·rate)`).
+pub fn injects_error(n: u64, rate: f64) -> bool {
+    if rate <= 0.0 {
+        return false;
+    }
+    if rate >= 1.0 {
+        return true;
+    }
+    ((n + 1) as f64 * rate).floor() > (n as f64 * rate).floor()
+}
+
+/// A model that finished loading, with the digest of the artifact it came from.
+#[derive(Clone)]
+pub struct LoadedModel {
+    /// The model.
+    pub recommender: Arc<dyn Recommender>,
+    /// SHA-256 of the artifact bytes (empty for a model trained in-process).
+    pub artifact_sha256: String,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("version", &self.recommender.version())
+            .field("artifact_sha256", &self.artifact_sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings the state is built from.
+#[derive(Clone, Debug)]
+pub struct StateConfig {
+    /// `release` label (`MOVREK_RELEASE`).
+    pub release: String,
+    /// `track` label (`MOVREK_TRACK`).
+    pub track: Track,
+    /// The version announced by the operator (`MOVREK_MODEL_VERSION`), if any.
+    pub announced_version: Option<String>,
+    /// `/recommend` requests allowed in flight at once; more get 503 at once.
+    pub max_inflight: usize,
+    /// Chaos settings.
+    pub faults: Faults,
+}
+
+/// Everything request handlers share. Cheap to read on the hot path: the model is behind a
+/// [`OnceLock`], counters are atomics.
+#[derive(Debug)]
+pub struct AppState {
+    config: StateConfig,
+    model: OnceLock<Served>,
+    /// Version header before the model is loaded.
+    pending_header: HeaderValue,
+    /// Request counters and histograms.
+    pub metrics: Metrics,
+    inflight: AtomicUsize,
+    fault_counter: AtomicU64,
+    log_dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
+}
+
+#[derive(Debug)]
+struct Served {
+    loaded: LoadedModel,
+    header: HeaderValue,
+}
+
+impl AppState {
+    /// A state with no model yet (`/readyz` answers 503 until [`AppState::set_model`]).
+    pub fn new(config: StateConfig) -> Self {
+        let pending = config.announced_version.as_deref().unwrap_or("none");
+        let pending_header =
+            HeaderValue::from_str(pending).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        Self {
+            config,
+            model: OnceLock::new(),
+            pending_header,
+            metrics: Metrics::default(),
+            inflight: AtomicUsize::new(0),
+            fault_counter: AtomicU64::new(0),
+            log_dropped: None,
+        }
+    }
+
+    /// Exposes the non-blocking log writer's drop counter in `/metrics`.
+    #[must_use]
+    pub fn with_log_drop_counter(
+        mut self,
+        counter: tracing_appender::non_blocking::ErrorCounter,
+    ) -> Self {
+        self.log_dropped = Some(counter);
+        self
+    }
+
+    /// Installs the model; the server is ready from now on. Returns `false` (and changes
+    /// nothing) if a model was already installed: a process serves one model for its life.
+    pub fn set_model(&self, loaded: LoadedModel) -> bool {
+        let header = HeaderValue::from_str(loaded.recommender.version())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        self.model.set(Served { loaded, header }).is_ok()
+    }
+
+    /// The loaded model, if any.
+    pub fn model(&self) -> Option<&LoadedModel> {
+        self.model.get().map(|s| &s.loaded)
+    }
+
+    /// The settings this state was built with.
+    pub fn config(&self) -> &StateConfig {
+        &self.config
+    }
+
+    /// Value of the `X-Model-Version` header: the loaded model's version, else the announced
+    /// one, else `none`.
+    pub fn version_header(&self) -> HeaderValue {
+        self.model
+            .get()
+            .map_or_else(|| self.pending_header.clone(), |s| s.header.clone())
+    }
+
+    /// The `model_version` label: loaded version, else announced, else empty.
+    pub fn model_version_label(&self) -> &str {
+        match self.model.get() {
+            Some(s) => s.loaded.recommender.version(),
+            None => self.config.announced_version.as_deref().unwrap_or(""),
+        }
+    }
+
+    /// Takes an in-flight slot, or `None` when the limit is reached.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<InflightGuard> {
+        let previous = self.inflight.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.config.max_inflight {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InflightGuard {
+            state: Arc::clone(self),
+        })
+    }
+
+    /// Whether the next `/recommend` should get an injected 500.
+    pub fn next_request_fails(&self) -> bool {
+        let rate = self.config.faults.error_rate;
+        rate > 0.0 && injects_error(self.fault_counter.fetch_add(1, Ordering::Relaxed), rate)
+    }
+
+    /// The Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let labels = ConstLabels {
+            release: &self.config.release,
+            track: self.config.track.as_str(),
+            model_version: self.model_version_label(),
+        };
+        let info = self.model().map(|m| ModelInfo {
+            artifact_sha256: &m.artifact_sha256,
+            data_sha256: m.recommender.data_sha256(),
+        });
+        let gauges = Gauges {
+            ready: self.model.get().is_some(),
+            inflight: self.inflight.load(Ordering::Relaxed) as u64,
+            max_inflight: self.config.max_inflight as u64,
+            log_lines_dropped: self
+                .log_dropped
+                .as_ref()
+                .map_or(0, |c| c.dropped_lines() as u64),
+        };
+        self.metrics.render(&labels, info.as_ref(), gauges)
+    }
+}
+
+/// One in-flight `/recommend`; releases its slot when dropped (also when the client goes away).
+#[derive(Debug)]
+pub struct InflightGuard {
+    state: Arc<AppState>,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.state.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_injection_is_exact_over_prefixes() {
+        for rate in [0.0, 0.01, 0.2, 0.5, 1.0 / 3.0, 0.99, 1.0] {
+            for m in [1_u64, 7, 100, 1000] {
+                let failed = (0..m).filter(|&n| injects_error(n, rate)).count() as u64;
+                assert_eq!(
+                    failed,
+                    (m as f64 * rate).floor() as u64,
+                    "rate {rate} m {m}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inflight_limit_sheds_and_guard_releases() {
+        let state = Arc::new(AppState::new(StateConfig {
+            release: "r".into(),
+            track: Track::Stable,
+            announced_version: None,
+            max_inflight: 2,
+            faults: Faults::default(),
+        }));
+        let a = state.try_acquire().expect("first slot");
+        let b = state.try_acquire().expect("second slot");
+        assert!(state.try_acquire().is_none());
+        drop(a);
+        let c = state.try_acquire().expect("slot freed by drop");
+        assert!(state.try_acquire().is_none());
+        drop((b, c));
+        assert_eq!(state.inflight.load(Ordering::Relaxed), 0);
+    }
+}
