@@ -6,6 +6,9 @@
 //! [`server`] (HTTP, metrics, the only place that knows warp and tokio).
 //! The model never imports warp or tokio; the server never does maths.
 
+pub mod artifact;
 pub mod data;
 pub mod eval;
 pub mod server;
+pub mod model;
+pub mod train;

@@ -1,0 +1,392 @@
+//! The model artifact: one self-checking, versioned file holding a [`Model`].
+//!
+//! # Format (all integers little-endian)
+//! ```text
+//! 0   magic  b"MOVREK\0\x01"                      8 bytes
+//! 8   format version (u32) = 1, section count (u32)
+//! 16  metadata length in bytes (u64)
+//! 24  metadata JSON, zero-padded to a multiple of 8
+//! ..  section table: count × { id u32, element size u32, offset u64, length in bytes u64 }
+//! ..  sections, each starting at an 8-byte-aligned offset, zero-padded to 8
+//! end SHA-256 of every byte before it (32 bytes)
+//! ```
+//! Loading reads the file once into a `u64` buffer (so every section is 8-aligned), checks
+//! magic, version, the whole-file digest when one is expected (what the operator passes in
+//! `MOVREK_MODEL_SHA256`), section bounds and the trailing checksum, then copies each section
+//! into its array with a `bytemuck` cast (a memcpy, no per-element parsing) and validates the
+//! model's invariants, so a crafted file cannot make serving panic.
+
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::model::{Csr, Lists, Model, ModelMetadata};
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "the artifact format is little-endian and loaded by casting; big-endian hosts are not supported"
+);
+
+/// First 8 bytes of every artifact.
+pub const MAGIC: [u8; 8] = *b"MOVREK\0\x01";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 24;
+const TABLE_ENTRY_LEN: usize = 24;
+const CHECKSUM_LEN: usize = 32;
+
+/// Why an artifact was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// Reading or writing the file failed.
+    #[error("artifact I/O on {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not start with the movrek magic bytes.
+    #[error("not a movrek model artifact (bad magic bytes)")]
+    BadMagic,
+    /// The format version is not one this build reads.
+    #[error("unsupported artifact format version {found} (this build reads {FORMAT_VERSION})")]
+    UnsupportedVersion {
+        /// Version found in the file.
+        found: u32,
+    },
+    /// The file ends before its declared content.
+    #[error("artifact truncated: {0}")]
+    Truncated(String),
+    /// The trailing SHA-256 does not match the content.
+    #[error("artifact checksum mismatch: the file is corrupted")]
+    ChecksumMismatch,
+    /// The whole-file SHA-256 differs from the expected one.
+    #[error("artifact digest mismatch: expected sha256 {expected}, file has {actual}")]
+    DigestMismatch {
+        /// Expected hex digest.
+        expected: String,
+        /// Actual hex digest.
+        actual: String,
+    },
+    /// Structurally invalid content behind a valid checksum (or unreadable metadata).
+    #[error("corrupt artifact: {0}")]
+    Corrupt(String),
+}
+
+/// Section ids, in file order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+enum Id {
+    Users = 1,
+    Movies,
+    RatingOffsets,
+    RatingItems,
+    RatingValues,
+    WatchedOffsets,
+    WatchedItems,
+    NeighbourOffsets,
+    NeighbourUsers,
+    NeighbourSims,
+    ContribOffsets,
+    ContribItems,
+    ContribWeights,
+    UserBias,
+    MovieBias,
+    MoviePrior,
+    UserFilterAdult,
+    UserColdList,
+    MovieAdult,
+    PopularityOrder,
+    ColdOffsets,
+    ColdItems,
+}
+
+const SECTION_IDS: [Id; 22] = [
+    Id::Users,
+    Id::Movies,
+    Id::RatingOffsets,
+    Id::RatingItems,
+    Id::RatingValues,
+    Id::WatchedOffsets,
+    Id::WatchedItems,
+    Id::NeighbourOffsets,
+    Id::NeighbourUsers,
+    Id::NeighbourSims,
+    Id::ContribOffsets,
+    Id::ContribItems,
+    Id::ContribWeights,
+    Id::UserBias,
+    Id::MovieBias,
+    Id::MoviePrior,
+    Id::UserFilterAdult,
+    Id::UserColdList,
+    Id::MovieAdult,
+    Id::PopularityOrder,
+    Id::ColdOffsets,
+    Id::ColdItems,
+];
+
+/// A section's bytes and element size, borrowed from a model.
+fn sections(m: &Model) -> Vec<(Id, u32, &[u8])> {
+    use bytemuck::cast_slice as b;
+    SECTION_IDS
+        .iter()
+        .map(|&id| {
+            let (size, bytes): (u32, &[u8]) = match id {
+                Id::Users => (4, b(&m.users)),
+                Id::Movies => (4, b(&m.movies)),
+                Id::RatingOffsets => (4, b(&m.ratings.offsets)),
+                Id::RatingItems => (4, b(&m.ratings.cols)),
+                Id::RatingValues => (4, b(&m.ratings.vals)),
+                Id::WatchedOffsets => (4, b(&m.watched.offsets)),
+                Id::WatchedItems => (4, b(&m.watched.items)),
+                Id::NeighbourOffsets => (4, b(&m.neighbours.offsets)),
+                Id::NeighbourUsers => (4, b(&m.neighbours.cols)),
+                Id::NeighbourSims => (4, b(&m.neighbours.vals)),
+                Id::ContribOffsets => (4, b(&m.contributions.offsets)),
+                Id::ContribItems => (4, b(&m.contributions.cols)),
+                Id::ContribWeights => (4, b(&m.contributions.vals)),
+                Id::UserBias => (4, b(&m.user_bias)),
+                Id::MovieBias => (4, b(&m.movie_bias)),
+                Id::MoviePrior => (4, b(&m.movie_prior)),
+                Id::UserFilterAdult => (1, &m.user_filter_adult[..]),
+                Id::UserColdList => (4, b(&m.user_cold_list)),
+                Id::MovieAdult => (1, &m.movie_adult[..]),
+                Id::PopularityOrder => (4, b(&m.popularity_order)),
+                Id::ColdOffsets => (4, b(&m.cold_lists.offsets)),
+                Id::ColdItems => (4, b(&m.cold_lists.items)),
+            };
+            (id, size, bytes)
+        })
+        .collect()
+}
+
+fn pad8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+/// Serialises `model` into the artifact format.
+pub fn to_bytes(model: &Model) -> Vec<u8> {
+    let meta = serde_json::to_vec(&model.meta).expect("model metadata always serialises to JSON");
+    let secs = sections(model);
+    let table_start = HEADER_LEN + pad8(meta.len());
+    let mut offset = table_start + secs.len() * TABLE_ENTRY_LEN;
+    let mut table = Vec::with_capacity(secs.len() * TABLE_ENTRY_LEN);
+    for (id, size, bytes) in &secs {
+        table.extend_from_slice(&(*id as u32).to_le_bytes());
+        table.extend_from_slice(&size.to_le_bytes());
+        table.extend_from_slice(&(offset as u64).to_le_bytes());
+        table.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        offset += pad8(bytes.len());
+    }
+    let mut out = Vec::with_capacity(offset + CHECKSUM_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(secs.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+    out.extend_from_slice(&meta);
+    out.resize(table_start, 0);
+    out.extend_from_slice(&table);
+    for (_, _, bytes) in &secs {
+        out.extend_from_slice(bytes);
+        out.resize(pad8(out.len()), 0);
+    }
+    let checksum = Sha256::digest(&out);
+    out.extend_from_slice(&checksum);
+    out
+}
+
+/// Writes `model` to `path` (through a temporary file renamed into place) and returns the
+/// whole file's SHA-256, hex — the value to put in `spec.model.sha256`.
+pub fn write(model: &Model, path: &Path) -> Result<String, ArtifactError> {
+    let bytes = to_bytes(model);
+    let io = |source| ArtifactError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("movrek.tmp");
+    std::fs::write(&tmp, &bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Reads and verifies the artifact at `path`; with `expected_sha256`, the whole file's digest
+/// must match it (case-insensitive hex).
+pub fn read(path: &Path, expected_sha256: Option<&str>) -> Result<Model, ArtifactError> {
+    let io = |source| ArtifactError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = usize::try_from(file.metadata().map_err(io)?.len())
+        .map_err(|_| ArtifactError::Corrupt("file too large for this platform".into()))?;
+    let mut buf = vec![0_u64; len.div_ceil(8)];
+    file.read_exact(&mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..len])
+        .map_err(io)?;
+    decode(&buf, len, expected_sha256)
+}
+
+/// Verifies and decodes an artifact held in memory (see [`read`]).
+#[allow(clippy::needless_pass_by_value)] // owned by contract: callers hand over a download body
+pub fn from_bytes(bytes: Vec<u8>, expected_sha256: Option<&str>) -> Result<Model, ArtifactError> {
+    let mut buf = vec![0_u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..bytes.len()].copy_from_slice(&bytes);
+    decode(&buf, bytes.len(), expected_sha256)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// One section-table row: id, element size, byte offset, byte length.
+type Entry = (u32, u32, usize, usize);
+
+/// Checks header, digest, bounds and checksum; returns the metadata and the section table.
+fn verify(
+    bytes: &[u8],
+    expected_sha256: Option<&str>,
+) -> Result<(ModelMetadata, Vec<Entry>), ArtifactError> {
+    let len = bytes.len();
+    if len < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        return Err(if len < MAGIC.len() && MAGIC.starts_with(bytes) {
+            ArtifactError::Truncated(format!("{len} bytes, shorter than the header"))
+        } else {
+            ArtifactError::BadMagic
+        });
+    }
+    if len < HEADER_LEN + CHECKSUM_LEN {
+        return Err(ArtifactError::Truncated(format!(
+            "{len} bytes, shorter than the header"
+        )));
+    }
+    let version = read_u32(bytes, 8);
+    if version != FORMAT_VERSION {
+        return Err(ArtifactError::UnsupportedVersion { found: version });
+    }
+    if let Some(expected) = expected_sha256 {
+        let actual = hex::encode(Sha256::digest(bytes));
+        if !actual.eq_ignore_ascii_case(expected.trim()) {
+            return Err(ArtifactError::DigestMismatch {
+                expected: expected.to_owned(),
+                actual,
+            });
+        }
+    }
+    let count = read_u32(bytes, 12) as usize;
+    let meta_len = usize::try_from(read_u64(bytes, 16)).unwrap_or(usize::MAX);
+    let body_end = len - CHECKSUM_LEN;
+    let table_start = HEADER_LEN.saturating_add(pad8(meta_len.min(usize::MAX - 8)));
+    let table_end = count
+        .checked_mul(TABLE_ENTRY_LEN)
+        .and_then(|t| t.checked_add(table_start))
+        .unwrap_or(usize::MAX);
+    if table_end > body_end {
+        return Err(ArtifactError::Truncated(format!(
+            "metadata and section table need {table_end} bytes, the body has {body_end}"
+        )));
+    }
+    let mut table = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = table_start + i * TABLE_ENTRY_LEN;
+        let id = read_u32(bytes, at);
+        let size = read_u32(bytes, at + 4);
+        let offset = usize::try_from(read_u64(bytes, at + 8)).unwrap_or(usize::MAX);
+        let length = usize::try_from(read_u64(bytes, at + 16)).unwrap_or(usize::MAX);
+        if offset.checked_add(length).is_none_or(|end| end > body_end) {
+            return Err(ArtifactError::Truncated(format!(
+                "section {id} spans {offset}+{length}, the body has {body_end} bytes"
+            )));
+        }
+        table.push((id, size, offset, length));
+    }
+    let stored = &bytes[body_end..];
+    if Sha256::digest(&bytes[..body_end]).as_slice() != stored {
+        return Err(ArtifactError::ChecksumMismatch);
+    }
+    let meta: ModelMetadata = serde_json::from_slice(&bytes[HEADER_LEN..HEADER_LEN + meta_len])
+        .map_err(|e| ArtifactError::Corrupt(format!("metadata JSON: {e}")))?;
+    if count != SECTION_IDS.len() {
+        return Err(ArtifactError::Corrupt(format!(
+            "{count} sections, format {FORMAT_VERSION} has {}",
+            SECTION_IDS.len()
+        )));
+    }
+    Ok((meta, table))
+}
+
+fn decode(buf: &[u64], len: usize, expected_sha256: Option<&str>) -> Result<Model, ArtifactError> {
+    let bytes = &bytemuck::cast_slice::<u64, u8>(buf)[..len];
+    let (meta, table) = verify(bytes, expected_sha256)?;
+    let words = |pos: usize| -> Result<&[u8], ArtifactError> {
+        let (id, size, offset, length) = table[pos];
+        let want = SECTION_IDS[pos];
+        let want_size = if matches!(want, Id::UserFilterAdult | Id::MovieAdult) {
+            1
+        } else {
+            4
+        };
+        if id != want as u32 || size != want_size {
+            return Err(ArtifactError::Corrupt(format!(
+                "section {pos} is id {id} size {size}, expected id {} size {want_size}",
+                want as u32
+            )));
+        }
+        if offset % 8 != 0 || length % want_size as usize != 0 {
+            return Err(ArtifactError::Corrupt(format!(
+                "section {id} is misaligned"
+            )));
+        }
+        Ok(&bytes[offset..offset + length])
+    };
+    let u32s = |pos: usize| -> Result<Vec<u32>, ArtifactError> {
+        Ok(bytemuck::cast_slice(words(pos)?).to_vec())
+    };
+    let f32s = |pos: usize| -> Result<Vec<f32>, ArtifactError> {
+        Ok(bytemuck::cast_slice(words(pos)?).to_vec())
+    };
+    let u8s = |pos: usize| -> Result<Vec<u8>, ArtifactError> { Ok(words(pos)?.to_vec()) };
+    let model = Model {
+        meta,
+        users: u32s(0)?,
+        movies: u32s(1)?,
+        ratings: Csr {
+            offsets: u32s(2)?,
+            cols: u32s(3)?,
+            vals: f32s(4)?,
+        },
+        watched: Lists {
+            offsets: u32s(5)?,
+            items: u32s(6)?,
+        },
+        neighbours: Csr {
+            offsets: u32s(7)?,
+            cols: u32s(8)?,
+            vals: f32s(9)?,
+        },
+        contributions: Csr {
+            offsets: u32s(10)?,
+            cols: u32s(11)?,
+            vals: f32s(12)?,
+        },
+        user_bias: f32s(13)?,
+        movie_bias: f32s(14)?,
+        movie_prior: f32s(15)?,
+        user_filter_adult: u8s(16)?,
+        user_cold_list: u32s(17)?,
+        movie_adult: u8s(18)?,
+        popularity_order: u32s(19)?,
+        cold_lists: Lists {
+            offsets: u32s(20)?,
+            items: u32s(21)?,
+        },
+    };
+    model.validate().map_err(ArtifactError::Corrupt)?;
+    Ok(model)
+}
