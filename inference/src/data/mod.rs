@@ -5,7 +5,102 @@
 //! ([`crate::model`]). Ids are the *external* ids found in the files; the model maps
 //! them to compact indices itself.
 
+#![allow(
+    clippy::doc_markdown,
+    reason = "the docs name data sets and sites (MovieLens, IMDb), not code items"
+)]
+
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
+
+mod clean;
+mod load;
+pub mod movielens;
+pub mod parse;
+pub mod quality;
+
+pub use load::{Loaded, load_dir, load_ratings_file};
+pub use movielens::write_ml1m;
+pub use quality::QualityReport;
+
+/// Everything that can go wrong loading, generating, writing or ingesting data. Bad
+/// *lines* are not errors: they are dropped and counted in the [`QualityReport`].
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or directory could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory holds no known layout.
+    #[error(
+        "no data set in {}: expected ratings.dat+movies.dat (MovieLens 1M), u.data+u.item \
+         (100k) or ratings.csv+movies.csv (latest)",
+        dir.display()
+    )]
+    UnknownLayout {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A ratings file whose format could not be recognised (or an empty one).
+    #[error("{}: not a MovieLens ratings file (first line {first_line:?})", path.display())]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its first line, shortened.
+        first_line: String,
+    },
+    /// Not one valid rating was found.
+    #[error(
+        "{}: no valid ratings ({rows} lines, {malformed} malformed, {out_of_range} out of range)",
+        path.display()
+    )]
+    NoRatings {
+        /// The ratings file.
+        path: PathBuf,
+        /// Non-blank lines read.
+        rows: u64,
+        /// Malformed lines.
+        malformed: u64,
+        /// Out-of-range ratings.
+        out_of_range: u64,
+    },
+    /// A value that the ML-1M format cannot represent (it contains a separator).
+    #[error(
+        "cannot write {what} of id {id} in ML-1M format: {text:?} contains a separator or line break"
+    )]
+    Unwritable {
+        /// Which field.
+        what: &'static str,
+        /// The user or movie id.
+        id: u32,
+        /// The value.
+        text: String,
+    },
+    /// A report could not be serialised.
+    #[error("cannot serialise {}", path.display())]
+    Json {
+        /// The file being written.
+        path: PathBuf,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
 
 /// A user's gender as MovieLens records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
