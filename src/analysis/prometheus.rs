@@ -1,0 +1,394 @@
+//! Prometheus as a [`MetricsSource`]: the `PromQL` the canary is judged by (pure builders over
+//! the metric names of the pod contract) and the HTTP client that runs it with a bounded time.
+
+use std::time::Duration;
+
+use prometheus_http_query::{Client, Error as PromError, response::Data};
+
+use super::{AnalysisQuery, CanaryMetrics, MetricsError, MetricsSource};
+
+/// Histogram of request latencies exported by `movrek serve`.
+pub const DURATION_METRIC: &str = "movrek_request_duration_seconds";
+/// Counter of answers by status exported by `movrek serve`.
+pub const REQUESTS_METRIC: &str = "movrek_requests_total";
+/// The route template the canary is judged on.
+pub const RECOMMEND_ROUTE: &str = "/recommend";
+
+/// Escapes a label value for a double-quoted `PromQL` string literal.
+pub fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders a window as a `PromQL` duration (`10s`, `5m`, `1h`, `1500ms`), using the largest
+/// unit that divides it exactly. `None` for windows under one millisecond, which `PromQL`
+/// cannot express and which could never hold two samples.
+pub fn promql_duration(window: Duration) -> Option<String> {
+    let ms = window.as_millis();
+    if ms == 0 {
+        return None;
+    }
+    Some(if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    })
+}
+
+/// The four `PromQL` queries of one analysis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queries {
+    /// Mean `/recommend` latency: rate of the histogram sum over rate of its count.
+    pub average_latency: String,
+    /// 99th percentile from the histogram buckets.
+    pub p99_latency: String,
+    /// 5xx answers over all answers (0 when there are answers but no 5xx series).
+    pub error_rate: String,
+    /// Requests in the window.
+    pub requests: String,
+}
+
+impl Queries {
+    /// Builds the queries for `q`. `None` when the window cannot be expressed (see
+    /// [`promql_duration`]).
+    pub fn for_query(query: &AnalysisQuery) -> Option<Self> {
+        let window = promql_duration(query.window)?;
+        let namespace = query
+            .namespace
+            .as_deref()
+            .map(|ns| format!("namespace=\"{}\",", escape_label_value(ns)))
+            .unwrap_or_default();
+        let matchers = format!(
+            "{namespace}release=\"{}\",track=\"{}\",route=\"{RECOMMEND_ROUTE}\"",
+            escape_label_value(&query.release),
+            query.track.as_label(),
+        );
+        let sel = |metric: &str, extra: &str| format!("{metric}{{{matchers}{extra}}}[{window}]");
+        let duration = |suffix: &str| sel(&format!("{DURATION_METRIC}_{suffix}"), "");
+        Some(Self {
+            average_latency: format!(
+                "sum(rate({})) / sum(rate({}))",
+                duration("sum"),
+                duration("count")
+            ),
+            p99_latency: format!(
+                "histogram_quantile(0.99, sum by (le)(rate({})))",
+                duration("bucket")
+            ),
+            // Without `or vector(0)` a canary that never failed has no 5xx series, the
+            // numerator is empty and the whole ratio would read as "no data".
+            error_rate: format!(
+                "(sum(rate({})) or vector(0)) / sum(rate({}))",
+                sel(REQUESTS_METRIC, ",status=~\"5..\""),
+                sel(REQUESTS_METRIC, "")
+            ),
+            requests: format!("sum(increase({}))", sel(REQUESTS_METRIC, "")),
+        })
+    }
+}
+
+/// Reads the Prometheus HTTP API with one shared HTTP client.
+///
+/// # Guarantees
+/// Each analysis finishes within the configured timeout: every HTTP request carries it,
+/// Prometheus is asked to stop evaluating after it, and the four queries run concurrently
+/// under one overall deadline of the same length.
+#[derive(Clone, Debug)]
+pub struct Prometheus {
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Prometheus {
+    /// A client whose analyses give up after `timeout` (e.g. 10 s).
+    pub fn new(timeout: Duration) -> Result<Self, MetricsError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| MetricsError::InvalidRequest(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self { http, timeout })
+    }
+
+    /// The bound on one analysis.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn value(&self, client: &Client, query: &str) -> Result<Option<f64>, MetricsError> {
+        let millis = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        let result = client
+            .query(query)
+            .timeout(millis)
+            .get()
+            .await
+            .map_err(|e| classify(e, client.base_url().as_str(), query))?;
+        single_value(result.data()).map_err(|msg| MetricsError::Query {
+            query: query.to_owned(),
+            source: msg.into(),
+        })
+    }
+}
+
+impl MetricsSource for Prometheus {
+    async fn canary_metrics(&self, q: &AnalysisQuery) -> Result<CanaryMetrics, MetricsError> {
+        let queries = Queries::for_query(q).ok_or_else(|| {
+            MetricsError::InvalidRequest(format!(
+                "analysis window {:?} is shorter than one millisecond",
+                q.window
+            ))
+        })?;
+        let client = Client::from(self.http.clone(), &q.address).map_err(|e| {
+            MetricsError::InvalidRequest(format!(
+                "Prometheus address {:?} is not a URL: {e}",
+                q.address
+            ))
+        })?;
+        let all = async {
+            tokio::join!(
+                self.value(&client, &queries.average_latency),
+                self.value(&client, &queries.p99_latency),
+                self.value(&client, &queries.error_rate),
+                self.value(&client, &queries.requests),
+            )
+        };
+        let (avg, p99, errors, requests) =
+            tokio::time::timeout(self.timeout, all)
+                .await
+                .map_err(|elapsed| MetricsError::Unreachable {
+                    address: q.address.clone(),
+                    source: Box::new(elapsed),
+                })?;
+        let metrics = CanaryMetrics {
+            average_latency_seconds: avg?,
+            p99_latency_seconds: p99?,
+            error_rate: errors?,
+            requests: requests?,
+        };
+        if served_nothing(&metrics) {
+            return Err(MetricsError::NoData);
+        }
+        Ok(metrics)
+    }
+}
+
+/// True when the window holds no canary requests and no figure at all.
+fn served_nothing(m: &CanaryMetrics) -> bool {
+    m.requests.is_none_or(|r| r <= 0.0)
+        && m.average_latency_seconds.is_none()
+        && m.p99_latency_seconds.is_none()
+        && m.error_rate.is_none()
+}
+
+/// Extracts the one number an aggregated query returns: an empty vector or a NaN is `None`,
+/// several series or a range result are errors (the queries always aggregate to one).
+fn single_value(data: &Data) -> Result<Option<f64>, String> {
+    let v = match data {
+        Data::Vector(v) if v.is_empty() => return Ok(None),
+        Data::Vector(v) if v.len() == 1 => v[0].sample().value(),
+        Data::Vector(v) => return Err(format!("expected one series, got {}", v.len())),
+        Data::Scalar(s) => s.value(),
+        Data::Matrix(_) => return Err("expected an instant vector, got a range vector".into()),
+    };
+    Ok(if v.is_nan() { None } else { Some(v) })
+}
+
+/// Sorts a client error into "could not get an answer" and "the answer was an error".
+fn classify(err: PromError, address: &str, query: &str) -> MetricsError {
+    let unreachable = match &err {
+        PromError::Client(c) => c.inner().is_none_or(|r| {
+            r.is_connect()
+                || r.is_timeout()
+                || r.is_request()
+                || r.status().is_some_and(|s| s.is_server_error())
+        }),
+        PromError::Prometheus(p) => {
+            p.is_timeout() || p.is_unavailable() || p.is_canceled() || p.is_internal()
+        }
+        _ => false,
+    };
+    if unreachable {
+        MetricsError::Unreachable {
+            address: address.to_owned(),
+            source: Box::new(err),
+        }
+    } else {
+        MetricsError::Query {
+            query: query.to_owned(),
+            source: Box::new(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Track;
+
+    fn query(namespace: Option<&str>, release: &str, window: Duration) -> AnalysisQuery {
+        AnalysisQuery {
+            address: "http://127.0.0.1:9090".into(),
+            namespace: namespace.map(str::to_owned),
+            release: release.into(),
+            track: Track::Canary,
+            window,
+        }
+    }
+
+    #[test]
+    fn average_latency_is_the_design_query() {
+        let q = Queries::for_query(&query(None, "movies", Duration::from_secs(300))).unwrap();
+        assert_eq!(
+            q.average_latency,
+            "sum(rate(movrek_request_duration_seconds_sum{release=\"movies\",track=\"canary\",route=\"/recommend\"}[5m])) \
+             / sum(rate(movrek_request_duration_seconds_count{release=\"movies\",track=\"canary\",route=\"/recommend\"}[5m]))"
+        );
+    }
+
+    #[test]
+    fn namespace_matcher_only_when_configured() {
+        let q =
+            Queries::for_query(&query(Some("prod"), "movies", Duration::from_secs(10))).unwrap();
+        let m = "namespace=\"prod\",release=\"movies\",track=\"canary\",route=\"/recommend\"";
+        assert_eq!(
+            q.p99_latency,
+            format!(
+                "histogram_quantile(0.99, sum by (le)(rate(movrek_request_duration_seconds_bucket{{{m}}}[10s])))"
+            )
+        );
+        assert_eq!(
+            q.error_rate,
+            format!(
+                "(sum(rate(movrek_requests_total{{{m},status=~\"5..\"}}[10s])) or vector(0)) \
+                 / sum(rate(movrek_requests_total{{{m}}}[10s]))"
+            )
+        );
+        assert_eq!(
+            q.requests,
+            format!("sum(increase(movrek_requests_total{{{m}}}[10s]))")
+        );
+        let without = Queries::for_query(&query(None, "movies", Duration::from_secs(10))).unwrap();
+        assert!(!without.requests.contains("namespace"));
+    }
+
+    #[test]
+    fn stable_track_label() {
+        let mut aq = query(None, "movies", Duration::from_secs(60));
+        aq.track = Track::Stable;
+        let q = Queries::for_query(&aq).unwrap();
+        assert_eq!(
+            q.requests,
+            "sum(increase(movrek_requests_total{release=\"movies\",track=\"stable\",route=\"/recommend\"}[1m]))"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label_value("x\ny"), "x\\ny");
+        assert_eq!(escape_label_value("plain-name.1"), "plain-name.1");
+        let q = Queries::for_query(&query(
+            Some("n\"s"),
+            "r\"}or vector(1)",
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+        assert!(
+            q.requests
+                .contains(r#"namespace="n\"s",release="r\"}or vector(1)",track="canary""#),
+            "{}",
+            q.requests
+        );
+    }
+
+    #[test]
+    fn windows_use_the_largest_exact_unit() {
+        let cases = [
+            (Duration::from_secs(10), Some("10s")),
+            (Duration::from_secs(60), Some("1m")),
+            (Duration::from_secs(90), Some("90s")),
+            (Duration::from_secs(7200), Some("2h")),
+            (Duration::from_millis(1500), Some("1500ms")),
+            (Duration::from_micros(1500), Some("1ms")),
+            (Duration::from_micros(999), None),
+            (Duration::ZERO, None),
+        ];
+        for (d, want) in cases {
+            assert_eq!(promql_duration(d).as_deref(), want, "{d:?}");
+        }
+        assert!(Queries::for_query(&query(None, "m", Duration::ZERO)).is_none());
+    }
+
+    #[test]
+    fn nothing_served_means_no_data() {
+        assert!(served_nothing(&CanaryMetrics::default()));
+        assert!(served_nothing(&CanaryMetrics {
+            requests: Some(0.0),
+            ..CanaryMetrics::default()
+        }));
+        assert!(!served_nothing(&CanaryMetrics {
+            requests: Some(3.0),
+            ..CanaryMetrics::default()
+        }));
+        assert!(!served_nothing(&CanaryMetrics {
+            error_rate: Some(1.0),
+            ..CanaryMetrics::default()
+        }));
+    }
+
+    fn data(json: &str) -> Data {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn single_value_reads_vectors_and_scalars() {
+        let empty = data(r#"{"resultType":"vector","result":[]}"#);
+        assert_eq!(single_value(&empty), Ok(None));
+        let one = data(
+            r#"{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"0.25"]}]}"#,
+        );
+        assert_eq!(single_value(&one), Ok(Some(0.25)));
+        let nan = data(
+            r#"{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"NaN"]}]}"#,
+        );
+        assert_eq!(single_value(&nan), Ok(None));
+        let scalar = data(r#"{"resultType":"scalar","result":[1700000000.1,"3"]}"#);
+        assert_eq!(single_value(&scalar), Ok(Some(3.0)));
+        let two = data(
+            r#"{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]}]}"#,
+        );
+        assert!(single_value(&two).unwrap_err().contains("got 2"));
+        let matrix = data(r#"{"resultType":"matrix","result":[]}"#);
+        assert!(single_value(&matrix).is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_address_and_window_fail_before_any_request() {
+        let p = Prometheus::new(Duration::from_secs(1)).unwrap();
+        let mut q = query(None, "m", Duration::from_secs(10));
+        q.address = "not a url".into();
+        assert!(matches!(
+            p.canary_metrics(&q).await,
+            Err(MetricsError::InvalidRequest(_))
+        ));
+        let q = query(None, "m", Duration::ZERO);
+        assert!(matches!(
+            p.canary_metrics(&q).await,
+            Err(MetricsError::InvalidRequest(_))
+        ));
+    }
+}
