@@ -1,0 +1,5 @@
+//! movrek-operator: rolls out movie-recommendation models on Kubernetes with canaries,
+//! Prometheus analysis, promotion and rollback.
+
+pub mod analysis;
+pub mod crd;
