@@ -249,30 +249,34 @@ pub fn judge(m: &CanaryMetrics, t: &Thresholds) -> (Verdict, String) {
     match avg {
         Some(v) if v > max_avg => breaches.push(format!(
             "average latency {} > {}",
-            seconds(v),
-            seconds(max_avg)
+            format_seconds(v),
+            format_seconds(max_avg)
         )),
-        Some(v) => figures.push(format!("average latency {}", seconds(v))),
+        Some(v) => figures.push(format!("average latency {}", format_seconds(v))),
         None => missing.push("average latency"),
     }
     if let Some(max_p99) = t.max_p99_latency.map(|d| d.as_secs_f64()) {
         match p99 {
             Some(v) if v > max_p99 => {
-                breaches.push(format!("p99 latency {} > {}", seconds(v), seconds(max_p99)));
+                breaches.push(format!(
+                    "p99 latency {} > {}",
+                    format_seconds(v),
+                    format_seconds(max_p99)
+                ));
             }
-            Some(v) => figures.push(format!("p99 latency {}", seconds(v))),
+            Some(v) => figures.push(format!("p99 latency {}", format_seconds(v))),
             None => missing.push("p99 latency"),
         }
     } else if let Some(v) = p99 {
-        figures.push(format!("p99 latency {}", seconds(v)));
+        figures.push(format!("p99 latency {}", format_seconds(v)));
     }
     match errors {
         Some(v) if v > t.max_error_rate => breaches.push(format!(
             "error rate {} > {}",
-            percent(v),
-            percent(t.max_error_rate)
+            format_ratio(v),
+            format_ratio(t.max_error_rate)
         )),
-        Some(v) => figures.push(format!("error rate {}", percent(v))),
+        Some(v) => figures.push(format!("error rate {}", format_ratio(v))),
         None => missing.push("error rate"),
     }
     let count = format!("{requests:.0} requests");
@@ -300,7 +304,7 @@ pub fn judge(m: &CanaryMetrics, t: &Thresholds) -> (Verdict, String) {
 }
 
 /// Formats seconds for people: `812.3ms`, `1.250s`, `45µs`.
-fn seconds(s: f64) -> String {
+pub fn format_seconds(s: f64) -> String {
     if s >= 1.0 {
         format!("{s:.3}s")
     } else if s >= 0.001 {
@@ -310,8 +314,8 @@ fn seconds(s: f64) -> String {
     }
 }
 
-/// Formats a ratio as a percentage with two decimals.
-fn percent(r: f64) -> String {
+/// Formats a ratio as a percentage with two decimals: `0.015` → `1.50%`.
+pub fn format_ratio(r: f64) -> String {
     format!("{:.2}%", r * 100.0)
 }
 
@@ -596,10 +600,10 @@ mod tests {
 
     #[test]
     fn formats_small_and_large_durations() {
-        assert_eq!(seconds(0.000_045), "45µs");
-        assert_eq!(seconds(0.0123), "12.3ms");
-        assert_eq!(seconds(2.5), "2.500s");
-        assert_eq!(percent(0.015), "1.50%");
+        assert_eq!(format_seconds(0.000_045), "45µs");
+        assert_eq!(format_seconds(0.0123), "12.3ms");
+        assert_eq!(format_seconds(2.5), "2.500s");
+        assert_eq!(format_ratio(0.015), "1.50%");
     }
 
     #[test]
