@@ -19,6 +19,7 @@ mod load;
 pub mod movielens;
 pub mod parse;
 pub mod quality;
+pub mod synth;
 
 pub use load::{Loaded, load_dir, load_ratings_file};
 pub use movielens::write_ml1m;
