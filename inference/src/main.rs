@@ -5,13 +5,16 @@
 //! time, 2 for bad usage (clap's convention).
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use movrek_inference::data::{self, QualityReport};
 use movrek_inference::server::{
     self, Faults, FetchLimits, ModelSource, ModelUri, ServeConfig, StateConfig, Track,
 };
+use movrek_inference::{artifact, train};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,8 +29,48 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train the served model on a data directory and write one artifact file.
+    Train(TrainArgs),
     /// Serve recommendations over HTTP (the inference pod).
     Serve(ServeArgs),
+    /// Print the recommendation list of one user from an artifact.
+    Recommend(RecommendArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Data directory (MovieLens 100k, 1M, "latest" CSV, or ingest output).
+    #[arg(long)]
+    data: PathBuf,
+    /// Artifact file to write (the quality report goes to `<out>.quality.json`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Model version recorded in the artifact (`spec.model.version`).
+    #[arg(long)]
+    version: String,
+    /// Training parameters as a JSON object (missing fields take their defaults).
+    #[arg(long)]
+    params: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RecommendArgs {
+    /// Artifact file.
+    #[arg(long)]
+    model: PathBuf,
+    /// External user id.
+    #[arg(long, value_parser = parse_user)]
+    user: u32,
+    /// List length.
+    #[arg(long, default_value_t = server::LIST_LEN)]
+    n: usize,
+    /// Expected SHA-256 of the artifact.
+    #[arg(long)]
+    sha256: Option<String>,
+}
+
+fn parse_user(value: &str) -> Result<u32, String> {
+    server::parse_user_id(value).map_err(|reason| reason.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -89,7 +132,9 @@ fn parse_rate(value: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(args) => train_cmd(&args),
         Command::Serve(args) => serve(args),
+        Command::Recommend(args) => recommend(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,4 +218,89 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::error!(error = %message, "server stopped with an error");
         message
     })
+}
+
+/// Plain-text logs on stderr for the batch commands (`MOVREK_LOG`, default `info`).
+fn init_text_logs() {
+    let filter = std::env::var("MOVREK_LOG").unwrap_or_else(|_| "info".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    server::error_chain(error)
+}
+
+/// Prints the quality table to stderr and writes its JSON to `json_path`.
+fn write_quality(report: &QualityReport, json_path: Option<&Path>) -> Result<(), String> {
+    eprintln!("{}", report.to_table());
+    if let Some(path) = json_path {
+        let json = serde_json::to_string_pretty(report)
+            .map_err(|e| format!("cannot encode the quality report: {e}"))?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("data-quality report: {}", path.display());
+    }
+    Ok(())
+}
+
+/// `<file>.quality.json` beside `file`.
+fn quality_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".quality.json");
+    PathBuf::from(name)
+}
+
+fn train_cmd(args: &TrainArgs) -> Result<(), String> {
+    init_text_logs();
+    let params = match &args.params {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str::<train::TrainParams>(&text)
+                .map_err(|e| format!("bad training parameters in {}: {e}", path.display()))?
+        }
+        None => train::TrainParams::default(),
+    };
+    let loaded = data::load_dir(&args.data).map_err(|e| chain(&e))?;
+    write_quality(&loaded.report, Some(&quality_path(&args.out)))?;
+    let started = std::time::Instant::now();
+    let model = train::train(&loaded.dataset, &params, &args.version, &loaded.sha256)
+        .map_err(|e| chain(&e))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let sha256 = artifact::write(&model, &args.out).map_err(|e| chain(&e))?;
+    let meta = model.metadata();
+    eprintln!(
+        "trained {} in {seconds:.2} s: {} users, {} movies, {} ratings; hold-out RMSE {}",
+        meta.version,
+        meta.counts.users,
+        meta.counts.movies,
+        meta.counts.ratings,
+        meta.holdout_rmse
+            .map_or_else(|| "not measured".to_owned(), |r| format!("{r:.4}"))
+    );
+    eprintln!("wrote {}", args.out.display());
+    println!("{sha256}");
+    Ok(())
+}
+
+fn recommend(args: &RecommendArgs) -> Result<(), String> {
+    let expected = args
+        .sha256
+        .as_deref()
+        .map(server::load::parse_expected_sha256)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let model = artifact::read(&args.model, expected.as_deref()).map_err(|e| chain(&e))?;
+    let list = model.recommend(args.user, args.n);
+    eprintln!(
+        "model {} · user {} · path {:?}",
+        model.metadata().version,
+        args.user,
+        list.path
+    );
+    println!("{}", server::join_ids(&list.movies));
+    Ok(())
 }

@@ -9,8 +9,8 @@ use warp::Filter;
 use warp::http::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue};
 use warp::http::{Method, Response};
 
-use super::metrics::Status;
-use super::route::Route;
+use super::metrics::{ServedPath, Status};
+use super::route::{Route, RouteLabel};
 use super::state::AppState;
 
 /// Movies per recommendation list (the pod contract).
@@ -44,8 +44,13 @@ pub fn routes(
 async fn handle(state: &Arc<AppState>, method: &Method, path: &str) -> Response<String> {
     let started = Instant::now();
     let route = Route::classify(method, path);
+    let mut served = None;
     let (status, body, content_type) = match route {
-        Route::Recommend(user) => recommend(state, user).await,
+        Route::Recommend(user) => {
+            let (status, body, path) = recommend(state, user).await;
+            served = path;
+            (status, body, TEXT)
+        }
         Route::BadUserId(reason) => (Status::BadRequest, reason.to_string(), TEXT),
         Route::Healthz => (Status::Ok, "ok".to_owned(), TEXT),
         Route::Readyz => match state.model() {
@@ -72,7 +77,11 @@ async fn handle(state: &Arc<AppState>, method: &Method, path: &str) -> Response<
     state.metrics.record(label, status, elapsed);
     let latency_us = elapsed.as_micros() as u64;
     let code = status.code().as_u16();
-    if let Route::Recommend(user) = route {
+    if label == RouteLabel::Recommend {
+        let user = match route {
+            Route::Recommend(user) => Some(user),
+            _ => None,
+        };
         tracing::info!(
             target: "movrek::request",
             user,
@@ -80,6 +89,7 @@ async fn handle(state: &Arc<AppState>, method: &Method, path: &str) -> Response<
             status = code,
             latency_us,
             route = label.as_str(),
+            served = served.map(ServedPath::as_str),
         );
     } else {
         tracing::debug!(
@@ -95,16 +105,16 @@ async fn handle(state: &Arc<AppState>, method: &Method, path: &str) -> Response<
 }
 
 /// `/recommend/{user}`: not ready → 503; over the in-flight limit → 503; injected fault →
-/// 500; else the model's list as comma-separated ids.
-async fn recommend(state: &Arc<AppState>, user: u32) -> (Status, String, HeaderValue) {
+/// 500; else the model's list as comma-separated ids and the path that produced it.
+async fn recommend(state: &Arc<AppState>, user: u32) -> (Status, String, Option<ServedPath>) {
     let Some(model) = state.model() else {
-        return (Status::Unavailable, "model not loaded yet".to_owned(), TEXT);
+        return (Status::Unavailable, "model not loaded yet".to_owned(), None);
     };
     let Some(_slot) = state.try_acquire() else {
         return (
             Status::Unavailable,
             "overloaded: too many requests in flight".to_owned(),
-            TEXT,
+            None,
         );
     };
     let faults = state.config().faults;
@@ -112,11 +122,11 @@ async fn recommend(state: &Arc<AppState>, user: u32) -> (Status, String, HeaderV
         tokio::time::sleep(faults.delay).await;
     }
     if state.next_request_fails() {
-        return (Status::InternalError, "injected fault".to_owned(), TEXT);
+        return (Status::InternalError, "injected fault".to_owned(), None);
     }
     let (movies, path) = model.recommender.recommend(user, LIST_LEN);
     state.metrics.record_served(path);
-    (Status::Ok, join_ids(&movies), TEXT)
+    (Status::Ok, join_ids(&movies), Some(path))
 }
 
 /// `1,2,3`: ids comma-separated, no spaces, no trailing newline.

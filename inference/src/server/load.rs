@@ -56,6 +56,15 @@ impl ModelUri {
     }
 }
 
+impl std::fmt::Display for ModelUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelUri::File(path) => write!(f, "{}", path.display()),
+            ModelUri::Http(url) => f.write_str(url),
+        }
+    }
+}
+
 /// Bounds on fetching an artifact over HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FetchLimits {
@@ -132,7 +141,9 @@ pub enum LoadError {
     /// `MOVREK_MODEL_SHA256` is not 64 hex digits.
     #[error("expected sha256 {0:?} is not 64 hexadecimal digits")]
     BadExpectedDigest(String),
-    // TEMP until artifact.rs lands: Artifact(#[source] crate::artifact::ArtifactError),
+    /// The artifact is not a valid model file (bad magic, truncated, corrupted, wrong digest).
+    #[error("invalid model artifact")]
+    Artifact(#[source] crate::artifact::ArtifactError),
     /// The artifact's version differs from the one announced in `MOVREK_MODEL_VERSION`.
     #[error(
         "model version mismatch: MOVREK_MODEL_VERSION is {announced:?} but the artifact holds {actual:?}; refusing to serve it"
@@ -143,7 +154,9 @@ pub enum LoadError {
         /// The artifact's version.
         actual: String,
     },
-    // TEMP until train.rs lands: Train(#[source] crate::train::TrainError),
+    /// Building the default synthetic model failed.
+    #[error("cannot train the default synthetic model")]
+    Train(#[source] crate::train::TrainError),
     /// The loading task itself died.
     #[error("model loading task failed: {0}")]
     Task(String),
@@ -228,9 +241,9 @@ pub async fn load_model(
 ) -> Result<super::LoadedModel, LoadError> {
     let loaded = match source {
         super::ModelSource::Uri(uri) => {
-            tracing::info!(uri = ?uri, "fetching model artifact");
+            tracing::info!(uri = %uri, "fetching model artifact");
             let bytes = fetch(&uri, limits).await?;
-            blocking(move || decode(&bytes, expected_sha256.as_deref())).await?
+            blocking(move || decode(bytes, expected_sha256.as_deref())).await?
         }
         super::ModelSource::DefaultSynthetic => {
             let version = announced_version
@@ -255,13 +268,26 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| LoadError::Task(e.to_string()))?
 }
 
-// TEMP until artifact.rs/train.rs land.
-fn decode(bytes: &[u8], expected: Option<&str>) -> Result<super::LoadedModel, LoadError> {
-    verify_digest(bytes, expected)?;
-    Err(LoadError::Task("artifact decoding not wired yet".into()))
+/// Decodes artifact bytes into a served model. The artifact module checks the expected
+/// whole-file digest itself; without one, the digest is computed here for `/version`.
+fn decode(bytes: Vec<u8>, expected: Option<&str>) -> Result<super::LoadedModel, LoadError> {
+    let artifact_sha256 = match expected {
+        Some(expected) => expected.to_owned(),
+        None => sha256_hex(&bytes),
+    };
+    let model = crate::artifact::from_bytes(bytes, expected).map_err(|error| match error {
+        crate::artifact::ArtifactError::DigestMismatch { expected, actual } => {
+            LoadError::DigestMismatch { expected, actual }
+        }
+        other => LoadError::Artifact(other),
+    })?;
+    Ok(super::LoadedModel {
+        recommender: std::sync::Arc::new(model),
+        artifact_sha256,
+    })
 }
 
-// TEMP until artifact.rs/train.rs land.
+// TEMP until data::synth lands.
 fn train_default(_version: &str) -> Result<super::LoadedModel, LoadError> {
     Err(LoadError::Task("default training not wired yet".into()))
 }

@@ -23,6 +23,33 @@ pub trait Recommender: Send + Sync + 'static {
     fn provenance(&self) -> serde_json::Value;
 }
 
+impl Recommender for crate::model::Model {
+    fn recommend(&self, user: u32, n: usize) -> (Vec<u32>, ServedPath) {
+        use crate::model::RecommendPath;
+        let list = crate::model::Model::recommend(self, user, n);
+        let path = match list.path {
+            RecommendPath::Personal => ServedPath::Personal,
+            RecommendPath::ColdStart => ServedPath::ColdStart,
+            RecommendPath::UnknownUser => ServedPath::UnknownUser,
+        };
+        (list.movies, path)
+    }
+
+    fn version(&self) -> &str {
+        &self.metadata().version
+    }
+
+    fn data_sha256(&self) -> &str {
+        &self.metadata().data_sha256
+    }
+
+    fn provenance(&self) -> serde_json::Value {
+        serde_json::to_value(self.metadata()).unwrap_or_else(
+            |error| serde_json::json!({ "error": format!("metadata not serialisable: {error}") }),
+        )
+    }
+}
+
 /// Which Deployment of a release this process belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Track {
