@@ -390,3 +390,118 @@ fn decode(buf: &[u64], len: usize, expected_sha256: Option<&str>) -> Result<Mode
     model.validate().map_err(ArtifactError::Corrupt)?;
     Ok(model)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures;
+    use crate::train::{TrainParams, train};
+
+    fn model() -> Model {
+        let params = TrainParams {
+            cold_start_min_group_users: 2,
+            ..TrainParams::default()
+        };
+        train(&fixtures::dataset(), &params, "v1", "abc").unwrap()
+    }
+
+    #[test]
+    fn round_trip_through_a_file_keeps_the_model_and_reports_its_digest() {
+        let model = model();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.movrek");
+        let digest = write(&model, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(digest, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(read(&path, None).unwrap(), model);
+        assert_eq!(read(&path, Some(&digest.to_uppercase())).unwrap(), model);
+        assert_eq!(from_bytes(bytes, Some(&digest)).unwrap(), model);
+        for user in [1, 7, 9, 999] {
+            let loaded = read(&path, None).unwrap();
+            assert_eq!(loaded.recommend(user, 20), model.recommend(user, 20));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let bytes = to_bytes(&model());
+        for cut in (0..bytes.len())
+            .step_by(7)
+            .chain([bytes.len() - 1, bytes.len() - 32])
+        {
+            let err = from_bytes(bytes[..cut].to_vec(), None).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ArtifactError::Truncated(_)
+                        | ArtifactError::ChecksumMismatch
+                        | ArtifactError::BadMagic
+                ),
+                "cut at {cut}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_is_refused() {
+        let bytes = to_bytes(&model());
+        // One flip inside every section, the header, the metadata, the table and the checksum.
+        let mut positions: Vec<usize> = (0..bytes.len()).step_by(13).collect();
+        let count = read_u32(&bytes, 12) as usize;
+        let table_start = HEADER_LEN + pad8(read_u64(&bytes, 16) as usize);
+        for i in 0..count {
+            let at = table_start + i * TABLE_ENTRY_LEN;
+            let (offset, length) = (
+                read_u64(&bytes, at + 8) as usize,
+                read_u64(&bytes, at + 16) as usize,
+            );
+            if length > 0 {
+                positions.push(offset + length / 2);
+            }
+        }
+        positions.push(bytes.len() - 1);
+        for pos in positions {
+            let mut bad = bytes.clone();
+            bad[pos] ^= 0x20;
+            assert!(from_bytes(bad, None).is_err(), "flip at {pos} accepted");
+        }
+    }
+
+    #[test]
+    fn wrong_digest_magic_or_version_get_their_own_errors() {
+        let bytes = to_bytes(&model());
+        let err = from_bytes(bytes.clone(), Some(&"0".repeat(64))).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::DigestMismatch { ref expected, .. } if *expected == "0".repeat(64))
+        );
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert!(matches!(
+            from_bytes(bad, None),
+            Err(ArtifactError::BadMagic)
+        ));
+        let mut bad = bytes.clone();
+        bad[8..12].copy_from_slice(&2_u32.to_le_bytes());
+        assert!(matches!(
+            from_bytes(bad, None),
+            Err(ArtifactError::UnsupportedVersion { found: 2 })
+        ));
+        assert!(matches!(
+            from_bytes(Vec::new(), None),
+            Err(ArtifactError::Truncated(_))
+        ));
+        let missing = std::path::Path::new("/nonexistent/m.movrek");
+        assert!(matches!(read(missing, None), Err(ArtifactError::Io { .. })));
+    }
+
+    #[test]
+    fn invalid_content_behind_a_valid_checksum_is_corrupt_not_a_panic() {
+        let mut model = model();
+        model.neighbours.cols[0] = u32::MAX;
+        let err = from_bytes(to_bytes(&model), None).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::Corrupt(ref why) if why.contains("neighbours")),
+            "{err}"
+        );
+    }
+}

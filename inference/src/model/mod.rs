@@ -482,3 +482,8 @@ impl Model {
         Ok(())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;

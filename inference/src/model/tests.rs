@@ -1,0 +1,247 @@
+//! Behaviour of the served model on the hand-made fixture.
+
+use std::collections::HashSet;
+
+use super::fixtures::{self, ADULT, ADULT_MOVIES, COLD_MINOR, MINOR, UNKNOWN_AGE, WATCHER};
+use super::{Model, RecommendPath};
+use crate::data::{Dataset, Rating, RatingScale};
+use crate::train::{TrainParams, train};
+
+fn params() -> TrainParams {
+    TrainParams {
+        cold_start_min_group_users: 2,
+        ..TrainParams::default()
+    }
+}
+
+fn model_of(dataset: &Dataset, params: &TrainParams) -> Model {
+    train(dataset, params, "test", "digest").expect("fixture trains")
+}
+
+/// Movies `user` may be recommended: the catalogue minus rated, watched and (if filtered)
+/// adult movies.
+fn allowed(dataset: &Dataset, user: u32, filter_adult: bool) -> HashSet<u32> {
+    let seen: HashSet<u32> = dataset
+        .ratings
+        .iter()
+        .filter(|r| r.user == user)
+        .map(|r| r.movie)
+        .chain(
+            dataset
+                .watches
+                .iter()
+                .filter(|w| w.user == user)
+                .map(|w| w.movie),
+        )
+        .collect();
+    dataset
+        .movies
+        .iter()
+        .filter(|m| !(seen.contains(&m.id) || (filter_adult && m.adult)))
+        .map(|m| m.id)
+        .collect()
+}
+
+fn as_set(ids: &[u32]) -> HashSet<u32> {
+    let set: HashSet<u32> = ids.iter().copied().collect();
+    assert_eq!(set.len(), ids.len(), "ids are not distinct: {ids:?}");
+    set
+}
+
+#[test]
+fn never_recommends_rated_or_watched_movies() {
+    let data = fixtures::dataset();
+    let model = model_of(&data, &params());
+    for user in [ADULT, WATCHER, MINOR, UNKNOWN_AGE, COLD_MINOR] {
+        let recs = model.recommend(user, 20);
+        let filter = user != ADULT;
+        assert_eq!(
+            as_set(&recs.movies),
+            allowed(&data, user, filter),
+            "user {user}"
+        );
+    }
+}
+
+#[test]
+fn minors_unknown_ages_and_unknown_users_never_get_adult_movies() {
+    let data = fixtures::dataset();
+    let model = model_of(&data, &params());
+    for user in [MINOR, COLD_MINOR, UNKNOWN_AGE, WATCHER, 999] {
+        let recs = model.recommend(user, 20);
+        assert!(
+            recs.movies.iter().all(|m| !ADULT_MOVIES.contains(m)),
+            "user {user}: {recs:?}"
+        );
+    }
+    // The adult would get them (they are the best rated movies among the neighbours), and so
+    // does the unknown-age user when the safe default is switched off.
+    let data_adult_ok = allowed(&data, UNKNOWN_AGE, false);
+    let lenient = model_of(
+        &data,
+        &TrainParams {
+            filter_adult_unknown_age: false,
+            ..params()
+        },
+    );
+    assert_eq!(
+        as_set(&lenient.recommend(UNKNOWN_AGE, 20).movies),
+        data_adult_ok
+    );
+    assert!(data_adult_ok.contains(&11) && data_adult_ok.contains(&12));
+}
+
+#[test]
+fn path_depends_on_history_length() {
+    let data = fixtures::dataset();
+    let model = model_of(&data, &params());
+    assert_eq!(model.recommend(MINOR, 5).path, RecommendPath::Personal);
+    assert_eq!(
+        model.recommend(COLD_MINOR, 5).path,
+        RecommendPath::ColdStart
+    );
+    assert_eq!(model.recommend(WATCHER, 5).path, RecommendPath::ColdStart);
+    assert_eq!(model.recommend(999, 5).path, RecommendPath::UnknownUser);
+    assert!(model.contains_user(WATCHER) && !model.contains_user(999));
+    // Raising the threshold above the minor's 7 ratings moves them to cold start.
+    let strict = model_of(
+        &data,
+        &TrainParams {
+            cold_start_min_ratings: 8,
+            ..params()
+        },
+    );
+    assert_eq!(strict.recommend(MINOR, 5).path, RecommendPath::ColdStart);
+}
+
+#[test]
+fn returns_exactly_n_distinct_ids_when_the_catalogue_allows() {
+    let data = fixtures::dataset();
+    let model = model_of(&data, &params());
+    for n in 0..=8 {
+        let recs = model.recommend(COLD_MINOR, n);
+        assert_eq!(recs.movies.len(), n);
+        as_set(&recs.movies);
+    }
+    // The unknown user may get the 10 non-adult movies and no more.
+    let recs = model.recommend(999, 20);
+    assert_eq!(as_set(&recs.movies), (1..=10).collect());
+}
+
+#[test]
+fn personal_ranking_prefers_what_similar_users_liked() {
+    let data = fixtures::dataset();
+    // Unfiltered, the unknown-age user may get 4, 8, 11 and 12; the adult movies, rated 5 by
+    // every neighbour who saw them, must come first.
+    let model = model_of(
+        &data,
+        &TrainParams {
+            filter_adult_unknown_age: false,
+            ..params()
+        },
+    );
+    let recs = model.recommend(UNKNOWN_AGE, 20);
+    assert_eq!(recs.path, RecommendPath::Personal);
+    assert_eq!(as_set(&recs.movies[..2]), ADULT_MOVIES.into_iter().collect());
+}
+
+#[test]
+fn equal_scores_are_ordered_by_movie_id() {
+    let rating = |user, movie| Rating {
+        user,
+        movie,
+        value: 4.0,
+        timestamp: 0,
+    };
+    let data = Dataset {
+        users: Vec::new(),
+        movies: Vec::new(),
+        ratings: vec![
+            rating(1, 5),
+            rating(2, 5),
+            rating(1, 3),
+            rating(2, 3),
+            rating(3, 1),
+        ],
+        watches: Vec::new(),
+        scale: RatingScale::WHOLE_STARS,
+    };
+    let model = model_of(&data, &params());
+    // 3 and 5 tie (same raters, same ratings); 1 has fewer raters.
+    assert_eq!(model.recommend(42, 3).movies, vec![3, 5, 1]);
+}
+
+fn normalised(mut model: Model) -> Model {
+    model.meta.trained_at = String::new();
+    model.meta.train_seconds = 0.0;
+    model
+}
+
+#[test]
+fn training_is_deterministic_and_independent_of_input_order() {
+    let data = fixtures::dataset();
+    let a = normalised(model_of(&data, &params()));
+    let b = normalised(model_of(&data, &params()));
+    assert_eq!(a, b);
+    let mut shuffled = data.clone();
+    shuffled.ratings.reverse();
+    shuffled.ratings.rotate_left(7);
+    shuffled.users.reverse();
+    shuffled.movies.reverse();
+    shuffled.watches.reverse();
+    let c = normalised(model_of(&shuffled, &params()));
+    assert_eq!(a, c);
+    for user in 1..=10 {
+        assert_eq!(a.recommend(user, 20), a.recommend(user, 20));
+    }
+}
+
+#[test]
+fn duplicate_ratings_keep_the_latest() {
+    let mut data = fixtures::dataset();
+    let first = data.ratings[0];
+    data.ratings.push(Rating {
+        value: 1.0,
+        timestamp: first.timestamp + 1,
+        ..first
+    });
+    let model = model_of(&data, &params());
+    assert_eq!(model.metadata().counts.duplicate_ratings_dropped, 1);
+    assert_eq!(model.metadata().counts.ratings, data.ratings.len() - 1);
+    let u = model.users.binary_search(&first.user).unwrap();
+    let j = model.movies.binary_search(&first.movie).unwrap() as u32;
+    let (items, values) = model.ratings.row(u);
+    assert!((values[items.binary_search(&j).unwrap()] - 1.0).abs() < f32::EPSILON);
+}
+
+#[test]
+fn predictions_stay_in_scale_and_fall_back_for_unknown_ids() {
+    let data = fixtures::dataset();
+    let model = model_of(&data, &params());
+    for user in [1, 2, 7, 8, 9, 10, 999] {
+        for movie in 0..=13 {
+            let p = model.predict(user, movie);
+            assert!((1.0..=5.0).contains(&p), "{user}/{movie}: {p}");
+        }
+    }
+    let mean = model.metadata().global_mean;
+    assert!((model.predict(999, 999) - mean).abs() < 1e-6);
+    // Loved adult movies predict above the mean for an adult.
+    assert!(model.predict(ADULT, 11) > mean);
+    assert!(model.metadata().holdout_rmse.is_none_or(f64::is_finite));
+}
+
+#[test]
+fn bad_input_is_refused() {
+    let mut data = fixtures::dataset();
+    data.ratings[3].value = 7.0;
+    assert!(matches!(
+        train(&data, &params(), "v", "d"),
+        Err(crate::train::TrainError::RatingOutOfScale { value, .. }) if (value - 7.0).abs() < f32::EPSILON
+    ));
+    data.ratings.clear();
+    assert!(matches!(
+        train(&data, &params(), "v", "d"),
+        Err(crate::train::TrainError::NoRatings)
+    ));
+}
