@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use movrek_inference::data::synth::SynthParams;
 use movrek_inference::data::{self, QualityReport};
 use movrek_inference::server::{
     self, Faults, FetchLimits, ModelSource, ModelUri, ServeConfig, StateConfig, Track,
@@ -29,12 +30,33 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a deterministic synthetic data set in MovieLens-1M format.
+    Generate(GenerateArgs),
     /// Train the served model on a data directory and write one artifact file.
     Train(TrainArgs),
     /// Serve recommendations over HTTP (the inference pod).
     Serve(ServeArgs),
     /// Print the recommendation list of one user from an artifact.
     Recommend(RecommendArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Number of users.
+    #[arg(long, default_value_t = SynthParams::default().users)]
+    users: usize,
+    /// Number of movies.
+    #[arg(long, default_value_t = SynthParams::default().movies)]
+    movies: usize,
+    /// Number of ratings.
+    #[arg(long, default_value_t = SynthParams::default().ratings)]
+    ratings: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = SynthParams::default().seed)]
+    seed: u64,
+    /// Output directory (`ratings.dat`, `users.dat`, `movies.dat`).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +154,7 @@ fn parse_rate(value: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Generate(args) => generate(&args),
         Command::Train(args) => train_cmd(&args),
         Command::Serve(args) => serve(args),
         Command::Recommend(args) => recommend(&args),
@@ -251,6 +274,34 @@ fn quality_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".quality.json");
     PathBuf::from(name)
+}
+
+fn generate(args: &GenerateArgs) -> Result<(), String> {
+    init_text_logs();
+    if args.users == 0 || args.movies == 0 {
+        return Err("--users and --movies must be at least 1".to_owned());
+    }
+    let params = SynthParams {
+        users: args.users,
+        movies: args.movies,
+        ratings: args.ratings,
+        seed: args.seed,
+        ..SynthParams::default()
+    };
+    let started = std::time::Instant::now();
+    let dataset = data::synth::generate(&params);
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    data::write_ml1m(&dataset, &args.out).map_err(|e| chain(&e))?;
+    eprintln!(
+        "wrote {} users, {} movies, {} ratings to {} in {:.2} s",
+        dataset.users.len(),
+        dataset.movies.len(),
+        dataset.ratings.len(),
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn train_cmd(args: &TrainArgs) -> Result<(), String> {

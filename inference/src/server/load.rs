@@ -287,9 +287,37 @@ fn decode(bytes: Vec<u8>, expected: Option<&str>) -> Result<super::LoadedModel, 
     })
 }
 
-// TEMP until data::synth lands.
-fn train_default(_version: &str) -> Result<super::LoadedModel, LoadError> {
-    Err(LoadError::Task("default training not wired yet".into()))
+/// Generates the default synthetic data set (`SynthParams::default()`: 2,000 users ×
+/// 1,000 movies × 100,000 ratings, seed 42), trains on it, and serves the result. The data
+/// digest is the SHA-256 of the generator parameters as JSON (the data is a pure function of
+/// them); the artifact digest is that of the artifact this model would be written as.
+fn train_default(version: &str) -> Result<super::LoadedModel, LoadError> {
+    use crate::data::synth::{SynthParams, generate};
+    let params = SynthParams::default();
+    let started = std::time::Instant::now();
+    let dataset = generate(&params);
+    let described = serde_json::to_vec(&params).unwrap_or_default();
+    let data_sha256 = sha256_hex(&described);
+    let model = crate::train::train(
+        &dataset,
+        &crate::train::TrainParams::default(),
+        version,
+        &data_sha256,
+    )
+    .map_err(LoadError::Train)?;
+    let artifact_sha256 = sha256_hex(&crate::artifact::to_bytes(&model));
+    tracing::info!(
+        users = params.users,
+        movies = params.movies,
+        ratings = params.ratings,
+        seed = params.seed,
+        seconds = started.elapsed().as_secs_f64(),
+        "trained the default synthetic model"
+    );
+    Ok(super::LoadedModel {
+        recommender: std::sync::Arc::new(model),
+        artifact_sha256,
+    })
 }
 
 /// Version given to the default synthetic model when `MOVREK_MODEL_VERSION` is not set.
