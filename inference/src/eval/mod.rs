@@ -3,9 +3,10 @@
 //! per-group error, and SVG charts of the result.
 //!
 //! [`metrics`] holds the pure maths; [`split`](mod@split) the split and its files;
-//! [`report`] the serialisable result; [`plots`] the charts; `evaluate` wires the models
-//! to the metrics.
+//! [`report`] the serialisable result; [`plots`] the charts; [`evaluate()`] wires the
+//! models to the metrics.
 
+mod evaluate;
 pub mod metrics;
 pub mod plots;
 pub mod report;
@@ -14,6 +15,7 @@ pub mod split;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+pub use evaluate::{EvalParams, evaluate, popularity_order, top_unrated};
 pub use report::{EvalReport, Predictor, Ranker};
 pub use split::{split, write_split};
 

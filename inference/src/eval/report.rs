@@ -201,7 +201,10 @@ impl EvalReport {
                 r.seconds
             );
         }
-        let _ = writeln!(out, "\nRMSE by group      ratings  default  knn-basic");
+        let _ = writeln!(
+            out,
+            "\nRMSE by group              ratings  default  knn-basic"
+        );
         for (dimension, groups) in [
             ("gender", &self.groups.gender),
             ("age", &self.groups.age),
@@ -210,7 +213,7 @@ impl EvalReport {
             for g in groups {
                 let _ = writeln!(
                     out,
-                    "  {:<16} {:>9} {:>8.4} {:>10.4}",
+                    "  {:<24} {:>9} {:>8.4} {:>10.4}",
                     format!("{dimension}={}", g.group),
                     g.ratings,
                     g.rmse_default,
