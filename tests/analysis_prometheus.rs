@@ -1,0 +1,293 @@
+//! Canary analysis against a REAL Prometheus (Debian's `/usr/bin/prometheus`, installed by
+//! `hack/deps.sh`) scraping REAL `movrek serve` processes every second on 127.0.0.1, under
+//! real loopback load: a healthy canary passes, a slow canary fails, an idle canary is "no
+//! data", and a stopped Prometheus is "unreachable" — the last two are never a pass.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use movrek_operator::analysis::prometheus::Prometheus;
+use movrek_operator::analysis::{
+    Analysis, AnalysisQuery, MetricsError, MetricsSource, Thresholds, Track, Verdict, analyze,
+};
+use support::{Load, MovrekServer, PrometheusServer, Target};
+
+const RELEASE: &str = "movies";
+const NAMESPACE: &str = "e2e";
+/// Ten scrape intervals: enough samples for `rate()` and short enough to keep tests fast.
+const WINDOW: Duration = Duration::from_secs(10);
+/// How long a test waits for the verdict it expects.
+const PATIENCE: Duration = Duration::from_secs(40);
+
+fn target(server: &MovrekServer) -> Target {
+    Target {
+        addr: server.addr,
+        labels: vec![("namespace".to_owned(), NAMESPACE.to_owned())],
+    }
+}
+
+fn canary_query(prom: &PrometheusServer) -> AnalysisQuery {
+    AnalysisQuery {
+        address: prom.url(),
+        namespace: Some(NAMESPACE.to_owned()),
+        release: RELEASE.to_owned(),
+        track: Track::Canary,
+        window: WINDOW,
+    }
+}
+
+fn limits(min_requests: u64) -> Thresholds {
+    Thresholds {
+        max_average_latency: Duration::from_millis(500),
+        max_p99_latency: Some(Duration::from_millis(700)),
+        max_error_rate: 0.01,
+        min_requests,
+    }
+}
+
+/// Re-runs the analysis every second until `done` accepts it or `PATIENCE` runs out;
+/// returns every analysis seen, the last one last.
+async fn poll(
+    source: &Prometheus,
+    query: &AnalysisQuery,
+    thresholds: &Thresholds,
+    done: impl Fn(&Analysis) -> bool,
+) -> Vec<Analysis> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    loop {
+        let a = analyze(source, query, thresholds).await;
+        let finished = done(&a);
+        seen.push(a);
+        if finished || Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn describe(seen: &[Analysis]) -> String {
+    seen.iter()
+        .map(|a| format!("{}: {}", a.verdict, a.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_canary_passes() {
+    let (stable, canary) = tokio::join!(
+        MovrekServer::start(RELEASE, "stable", &[]),
+        MovrekServer::start(RELEASE, "canary", &[]),
+    );
+    let prom = PrometheusServer::start(&[target(&stable), target(&canary)]).await;
+    // Roughly the 80/20 split of the default canary weight.
+    let stable_load = Load::start(&stable.url(), 4, 50_000, PATIENCE);
+    let canary_load = Load::start(&canary.url(), 1, 20_000, PATIENCE);
+    let source = Prometheus::new(Duration::from_secs(5)).unwrap();
+    let query = canary_query(&prom);
+    let thresholds = limits(50);
+
+    let seen = poll(&source, &query, &thresholds, |a| a.verdict == Verdict::Pass).await;
+    let last = seen.last().unwrap();
+    assert!(
+        seen.iter().all(|a| a.verdict != Verdict::Fail),
+        "a healthy canary never fails:\n{}",
+        describe(&seen)
+    );
+    assert_eq!(last.verdict, Verdict::Pass, "{}", describe(&seen));
+    let m = last.metrics;
+    assert!(m.requests.unwrap() >= 50.0, "{m:?}");
+    assert!(m.average_latency_seconds.unwrap() < 0.5, "{m:?}");
+    assert!(m.p99_latency_seconds.unwrap() < 0.7, "{m:?}");
+    assert!(m.error_rate.unwrap() <= 0.01, "{m:?}");
+
+    // The namespace matcher really filters: the same release in another namespace has nothing.
+    let elsewhere = AnalysisQuery {
+        namespace: Some("other".to_owned()),
+        ..query.clone()
+    };
+    assert!(matches!(
+        source.canary_metrics(&elsewhere).await,
+        Err(MetricsError::NoData)
+    ));
+    let canary_sent = canary_load.stop().await;
+    let stable_sent = stable_load.stop().await;
+    assert_eq!(canary_sent.failed + stable_sent.failed, 0, "load errors");
+    assert!(
+        stable_sent.ok > canary_sent.ok,
+        "{stable_sent:?} {canary_sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_canary_fails_and_never_passes() {
+    let (stable, canary) = tokio::join!(
+        MovrekServer::start(RELEASE, "stable", &[]),
+        MovrekServer::start(RELEASE, "canary", &[("MOVREK_FAULT_DELAY_MS", "800")]),
+    );
+    let prom = PrometheusServer::start(&[target(&stable), target(&canary)]).await;
+    let _stable_load = Load::start(&stable.url(), 2, 50_000, PATIENCE);
+    // Each canary request takes 0.8 s: 8 loops give about 10 requests per second.
+    let _canary_load = Load::start(&canary.url(), 8, 5_000, PATIENCE);
+    let source = Prometheus::new(Duration::from_secs(5)).unwrap();
+    let thresholds = limits(20);
+
+    let seen = poll(&source, &canary_query(&prom), &thresholds, |a| {
+        a.verdict == Verdict::Fail
+    })
+    .await;
+    assert!(
+        seen.iter().all(|a| a.verdict != Verdict::Pass),
+        "a slow canary never passes:\n{}",
+        describe(&seen)
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(last.verdict, Verdict::Fail, "{}", describe(&seen));
+    assert!(
+        last.reason.contains("average latency") && last.reason.contains("> 500.0ms"),
+        "{}",
+        last.reason
+    );
+    let avg = last.metrics.average_latency_seconds.unwrap();
+    assert!((0.8..2.0).contains(&avg), "average {avg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_canary_is_no_data_and_inconclusive() {
+    let (stable, canary) = tokio::join!(
+        MovrekServer::start(RELEASE, "stable", &[]),
+        MovrekServer::start(RELEASE, "canary", &[]),
+    );
+    let prom = PrometheusServer::start(&[target(&stable), target(&canary)]).await;
+    let _stable_load = Load::start(&stable.url(), 2, 50_000, PATIENCE);
+    let source = Prometheus::new(Duration::from_secs(5)).unwrap();
+    let thresholds = limits(50);
+
+    // First prove Prometheus has the stable's traffic (so "no data" below is about the canary).
+    let stable_query = AnalysisQuery {
+        track: Track::Stable,
+        ..canary_query(&prom)
+    };
+    let seen = poll(&source, &stable_query, &thresholds, |a| {
+        a.verdict == Verdict::Pass
+    })
+    .await;
+    assert_eq!(
+        seen.last().unwrap().verdict,
+        Verdict::Pass,
+        "stable traffic never showed up:\n{}",
+        describe(&seen)
+    );
+    // And that it scraped the idle canary too: its series exist, at zero.
+    let up = reqwest::get(format!(
+        "{}/api/v1/query?query=count(movrek_requests_total{{track=\"canary\"}})",
+        prom.url()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(up.contains("\"success\""), "{up}");
+
+    let query = canary_query(&prom);
+    let fetched = source.canary_metrics(&query).await;
+    assert!(matches!(fetched, Err(MetricsError::NoData)), "{fetched:?}");
+    let a = analyze(&source, &query, &thresholds).await;
+    assert_eq!(a.verdict, Verdict::Inconclusive, "{}", a.reason);
+    assert!(a.reason.starts_with("no data"), "{}", a.reason);
+    drop(canary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_down_is_unreachable_never_a_pass() {
+    let canary = MovrekServer::start(RELEASE, "canary", &[]).await;
+    let mut prom = PrometheusServer::start(&[target(&canary)]).await;
+    let _load = Load::start(&canary.url(), 2, 50_000, PATIENCE);
+    let timeout = Duration::from_secs(3);
+    let source = Prometheus::new(timeout).unwrap();
+    let query = canary_query(&prom);
+    let thresholds = limits(20);
+
+    let seen = poll(&source, &query, &thresholds, |a| a.verdict == Verdict::Pass).await;
+    assert_eq!(
+        seen.last().unwrap().verdict,
+        Verdict::Pass,
+        "{}",
+        describe(&seen)
+    );
+
+    let pid = prom.process.pid().expect("prometheus runs");
+    prom.process.stop();
+    let start = Instant::now();
+    let fetched = source.canary_metrics(&query).await;
+    let took = start.elapsed();
+    assert!(
+        matches!(fetched, Err(MetricsError::Unreachable { .. })),
+        "prometheus (pid {pid}) stopped: {fetched:?}"
+    );
+    assert!(took < timeout + Duration::from_secs(1), "{took:?}");
+    let a = analyze(&source, &query, &thresholds).await;
+    assert_eq!(a.verdict, Verdict::Inconclusive, "{}", a.reason);
+    assert!(a.reason.contains("unreachable"), "{}", a.reason);
+}
+
+#[tokio::test]
+async fn an_address_that_is_not_prometheus_is_a_query_error() {
+    use warp::Filter;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let route =
+        warp::any().map(|| warp::reply::with_status("not here", warp::http::StatusCode::NOT_FOUND));
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    let source = Prometheus::new(Duration::from_secs(2)).unwrap();
+    let query = AnalysisQuery {
+        address: format!("http://{addr}"),
+        namespace: None,
+        release: RELEASE.to_owned(),
+        track: Track::Canary,
+        window: WINDOW,
+    };
+    let fetched = source.canary_metrics(&query).await;
+    assert!(
+        matches!(fetched, Err(MetricsError::Query { .. })),
+        "{fetched:?}"
+    );
+    assert_eq!(
+        analyze(&source, &query, &limits(1)).await.verdict,
+        Verdict::Inconclusive
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_backend_is_unreachable_within_the_timeout() {
+    use warp::Filter;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let route = warp::any().then(|| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        "too late"
+    });
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    let timeout = Duration::from_millis(800);
+    let source = Prometheus::new(timeout).unwrap();
+    let query = AnalysisQuery {
+        address: format!("http://{addr}"),
+        namespace: None,
+        release: RELEASE.to_owned(),
+        track: Track::Canary,
+        window: WINDOW,
+    };
+    let start = Instant::now();
+    let fetched = source.canary_metrics(&query).await;
+    let took = start.elapsed();
+    assert!(
+        matches!(fetched, Err(MetricsError::Unreachable { .. })),
+        "{fetched:?}"
+    );
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
+}
