@@ -179,17 +179,20 @@ async fn idle_canary_is_no_data_and_inconclusive() {
         "stable traffic never showed up:\n{}",
         describe(&seen)
     );
-    // And that it scraped the idle canary too: its series exist, at zero.
-    let up = reqwest::get(format!(
-        "{}/api/v1/query?query=count(movrek_requests_total{{track=\"canary\"}})",
+    // And that it scraped the idle canary too: its `/recommend` series exist, all at zero
+    // (probes and scrapes count under other routes, which the analysis never reads).
+    let body: serde_json::Value = reqwest::get(format!(
+        "{}/api/v1/query?query=sum(movrek_requests_total{{release=\"{RELEASE}\",track=\"canary\",route=\"/recommend\"}})",
         prom.url()
     ))
     .await
     .unwrap()
-    .text()
+    .json()
     .await
     .unwrap();
-    assert!(up.contains("\"success\""), "{up}");
+    let result = &body["data"]["result"];
+    assert_eq!(result.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(result[0]["value"][1], "0", "{body}");
 
     let query = canary_query(&prom);
     let fetched = source.canary_metrics(&query).await;
