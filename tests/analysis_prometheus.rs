@@ -149,6 +149,7 @@ async fn slow_canary_fails_and_never_passes() {
         "{}",
         last.reason
     );
+    assert!(last.reason.contains("p99 latency"), "{}", last.reason);
     let avg = last.metrics.average_latency_seconds.unwrap();
     assert!((0.8..2.0).contains(&avg), "average {avg}");
 }

@@ -138,6 +138,7 @@ async fn does_not_retry_a_client_error() {
     let rx = Receiver::start(&[400], 200, Duration::ZERO).await;
     let hook = Webhook::new(quick_policy(5)).unwrap();
     let err = hook.send(&rx.url, &event()).await.unwrap_err();
+    assert_eq!(err.metric_label(), "rejected");
     match err {
         NotifyError::Rejected { status, body } => {
             assert_eq!(status, 400);

@@ -148,6 +148,19 @@ pub enum MetricsError {
     InvalidRequest(String),
 }
 
+impl MetricsError {
+    /// A short, fixed label for metrics and condition reasons (`no_data`, `unreachable`,
+    /// `query`, `invalid_request`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::NoData => "no_data",
+            Self::Unreachable { .. } => "unreachable",
+            Self::Query { .. } => "query",
+            Self::InvalidRequest(_) => "invalid_request",
+        }
+    }
+}
+
 /// A boxed error that can cross tasks.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -585,8 +598,12 @@ mod tests {
             "metrics backend http://127.0.0.1:1 unreachable: connection refused"
         );
         assert_eq!(a.metrics, CanaryMetrics::default());
+        let err = MetricsError::InvalidRequest("zero window".into());
+        assert_eq!(err.metric_label(), "invalid_request");
 
-        let a = conclude(Err(MetricsError::NoData), &limits());
+        let err = MetricsError::NoData;
+        assert_eq!(err.metric_label(), "no_data");
+        let a = conclude(Err(err), &limits());
         assert_eq!(a.verdict, Verdict::Inconclusive);
         assert!(a.reason.starts_with("no data"), "{}", a.reason);
     }

@@ -55,6 +55,10 @@ pub struct Queries {
     /// Mean `/recommend` latency: rate of the histogram sum over rate of its count.
     pub average_latency: String,
     /// 99th percentile from the histogram buckets.
+    ///
+    /// # Caveats
+    /// `histogram_quantile` never reports more than the largest finite bucket bound (10 s
+    /// for `movrek serve`), so a `maxP99Latency` at or above that bound can never fail.
     pub p99_latency: String,
     /// 5xx answers over all answers (0 when there are answers but no 5xx series).
     pub error_rate: String,

@@ -235,6 +235,20 @@ pub enum NotifyError {
     },
 }
 
+impl NotifyError {
+    /// A short, fixed label for metrics (`invalid_url`, `client`, `rejected`, `exhausted`,
+    /// `timed_out`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl => "invalid_url",
+            Self::Client(_) => "client",
+            Self::Rejected { .. } => "rejected",
+            Self::Exhausted { .. } => "exhausted",
+            Self::TimedOut { .. } => "timed_out",
+        }
+    }
+}
+
 /// A successful delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivery {
