@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use movrek_inference::data::synth::SynthParams;
-use movrek_inference::data::{self, QualityReport};
+use movrek_inference::data::{self, Dataset, QualityReport, RatingScale};
 use movrek_inference::server::{
     self, Faults, FetchLimits, ModelSource, ModelUri, ServeConfig, StateConfig, Track,
 };
-use movrek_inference::{artifact, train};
+use movrek_inference::{artifact, eval, train};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +34,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Train the served model on a data directory and write one artifact file.
     Train(TrainArgs),
+    /// Evaluate offline: a seeded 80/20 split of `--data`, or explicit `--train`/`--test`.
+    Eval(EvalArgs),
     /// Serve recommendations over HTTP (the inference pod).
     Serve(ServeArgs),
     /// Print the recommendation list of one user from an artifact.
@@ -61,7 +63,7 @@ struct GenerateArgs {
 
 #[derive(Debug, Args)]
 struct TrainArgs {
-    /// Data directory (MovieLens 100k, 1M, "latest" CSV, or ingest output).
+    /// Data directory: a `MovieLens` layout (100k, 1M, "latest" CSV) or the ingest output.
     #[arg(long)]
     data: PathBuf,
     /// Artifact file to write (the quality report goes to `<out>.quality.json`).
@@ -73,6 +75,35 @@ struct TrainArgs {
     /// Training parameters as a JSON object (missing fields take their defaults).
     #[arg(long)]
     params: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["data", "train"])))]
+struct EvalArgs {
+    /// Data directory, split 80/20 with `--seed`.
+    #[arg(long, conflicts_with_all = ["train", "test"])]
+    data: Option<PathBuf>,
+    /// Training ratings file (any supported ratings format).
+    #[arg(long, requires = "test")]
+    train: Option<PathBuf>,
+    /// Test ratings file.
+    #[arg(long, requires = "train")]
+    test: Option<PathBuf>,
+    /// Seed of the split.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Held-out fraction of the split.
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Rank for at most this many test users (seeded sample); all by default.
+    #[arg(long)]
+    max_ranking_users: Option<usize>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Write SVG charts (and the data-quality JSON) into this directory.
+    #[arg(long)]
+    plots: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +187,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate(&args),
         Command::Train(args) => train_cmd(&args),
+        Command::Eval(args) => eval_cmd(&args),
         Command::Serve(args) => serve(args),
         Command::Recommend(args) => recommend(&args),
     };
@@ -334,6 +366,67 @@ fn train_cmd(args: &TrainArgs) -> Result<(), String> {
     );
     eprintln!("wrote {}", args.out.display());
     println!("{sha256}");
+    Ok(())
+}
+
+fn eval_cmd(args: &EvalArgs) -> Result<(), String> {
+    init_text_logs();
+    let quality_json = args.plots.as_deref().map(|dir| dir.join("quality.json"));
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let (train_set, test) = match (&args.data, &args.train, &args.test) {
+        (Some(dir), _, _) => {
+            let loaded = data::load_dir(dir).map_err(|e| chain(&e))?;
+            write_quality(&loaded.report, quality_json.as_deref())?;
+            eval::split(&loaded.dataset, args.test_fraction, args.seed).map_err(|e| chain(&e))?
+        }
+        (None, Some(train_file), Some(test_file)) => {
+            let (ratings, report) = data::load_ratings_file(train_file).map_err(|e| chain(&e))?;
+            write_quality(&report, quality_json.as_deref())?;
+            let (test, test_report) = data::load_ratings_file(test_file).map_err(|e| chain(&e))?;
+            write_quality(
+                &test_report,
+                args.plots
+                    .as_deref()
+                    .map(|d| d.join("quality-test.json"))
+                    .as_deref(),
+            )?;
+            let scale = if report.format == data::quality::Format::MlLatest {
+                RatingScale::HALF_STARS
+            } else {
+                RatingScale::WHOLE_STARS
+            };
+            let train_set = Dataset {
+                users: Vec::new(),
+                movies: Vec::new(),
+                ratings,
+                watches: Vec::new(),
+                scale,
+            };
+            (train_set, test)
+        }
+        _ => return Err("give --data DIR, or both --train FILE and --test FILE".to_owned()),
+    };
+    let params = eval::EvalParams {
+        max_ranking_users: args.max_ranking_users,
+        ..eval::EvalParams::default()
+    };
+    let report = eval::evaluate(&train_set, &test, &params).map_err(|e| chain(&e))?;
+    if args.json {
+        let json =
+            serde_json::to_string(&report).map_err(|e| format!("cannot encode the report: {e}"))?;
+        println!("{json}");
+    } else {
+        println!("{}", report.to_table());
+    }
+    if let Some(dir) = &args.plots {
+        let written = eval::plots::write_svgs(&report, dir).map_err(|e| chain(&e))?;
+        for path in written {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     Ok(())
 }
 
