@@ -240,28 +240,34 @@ async fn prometheus_down_is_unreachable_never_a_pass() {
 #[tokio::test]
 async fn an_address_that_is_not_prometheus_is_a_query_error() {
     use warp::Filter;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let route =
-        warp::any().map(|| warp::reply::with_status("not here", warp::http::StatusCode::NOT_FOUND));
-    tokio::spawn(warp::serve(route).incoming(listener).run());
-    let source = Prometheus::new(Duration::from_secs(2)).unwrap();
-    let query = AnalysisQuery {
-        address: format!("http://{addr}"),
-        namespace: None,
-        release: RELEASE.to_owned(),
-        track: Track::Canary,
-        window: WINDOW,
-    };
-    let fetched = source.canary_metrics(&query).await;
-    assert!(
-        matches!(fetched, Err(MetricsError::Query { .. })),
-        "{fetched:?}"
-    );
-    assert_eq!(
-        analyze(&source, &query, &limits(1)).await.verdict,
-        Verdict::Inconclusive
-    );
+    for status in [404, 200] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let route = warp::any().map(move || {
+            warp::reply::with_status(
+                "<html>not prometheus</html>",
+                warp::http::StatusCode::from_u16(status).unwrap(),
+            )
+        });
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        let source = Prometheus::new(Duration::from_secs(2)).unwrap();
+        let query = AnalysisQuery {
+            address: format!("http://{addr}"),
+            namespace: None,
+            release: RELEASE.to_owned(),
+            track: Track::Canary,
+            window: WINDOW,
+        };
+        let fetched = source.canary_metrics(&query).await;
+        assert!(
+            matches!(fetched, Err(MetricsError::Query { .. })),
+            "HTTP {status}: {fetched:?}"
+        );
+        assert_eq!(
+            analyze(&source, &query, &limits(1)).await.verdict,
+            Verdict::Inconclusive
+        );
+    }
 }
 
 #[tokio::test]

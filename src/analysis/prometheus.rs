@@ -214,7 +214,8 @@ fn single_value(data: &Data) -> Result<Option<f64>, String> {
 /// Sorts a client error into "could not get an answer" and "the answer was an error".
 fn classify(err: PromError, address: &str, query: &str) -> MetricsError {
     let unreachable = match &err {
-        PromError::Client(c) => c.inner().is_none_or(|r| {
+        // No inner error: a 2xx answer that is not JSON, i.e. not Prometheus.
+        PromError::Client(c) => c.inner().is_some_and(|r| {
             r.is_connect()
                 || r.is_timeout()
                 || r.is_request()
