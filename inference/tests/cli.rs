@@ -385,3 +385,28 @@ fn bad_flags_are_usage_errors() {
     ]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = trained(dir.path());
+    let mut server = Server::start(
+        &["--model", path(&model)],
+        &[("MOVREK_FAULT_DELAY_MS", "1500")],
+    );
+    server.wait_ready(Duration::from_secs(30));
+    let addr = server.addr;
+    let started = Instant::now();
+    let in_flight = std::thread::spawn(move || http_get(addr, "/recommend/3"));
+    std::thread::sleep(Duration::from_millis(400));
+    let status = server.terminate();
+    let (code, _, body) = in_flight.join().expect("request thread");
+    assert_eq!(code, 200, "the in-flight request was answered: {body}");
+    assert_eq!(body.split(',').count(), 20);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(status.success(), "{status}");
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+        "no longer listening"
+    );
+}
