@@ -8,7 +8,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, Rating, User};
+use crate::data::{AgeBucket, Dataset, Rating, User};
 use crate::model::Model;
 use crate::model::knn_basic::KnnBasic;
 use crate::train::{self, TrainParams};
@@ -216,11 +216,23 @@ fn group_errors(users: &[User], test: &[Rating], default: &[f32], knn: &[f32]) -
         gender: metrics::group_rmse(
             rows().map(|(u, d, k, a)| (gender_label(u.and_then(|u| u.gender)), d, k, a)),
         ),
-        age: metrics::group_rmse(
+        age: in_age_order(metrics::group_rmse(
             rows().map(|(u, d, k, a)| (age_label(u.and_then(|u| u.age)), d, k, a)),
-        ),
+        )),
         occupation: metrics::group_rmse(rows().map(|(u, d, k, a)| (occupation_label(u), d, k, a))),
     }
+}
+
+/// Age groups youngest first, `unknown` last.
+fn in_age_order(mut groups: Vec<metrics::GroupError>) -> Vec<metrics::GroupError> {
+    let rank = |label: &str| {
+        AgeBucket::ALL
+            .into_iter()
+            .position(|b| age_label(Some(b)) == label)
+            .unwrap_or(AgeBucket::ALL.len())
+    };
+    groups.sort_by_key(|g| rank(&g.group));
+    groups
 }
 
 fn split_summary(train: &Dataset, test: &[Rating]) -> SplitSummary {
@@ -340,6 +352,15 @@ mod tests {
         assert_eq!(rel[&1], [10].into_iter().collect());
         assert!(rel[&2].is_empty());
         assert_eq!(rel.len(), 3);
+    }
+
+    #[test]
+    fn age_groups_run_youngest_first() {
+        let groups = ["unknown", "56+", "<18", "25-34"]
+            .map(|g| metrics::group_rmse([(g, 1.0, 1.0, 1.0)]).remove(0))
+            .to_vec();
+        let labels: Vec<String> = in_age_order(groups).into_iter().map(|g| g.group).collect();
+        assert_eq!(labels, ["<18", "25-34", "56+", "unknown"]);
     }
 
     #[test]

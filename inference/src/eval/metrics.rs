@@ -231,19 +231,29 @@ pub struct GroupError {
     pub rmse_knn_basic: f64,
 }
 
+/// Order of group labels in reports: numeric labels by value (ML-1M occupation codes),
+/// then other labels alphabetically, `unknown` last.
+fn label_order(label: &str) -> (u8, u64, &str) {
+    match (label, label.parse::<u64>()) {
+        ("unknown", _) => (2, 0, label),
+        (_, Ok(n)) => (0, n, label),
+        _ => (1, 0, label),
+    }
+}
+
 /// Per-group RMSE of two predictors. Each item is `(group label, default prediction,
-/// knn-basic prediction, actual)`; groups come out sorted by label, so the result does
-/// not depend on input order.
+/// knn-basic prediction, actual)`. Groups come out in a fixed order that does not depend
+/// on input order: numeric labels by value, other labels alphabetically, `unknown` last.
 pub fn group_rmse<'a>(rows: impl IntoIterator<Item = (&'a str, f64, f64, f64)>) -> Vec<GroupError> {
-    let mut groups: BTreeMap<&str, (ErrorSums, ErrorSums)> = BTreeMap::new();
+    let mut groups: BTreeMap<(u8, u64, &str), (ErrorSums, ErrorSums)> = BTreeMap::new();
     for (group, default, knn, actual) in rows {
-        let entry = groups.entry(group).or_default();
+        let entry = groups.entry(label_order(group)).or_default();
         entry.0.add(default, actual);
         entry.1.add(knn, actual);
     }
     groups
         .into_iter()
-        .map(|(group, (default, knn))| GroupError {
+        .map(|((_, _, group), (default, knn))| GroupError {
             group: group.to_owned(),
             ratings: default.count(),
             rmse_default: default.rmse().unwrap_or(0.0),
@@ -361,6 +371,9 @@ mod tests {
         let groups = group_rmse(rows);
         let labels: Vec<&str> = groups.iter().map(|g| g.group.as_str()).collect();
         assert_eq!(labels, ["F", "M", "unknown"]);
+        let numeric = group_rmse(["unknown", "10", "2", "writer", "0"].map(|g| (g, 1.0, 1.0, 1.0)));
+        let labels: Vec<&str> = numeric.iter().map(|g| g.group.as_str()).collect();
+        assert_eq!(labels, ["0", "2", "10", "writer", "unknown"]);
         assert_eq!(groups[1].ratings, 2);
         // M default errors +1, -2 → sqrt(5/2); knn errors 0, -1 → sqrt(1/2).
         assert!(close(groups[1].rmse_default, 2.5f64.sqrt()));
