@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-mod clean;
+pub mod clean;
+pub mod events;
 mod load;
 pub mod movielens;
 pub mod parse;

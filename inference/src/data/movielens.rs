@@ -70,6 +70,56 @@ fn id(field: &'static str, text: &[u8]) -> Result<u32, LineError> {
 /// One rating line with four `sep`-separated fields `user movie rating timestamp`
 /// (`\t` for `u.data`, `::` for `ratings.dat`, `,` for `ratings.csv`).
 pub fn rating_line(line: &[u8], sep: &[u8], scale: RatingScale) -> Result<Rating, LineError> {
+    match fast_rating(line, sep) {
+        Some(rating) if scale.contains(rating.value) => Ok(rating),
+        _ => rating_line_checked(line, sep, scale),
+    }
+}
+
+/// Leading decimal digits of `bytes` as a number (at most 18 digits), and the rest.
+fn leading_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = bytes
+        .iter()
+        .take(19)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || digits > 18 {
+        return None;
+    }
+    let value = bytes[..digits]
+        .iter()
+        .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
+    Some((value, &bytes[digits..]))
+}
+
+/// The common, well-formed case in one pass with no splitting: plain digits, an optional
+/// one-digit fraction on the rating. Anything else goes to [`rating_line_checked`],
+/// which also explains what is wrong.
+fn fast_rating(line: &[u8], sep: &[u8]) -> Option<Rating> {
+    let (user, rest) = leading_number(line)?;
+    let (movie, rest) = leading_number(rest.strip_prefix(sep)?)?;
+    let (whole, mut rest) = leading_number(rest.strip_prefix(sep)?)?;
+    let mut value = whole as f32;
+    if let [b'.', digit, tail @ ..] = rest {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value += f32::from(digit - b'0') / 10.0;
+        rest = tail;
+    }
+    let (timestamp, rest) = leading_number(rest.strip_prefix(sep)?)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    Some(Rating {
+        user: u32::try_from(user).ok()?,
+        movie: u32::try_from(movie).ok()?,
+        value,
+        timestamp: i64::try_from(timestamp).ok()?,
+    })
+}
+
+fn rating_line_checked(line: &[u8], sep: &[u8], scale: RatingScale) -> Result<Rating, LineError> {
     let [user, movie, value, timestamp] = fields::<4>(line, sep)?;
     let user = id("user", user)?;
     let movie = id("movie", movie)?;
@@ -559,6 +609,26 @@ mod tests {
             Err(LineError::OutOfRange { value: 0.5 })
         );
         assert!(rating_line(b"1,2,0.5,4", b",", RatingScale::HALF_STARS).is_ok());
+        assert!(matches!(
+            rating_line(b"1::2::3::4 ", b"::", scale),
+            Ok(Rating { timestamp: 4, .. })
+        ));
+        assert!(matches!(
+            rating_line(b"1::2::3.::4", b"::", scale),
+            Ok(Rating { value: 3.0, .. })
+        ));
+        assert!(matches!(
+            rating_line(b"1::2::3::4::5", b"::", scale),
+            Err(LineError::FieldCount { found: 5, .. })
+        ));
+        assert!(matches!(
+            rating_line(b"1::99999999999::3::4", b"::", scale),
+            Err(LineError::NotANumber { field: "movie", .. })
+        ));
+        assert!(matches!(
+            rating_line(b"1::2::3.25::-4", b"::", scale),
+            Ok(Rating { timestamp: -4, .. })
+        ));
     }
 
     #[test]
