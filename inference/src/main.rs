@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Write a deterministic synthetic data set in MovieLens-1M format.
     Generate(GenerateArgs),
+    /// Turn a simulator event log into a data directory (ML-1M layout + `watches.dat`).
+    Ingest(IngestArgs),
     /// Train the served model on a data directory and write one artifact file.
     Train(TrainArgs),
     /// Evaluate offline: a seeded 80/20 split of `--data`, or explicit `--train`/`--test`.
@@ -57,6 +59,16 @@ struct GenerateArgs {
     #[arg(long, default_value_t = SynthParams::default().seed)]
     seed: u64,
     /// Output directory (`ratings.dat`, `users.dat`, `movies.dat`).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// Event log file (`-` reads standard input).
+    #[arg(long)]
+    log: PathBuf,
+    /// Output directory; `quality.json` is written there too.
     #[arg(long)]
     out: PathBuf,
 }
@@ -186,6 +198,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate(&args),
+        Command::Ingest(args) => ingest(&args),
         Command::Train(args) => train_cmd(&args),
         Command::Eval(args) => eval_cmd(&args),
         Command::Serve(args) => serve(args),
@@ -332,6 +345,27 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         dataset.ratings.len(),
         args.out.display(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn ingest(args: &IngestArgs) -> Result<(), String> {
+    init_text_logs();
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    let report = if args.log.as_os_str() == "-" {
+        data::events::ingest(std::io::stdin().lock(), &args.out)
+    } else {
+        let file = std::fs::File::open(&args.log)
+            .map_err(|e| format!("cannot open {}: {e}", args.log.display()))?;
+        data::events::ingest(std::io::BufReader::new(file), &args.out)
+    }
+    .map_err(|e| chain(&e))?;
+    eprintln!("{}", report.to_table());
+    eprintln!(
+        "wrote {} (data-quality report: {})",
+        args.out.display(),
+        args.out.join("quality.json").display()
     );
     Ok(())
 }

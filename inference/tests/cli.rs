@@ -410,3 +410,39 @@ fn sigterm_lets_an_in_flight_request_finish() {
         "no longer listening"
     );
 }
+
+#[test]
+fn ingest_writes_a_data_directory_and_counts_malformed_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.log");
+    std::fs::write(
+        &log,
+        "2026-11-20T10:00:00,1,GET /data/m/the+matrix+1999/1.mpg\n\
+         2026-11-20T10:01:00,1,GET /data/m/the+matrix+1999/2.mpg\n\
+         2026-11-20T10:02:00,1,GET /rate/the+matrix+1999=5\n\
+         2026-11-20T10:02:30,2,GET /rate/up+2009=4\n\
+         garbage line\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("ingested");
+    let out = ok(&["ingest", "--log", path(&log), "--out", path(&out_dir)]);
+    let table = String::from_utf8_lossy(&out.stderr);
+    assert!(table.contains("malformed lines"), "{table}");
+    for file in ["ratings.dat", "watches.dat", "quality.json"] {
+        assert!(out_dir.join(file).exists(), "{file}");
+    }
+    let quality: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("quality.json")).unwrap()).unwrap();
+    assert_eq!(quality["malformed"], 1, "{quality}");
+    let ratings = std::fs::read_to_string(out_dir.join("ratings.dat")).unwrap();
+    assert_eq!(ratings.lines().count(), 2);
+
+    let out = movrek(&[
+        "ingest",
+        "--log",
+        path(&dir.path().join("missing.log")),
+        "--out",
+        path(&out_dir),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
