@@ -77,6 +77,7 @@ fn gen_and_write(dir: &Path, params: &SynthParams, threads: usize) {
         std::process::exit(1);
     }
     let written = start.elapsed();
+    print_shape(&data);
     println!(
         "generate users={} movies={} ratings={} threads={threads}: generate {:.2} s, write_ml1m {:.2} s, total {:.2} s, peak RSS {:.0} MiB",
         params.users,
@@ -86,6 +87,42 @@ fn gen_and_write(dir: &Path, params: &SynthParams, threads: usize) {
         written.as_secs_f64(),
         (generated + written).as_secs_f64(),
         peak_rss_mib()
+    );
+}
+
+/// What the generator drew: activity and popularity tails, minors, adult movies.
+fn print_shape(data: &movrek_inference::data::Dataset) {
+    let users = data.users.len().max(1);
+    let mut per_user = vec![0u32; users + 1];
+    let mut per_movie = vec![0u32; data.movies.len() + 1];
+    for r in &data.ratings {
+        per_user[r.user as usize] += 1;
+        per_movie[r.movie as usize] += 1;
+    }
+    let light = per_user[1..].iter().filter(|&&n| n < 5).count();
+    let max_user = per_user.iter().max().copied().unwrap_or(0);
+    per_movie.sort_unstable_by(|a, b| b.cmp(a));
+    let head: u64 = per_movie[..data.movies.len() / 10]
+        .iter()
+        .map(|&n| u64::from(n))
+        .sum();
+    let minors = data
+        .users
+        .iter()
+        .filter(|u| {
+            u.age
+                .is_some_and(movrek_inference::data::AgeBucket::is_minor)
+        })
+        .count();
+    let adult = data.movies.iter().filter(|m| m.adult).count();
+    let mean = data.ratings.iter().map(|r| f64::from(r.value)).sum::<f64>()
+        / data.ratings.len().max(1) as f64;
+    println!(
+        "shape: users with < 5 ratings {:.1}%, heaviest user {max_user}, top 10% of movies hold {:.1}% of ratings, minors {:.1}%, adult movies {:.1}%, mean rating {mean:.2}",
+        100.0 * light as f64 / users as f64,
+        100.0 * head as f64 / data.ratings.len().max(1) as f64,
+        100.0 * minors as f64 / users as f64,
+        100.0 * adult as f64 / data.movies.len().max(1) as f64,
     );
 }
 
@@ -108,6 +145,7 @@ fn load(dir: &Path, threads: usize) {
         peak_rss_mib(),
         &loaded.sha256[..16]
     );
+    print!("{}", loaded.report.to_table());
 }
 
 /// Times the parts of a ratings load separately (read, digest, parse, dedup check).

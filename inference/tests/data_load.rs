@@ -198,3 +198,31 @@ fn single_ratings_files_in_each_format() {
         assert_eq!(report.users, 1, "{name}");
     }
 }
+
+#[test]
+fn empty_catalogue_files_keep_ratings_as_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "ratings.dat", b"1::1::5::1\n2::1::4::1\n");
+    write(dir.path(), "users.dat", b"");
+    write(dir.path(), "movies.dat", b"");
+    let loaded = load_dir(dir.path()).unwrap();
+    let r = &loaded.report;
+    assert_eq!((r.ratings, r.unknown_users, r.unknown_movies), (2, 2, 2));
+    assert_eq!(r.missing_demographics, 2);
+}
+
+#[test]
+fn csv_headers_with_bom_are_skipped_and_garbage_first_lines_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "ratings.csv",
+        b"\xEF\xBB\xBFuserId,movieId,rating,timestamp\r\n1,1,4.5,1\r\n",
+    );
+    write(dir.path(), "movies.csv", b"oops\n1,A (2000),Drama\n");
+    let loaded = load_dir(dir.path()).unwrap();
+    assert_eq!(loaded.report.files[0].malformed, 0);
+    assert_eq!(loaded.report.files[1].malformed, 1);
+    assert_eq!(loaded.report.malformed_examples[0].line, 1);
+    assert_eq!(loaded.dataset.movies.len(), 1);
+}

@@ -12,7 +12,7 @@ use super::movielens::{
     ml100k_user_line, rating_line, watch_line,
 };
 use super::parse::{
-    LineError, Parsed, first_line, is_blank, parse_lines, parse_numbered_lines, parse_u32, shown,
+    LineError, Parsed, first_line, is_blank, parse_lines, parse_numbered_lines, shown,
 };
 use super::quality::{Format, QualityReport};
 use super::{DataError, Dataset, Movie, Rating, RatingScale, User};
@@ -198,28 +198,40 @@ fn no_ratings(path: PathBuf, report: &QualityReport) -> DataError {
     }
 }
 
-/// Skips a CSV header (a first line whose first field is not a number).
-fn after_header(buf: &[u8]) -> (&[u8], u64) {
+/// Strips a UTF-8 byte-order mark.
+fn without_bom(buf: &[u8]) -> &[u8] {
+    buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf)
+}
+
+/// Skips a CSV header: a first line whose first field is `name` (any case). Any other
+/// first line is data, so a garbage first line is reported, never silently skipped.
+fn after_header<'a>(buf: &'a [u8], name: &str) -> (&'a [u8], u64) {
+    let buf = without_bom(buf);
     let Some(first) = first_line(buf) else {
         return (buf, 1);
     };
     let first_field = first.split(|&b| b == b',').next().unwrap_or(first);
-    if parse_u32(first_field).is_some() {
-        (buf, 1)
-    } else {
+    let first_field = first_field.trim_ascii();
+    let first_field = first_field
+        .strip_prefix(b"\"")
+        .and_then(|f| f.strip_suffix(b"\""))
+        .unwrap_or(first_field);
+    if first_field.eq_ignore_ascii_case(name.as_bytes()) {
         let rest = buf
             .iter()
             .position(|&b| b == b'\n')
             .map_or(&buf[buf.len()..], |p| &buf[p + 1..]);
         (rest, 2)
+    } else {
+        (buf, 1)
     }
 }
 
 fn parse_ratings(format: Format, buf: &[u8]) -> Parsed<Rating> {
     let (body, first) = if format == Format::MlLatest {
-        after_header(buf)
+        after_header(buf, "userId")
     } else {
-        (buf, 1)
+        (without_bom(buf), 1)
     };
     let sep = format.separator();
     let scale = format.scale();
@@ -250,7 +262,7 @@ fn assemble(
                 Format::Ml100k => ml100k_user_line,
                 Format::Ml1m | Format::MlLatest => ml1m_user_line,
             };
-            let parsed = parse_numbered_lines(buf, 1, parse);
+            let parsed = parse_numbered_lines(without_bom(buf), 1, parse);
             report.add_file(users_input.name, &parsed);
             let (users, repeated) = dedup_by_id(parsed.items, |u| u.id);
             for rejected in repeated {
@@ -261,8 +273,8 @@ fn assemble(
     };
 
     let (movie_body, movie_first) = match format {
-        Format::MlLatest => after_header(bytes(movies_input)),
-        Format::Ml100k | Format::Ml1m => (bytes(movies_input), 1),
+        Format::MlLatest => after_header(bytes(movies_input), "movieId"),
+        Format::Ml100k | Format::Ml1m => (without_bom(bytes(movies_input)), 1),
     };
     let parse_movie: fn(&[u8]) -> Result<Movie, LineError> = match format {
         Format::Ml100k => ml100k_movie_line,
@@ -277,7 +289,7 @@ fn assemble(
     }
 
     if let Some(buf) = &imdb_input.bytes {
-        let (body, first) = after_header(buf);
+        let (body, first) = after_header(buf, "movieId");
         let parsed = parse_lines(body, first, imdb_line);
         report.add_file(imdb_input.name, &parsed);
         let matched = apply_imdb(&mut movies, &parsed.items);
@@ -289,7 +301,7 @@ fn assemble(
     let watches = match &watches_input.bytes {
         None => Vec::new(),
         Some(buf) => {
-            let parsed = parse_lines(buf, 1, watch_line);
+            let parsed = parse_lines(without_bom(buf), 1, watch_line);
             report.add_file(watches_input.name, &parsed);
             parsed.items
         }
@@ -365,9 +377,23 @@ mod tests {
 
     #[test]
     fn headers_are_skipped_only_when_not_numeric() {
-        assert_eq!(after_header(b"userId,movieId\n1,2\n"), (&b"1,2\n"[..], 2));
-        assert_eq!(after_header(b"1,2\n"), (&b"1,2\n"[..], 1));
-        assert_eq!(after_header(b"userId,movieId"), (&b""[..], 2));
+        assert_eq!(
+            after_header(b"userId,movieId\n1,2\n", "userId"),
+            (&b"1,2\n"[..], 2)
+        );
+        assert_eq!(
+            after_header(b"\xEF\xBB\xBFUSERID,m\r\n1,2\n", "userId"),
+            (&b"1,2\n"[..], 2)
+        );
+        assert_eq!(
+            after_header(b"\xEF\xBB\xBF1,2\n", "userId"),
+            (&b"1,2\n"[..], 1)
+        );
+        assert_eq!(
+            after_header(b"garbage,x\n1,2\n", "userId"),
+            (&b"garbage,x\n1,2\n"[..], 1)
+        );
+        assert_eq!(after_header(b"userId,movieId", "userId"), (&b""[..], 2));
     }
 
     #[test]
