@@ -15,6 +15,8 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::{Analysis, Verdict};
+
 /// API group of every movrek resource.
 pub const GROUP: &str = "movrek.dev";
 /// Annotation a person sets to override the operator: `promote`, `abort` or `retry`.
@@ -613,23 +615,15 @@ pub struct RolloutProgress {
     /// When promotion began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoting_at: Option<Time>,
-    /// When the rollback began, and why.
+    /// When the rollback began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling_back_at: Option<Time>,
-    /// The reason of the rollback in progress.
+    /// Why the rollout is ending (promotion or rollback), once decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback_reason: Option<String>,
-}
-
-/// Outcome of one canary check.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckVerdict {
-    /// Every threshold met with enough traffic.
-    Pass,
-    /// A threshold was breached.
-    Fail,
-    /// Too little traffic, no data, or Prometheus unreachable.
-    Inconclusive,
+    pub reason: Option<String>,
+    /// The stable model before promotion began, restored if the promotion is aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_stable: Option<TrackStatus>,
 }
 
 /// One canary check as recorded in status.
@@ -649,11 +643,26 @@ pub struct AnalysisRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<f64>,
     /// The verdict.
-    pub verdict: CheckVerdict,
+    pub verdict: Verdict,
     /// When the check ran.
     pub time: Time,
     /// Why (thresholds, figures, or the query error).
     pub message: String,
+}
+
+impl AnalysisRecord {
+    /// Records an analysis that ran at `time`.
+    pub fn from_analysis(analysis: &Analysis, time: Time) -> Self {
+        Self {
+            average_latency_seconds: analysis.metrics.average_latency_seconds,
+            p99_latency_seconds: analysis.metrics.p99_latency_seconds,
+            error_rate: analysis.metrics.error_rate,
+            requests: analysis.metrics.requests,
+            verdict: analysis.verdict,
+            time,
+            message: analysis.reason.clone(),
+        }
+    }
 }
 
 /// A rollout target that must not be retried automatically.

@@ -2,5 +2,13 @@
 //! Prometheus analysis, promotion and rollback.
 
 pub mod analysis;
+pub mod children;
+pub mod controller;
 pub mod crd;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod notify;
+pub mod plan;
+pub mod router;
+pub mod telemetry;

@@ -1,0 +1,674 @@
+//! Table and scenario tests for the pure rollout `plan`: every transition of the rollout
+//! rules, clock edges, annotations, and restarts from each phase (status round-tripped
+//! through JSON, as a new operator process would read it).
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use movrek_operator::analysis::{Analysis, CanaryMetrics, Verdict};
+use movrek_operator::crd::{
+    ACTION_ANNOTATION, DurationString, ModelSpec, Outcome, Phase, RecommenderRelease,
+    RecommenderReleaseSpec, TrafficProvider,
+};
+use movrek_operator::plan::{
+    Children, DeploymentState, EventKind, Observed, Plan, canary_replicas, plan,
+};
+
+const SOAK: i64 = 600;
+const INTERVAL: i64 = 60;
+const DEADLINE: i64 = 300;
+
+fn at(secs: i64) -> Timestamp {
+    let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    t0.checked_add(SignedDuration::from_secs(secs)).unwrap()
+}
+
+fn spec(version: &str) -> RecommenderReleaseSpec {
+    let mut spec: RecommenderReleaseSpec = serde_json::from_value(serde_json::json!({
+        "image": "img:1",
+        "model": {"version": version, "uri": format!("file:///m/{version}"), "sha256": "a".repeat(64)},
+    }))
+    .unwrap();
+    spec.canary.soak_duration = DurationString::from("10m");
+    spec.canary.interval = DurationString::from("1m");
+    spec.canary.progress_deadline = DurationString::from("5m");
+    spec
+}
+
+fn release(version: &str) -> RecommenderRelease {
+    let mut rr = RecommenderRelease::new("movies", spec(version));
+    rr.metadata.namespace = Some("prod".into());
+    rr.metadata.generation = Some(1);
+    rr
+}
+
+fn analysis(verdict: Verdict) -> Analysis {
+    Analysis {
+        metrics: CanaryMetrics {
+            average_latency_seconds: Some(if verdict == Verdict::Fail { 0.8 } else { 0.1 }),
+            p99_latency_seconds: None,
+            error_rate: Some(0.0),
+            requests: Some(if verdict == Verdict::Inconclusive {
+                3.0
+            } else {
+                500.0
+            }),
+        },
+        verdict,
+        reason: format!("test verdict {verdict}"),
+    }
+}
+
+/// A tiny cluster: the release and its two Deployments, which converge on request.
+struct World {
+    rr: RecommenderRelease,
+    stable: Option<DeploymentState>,
+    canary: Option<DeploymentState>,
+    children: Option<Children>,
+}
+
+fn serving(version: &str, image: &str, replicas: i32) -> DeploymentState {
+    DeploymentState {
+        generation: 1,
+        observed_generation: 1,
+        replicas,
+        ready_replicas: replicas,
+        updated_replicas: replicas,
+        current_replicas: replicas,
+        model_version: Some(version.to_owned()),
+        image: Some(image.to_owned()),
+    }
+}
+
+impl World {
+    fn new(version: &str) -> Self {
+        Self {
+            rr: release(version),
+            stable: None,
+            canary: None,
+            children: None,
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.rr.status.as_ref().unwrap().phase
+    }
+
+    /// One reconcile: plan, run the analysis if asked, plan again, store status.
+    fn reconcile(&mut self, now: Timestamp, verdict: Option<Verdict>) -> Plan {
+        let mut observed = Observed {
+            stable: self.stable.clone(),
+            canary: self.canary.clone(),
+            analysis: None,
+        };
+        let mut p = plan(&self.rr, &observed, now);
+        if p.analysis_needed.is_some() {
+            let Some(v) = verdict else {
+                return p;
+            };
+            observed.analysis = Some(analysis(v));
+            p = plan(&self.rr, &observed, now);
+            assert!(p.analysis_needed.is_none(), "an analysis was supplied");
+        }
+        self.rr.status = Some(p.status.clone());
+        if p.remove_action {
+            self.rr.metadata.annotations = None;
+        }
+        self.children = Some(p.children.clone());
+        p
+    }
+
+    /// The Deployments reach what the last plan asked for.
+    fn converge(&mut self) {
+        let children = self.children.clone().expect("reconciled once");
+        self.stable = children
+            .stable
+            .map(|w| serving(&w.target.version, &w.target.image, w.replicas));
+        self.canary = children.canary.map(|w| {
+            let mut d = serving(&w.target.version, &w.target.image, w.replicas);
+            d.model_version = Some(w.target.version);
+            d
+        });
+    }
+
+    /// Simulates an operator restart: status and spec survive only as JSON.
+    fn restart(&mut self) {
+        let json = serde_json::to_string(&self.rr).unwrap();
+        self.rr = serde_json::from_str(&json).unwrap();
+    }
+
+    fn set_version(&mut self, version: &str) {
+        version.clone_into(&mut self.rr.spec.model.version);
+        self.rr.spec.model.uri = format!("file:///m/{version}");
+        self.rr.metadata.generation = Some(self.rr.metadata.generation.unwrap() + 1);
+    }
+
+    fn annotate(&mut self, action: &str) {
+        self.rr.metadata.annotations =
+            Some([(ACTION_ANNOTATION.to_owned(), action.to_owned())].into());
+    }
+}
+
+/// A release stable on v1 at t=0, with v2 applied at t=0 and its canary ready at `ready`.
+fn canary_soaking(ready: i64) -> World {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(0), None);
+    assert_eq!(w.phase(), Phase::Stable);
+    w.set_version("v2");
+    w.reconcile(at(0), None);
+    w.converge();
+    let p = w.reconcile(at(ready), None);
+    assert_eq!(w.phase(), Phase::Soaking, "{:?}", p.events);
+    w
+}
+
+fn reasons(p: &Plan) -> Vec<&'static str> {
+    p.events.iter().map(|e| e.reason).collect()
+}
+
+fn condition(w: &World, type_: &str) -> String {
+    w.rr.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+        .unwrap()
+}
+
+#[test]
+fn first_apply_goes_straight_to_stable() {
+    let mut w = World::new("v1");
+    let p = w.reconcile(at(0), None);
+    assert_eq!(w.phase(), Phase::Initializing);
+    assert_eq!(reasons(&p), ["Deploying"]);
+    let stable = p.children.stable.as_ref().unwrap();
+    assert_eq!((stable.target.version.as_str(), stable.replicas), ("v1", 2));
+    assert_eq!(p.children.canary, None);
+    assert_eq!(p.children.canary_weight, 0);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(300)));
+    assert_eq!(condition(&w, "Ready"), "False");
+    assert_eq!(condition(&w, "Reconciling"), "True");
+
+    w.converge();
+    let p = w.reconcile(at(30), None);
+    assert_eq!(w.phase(), Phase::Stable);
+    assert_eq!(reasons(&p), ["Ready"]);
+    assert_eq!(condition(&w, "Ready"), "True");
+    assert_eq!(condition(&w, "Reconciling"), "False");
+    assert_eq!(condition(&w, "Stalled"), "False");
+    assert_eq!(p.requeue_after, None);
+}
+
+#[test]
+fn first_apply_not_ready_by_the_deadline_fails_then_recovers() {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    let p = w.reconcile(at(DEADLINE - 1), None);
+    assert_eq!(w.phase(), Phase::Initializing);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(1)));
+    let p = w.reconcile(at(DEADLINE), None);
+    assert_eq!(w.phase(), Phase::Failed);
+    assert_eq!(reasons(&p), ["ProgressDeadlineExceeded"]);
+    assert_eq!(condition(&w, "Stalled"), "True");
+    w.converge();
+    w.reconcile(at(DEADLINE + 100), None);
+    assert_eq!(w.phase(), Phase::Stable);
+}
+
+#[test]
+fn an_unchanged_stable_release_plans_no_change() {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(10), None);
+    let before = w.rr.status.clone();
+    let p = w.reconcile(at(5000), None);
+    assert_eq!(
+        Some(p.status),
+        before,
+        "idle reconcile must not change status"
+    );
+    assert!(p.events.is_empty());
+    assert_eq!(p.requeue_after, None);
+    assert!(!p.remove_action);
+}
+
+#[test]
+fn a_new_version_starts_a_canary_beside_stable() {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(0), None);
+    w.set_version("v2");
+    let p = w.reconcile(at(100), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(reasons(&p), ["CanaryStarted"]);
+    assert_eq!(p.children.stable.as_ref().unwrap().target.version, "v1");
+    let canary = p.children.canary.as_ref().unwrap();
+    assert_eq!((canary.target.version.as_str(), canary.replicas), ("v2", 1));
+    assert_eq!(
+        p.children.canary_weight, 0,
+        "no traffic before the canary is ready"
+    );
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(300)));
+    let status = w.rr.status.as_ref().unwrap();
+    assert_eq!(status.rollout.as_ref().unwrap().version, "v2");
+    assert_eq!(status.observed_generation, Some(2));
+}
+
+#[test]
+fn a_new_image_alone_starts_a_canary() {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(0), None);
+    w.rr.spec.image = "img:2".into();
+    w.reconcile(at(1), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+}
+
+#[test]
+fn a_ready_canary_gets_its_weight_and_soaks_for_exactly_the_soak_duration() {
+    let mut w = canary_soaking(40);
+    let status = w.rr.status.clone().unwrap();
+    assert_eq!(status.canary_weight, 20);
+    // One second before the soak ends: still soaking, wake exactly then.
+    let p = w.reconcile(at(40 + SOAK - 1), None);
+    assert_eq!(p.analysis_needed, None);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(1)));
+    assert_eq!(w.phase(), Phase::Soaking);
+    // At the boundary: a check is due.
+    let p = w.reconcile(at(40 + SOAK), None);
+    let request = p.analysis_needed.expect("check due when the soak ends");
+    assert_eq!(request.query.release, "movies");
+    assert_eq!(request.query.namespace.as_deref(), Some("prod"));
+    assert_eq!(request.query.window, Duration::from_secs(60));
+    assert_eq!(
+        request.thresholds.max_average_latency,
+        Duration::from_millis(500)
+    );
+    assert_eq!(request.thresholds.min_requests, 100);
+}
+
+#[test]
+fn a_passing_check_promotes_then_finishes_when_stable_serves_the_new_model() {
+    let mut w = canary_soaking(0);
+    let p = w.reconcile(at(SOAK), Some(Verdict::Pass));
+    assert_eq!(w.phase(), Phase::Promoting);
+    assert_eq!(
+        reasons(&p),
+        ["AnalysisStarted", "AnalysisPassed", "Promoting"]
+    );
+    assert_eq!(p.children.stable.as_ref().unwrap().target.version, "v2");
+    assert_eq!(
+        p.children.canary_weight, 20,
+        "canary keeps traffic while stable rolls"
+    );
+    assert!(p.announcements.is_empty());
+
+    w.converge();
+    let p = w.reconcile(at(SOAK + 30), None);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(reasons(&p), ["Promoted"]);
+    assert_eq!(p.children.canary_weight, 0);
+    assert_eq!(p.children.canary.as_ref().unwrap().replicas, 0);
+    assert_eq!(p.announcements.len(), 1);
+    assert_eq!(p.announcements[0].outcome, Outcome::Promoted);
+    assert_eq!(
+        p.announcements[0].figures.as_ref().unwrap().verdict,
+        Verdict::Pass
+    );
+    let status = w.rr.status.as_ref().unwrap();
+    assert_eq!(status.stable.as_ref().unwrap().version, "v2");
+    assert_eq!(status.rollout, None);
+    assert_eq!(status.history[0].outcome, Outcome::Promoted);
+    assert_eq!(condition(&w, "Ready"), "True");
+    // Once the canary has drained, nothing changes any more.
+    w.converge();
+    w.reconcile(at(SOAK + 60), None);
+    let before = w.rr.status.clone();
+    let p = w.reconcile(at(SOAK + 4000), None);
+    assert_eq!(Some(p.status), before);
+    assert!(p.events.is_empty());
+}
+
+#[test]
+fn failure_limit_failed_checks_roll_back_at_once() {
+    let mut w = canary_soaking(0);
+    let p = w.reconcile(at(SOAK), Some(Verdict::Fail));
+    assert_eq!(w.phase(), Phase::Analyzing);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(60)));
+    assert_eq!(w.rr.status.as_ref().unwrap().failed_checks, 1);
+    // Not due again before the interval.
+    let p = w.reconcile(at(SOAK + 59), Some(Verdict::Fail));
+    assert_eq!(w.rr.status.as_ref().unwrap().failed_checks, 1);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(1)));
+    w.reconcile(at(SOAK + 60), Some(Verdict::Fail));
+    assert_eq!(w.rr.status.as_ref().unwrap().failed_checks, 2);
+    let p = w.reconcile(at(SOAK + 120), Some(Verdict::Fail));
+    assert_eq!(w.phase(), Phase::RollingBack);
+    assert_eq!(
+        p.children.canary_weight, 0,
+        "weight 0 in the same reconcile"
+    );
+    assert_eq!(p.children.canary.as_ref().unwrap().replicas, 0);
+    assert_eq!(p.children.stable.as_ref().unwrap().target.version, "v1");
+    assert_eq!(reasons(&p), ["AnalysisFailed", "RollingBack"]);
+    assert_eq!(p.events[1].kind, EventKind::Warning);
+    assert!(p.events[1].note.contains("3 of 3"), "{}", p.events[1].note);
+    assert_eq!(p.announcements[0].outcome, Outcome::RolledBack);
+
+    w.converge();
+    w.reconcile(at(SOAK + 125), None);
+    assert_eq!(w.phase(), Phase::RolledBack);
+    let status = w.rr.status.clone().unwrap();
+    assert_eq!(status.blocked.as_ref().unwrap().version, "v2");
+    assert_eq!(status.history[0].outcome, Outcome::RolledBack);
+    assert_eq!(status.history[0].failed_checks, 3);
+    assert_eq!(condition(&w, "Stalled"), "True");
+    assert_eq!(condition(&w, "Degraded"), "True");
+}
+
+#[test]
+fn a_rolled_back_version_is_not_retried_until_retry_or_a_spec_change() {
+    let mut w = canary_soaking(0);
+    w.annotate("abort");
+    w.reconcile(at(SOAK / 2), None);
+    w.converge();
+    w.reconcile(at(SOAK / 2 + 1), None);
+    assert_eq!(w.phase(), Phase::RolledBack);
+    // Later reconciles leave it alone.
+    let before = w.rr.status.clone();
+    let p = w.reconcile(at(90_000), None);
+    assert_eq!(Some(p.status.clone()), before);
+    assert!(p.events.is_empty());
+    assert_eq!(p.children.canary.as_ref().unwrap().replicas, 0);
+    // retry: a new rollout of the same version, annotation removed.
+    w.annotate("retry");
+    let p = w.reconcile(at(90_001), None);
+    assert!(p.remove_action);
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(reasons(&p), ["RetryRequested", "CanaryStarted"]);
+}
+
+#[test]
+fn changed_canary_settings_unblock_a_rolled_back_version() {
+    let mut w = canary_soaking(0);
+    w.annotate("abort");
+    w.reconcile(at(1), None);
+    w.converge();
+    w.reconcile(at(2), None);
+    assert_eq!(w.phase(), Phase::RolledBack);
+    w.rr.spec.canary.max_average_latency = DurationString::from("900ms");
+    w.reconcile(at(3), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+}
+
+#[test]
+fn inconclusive_checks_roll_back_only_at_the_deadline() {
+    let mut w = canary_soaking(0);
+    // Budget: max(progressDeadline 5m, failureLimit 3 × 1m) = 5m after analysis began.
+    for minute in 0..5 {
+        let p = w.reconcile(at(SOAK + minute * INTERVAL), Some(Verdict::Inconclusive));
+        assert_eq!(w.phase(), Phase::Analyzing, "minute {minute}");
+        assert_eq!(p.children.canary_weight, 20);
+    }
+    let status = w.rr.status.clone().unwrap();
+    assert_eq!(status.failed_checks, 0, "inconclusive is not a failure");
+    assert_eq!(status.last_analysis.unwrap().verdict, Verdict::Inconclusive);
+    let p = w.reconcile(at(SOAK + 5 * INTERVAL), Some(Verdict::Inconclusive));
+    assert_eq!(w.phase(), Phase::RollingBack);
+    assert!(
+        p.events
+            .last()
+            .unwrap()
+            .note
+            .contains("no passing check within 5m")
+    );
+}
+
+#[test]
+fn an_unready_canary_rolls_back_at_the_progress_deadline() {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(0), None);
+    w.set_version("v2");
+    w.reconcile(at(0), None);
+    let mut crashing = serving("v2", "img:1", 1);
+    crashing.ready_replicas = 0;
+    w.canary = Some(crashing);
+    let p = w.reconcile(at(DEADLINE - 1), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(1)));
+    let p = w.reconcile(at(DEADLINE), None);
+    assert_eq!(w.phase(), Phase::RollingBack);
+    assert!(
+        p.events[0].note.contains("0/1 ready"),
+        "{}",
+        p.events[0].note
+    );
+}
+
+#[test]
+fn a_canary_that_loses_readiness_while_soaking_is_rolled_back_after_the_deadline() {
+    let mut w = canary_soaking(0);
+    w.canary.as_mut().unwrap().ready_replicas = 0;
+    let p = w.reconcile(at(100), None);
+    assert_eq!(reasons(&p), ["CanaryUnready"]);
+    assert_eq!(w.phase(), Phase::Soaking);
+    w.reconcile(at(100 + DEADLINE), None);
+    assert_eq!(w.phase(), Phase::RollingBack);
+}
+
+#[test]
+fn a_spec_change_mid_rollout_restarts_with_the_newest_spec() {
+    let mut w = canary_soaking(0);
+    w.reconcile(at(SOAK), Some(Verdict::Fail));
+    w.set_version("v3");
+    let p = w.reconcile(at(SOAK + 5), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(reasons(&p), ["RolloutRestarted", "CanaryStarted"]);
+    assert_eq!(p.children.canary.as_ref().unwrap().target.version, "v3");
+    assert_eq!(p.children.canary_weight, 0);
+    let status = w.rr.status.clone().unwrap();
+    assert_eq!(status.failed_checks, 0, "counters restart");
+    assert_eq!(status.history[0].outcome, Outcome::Superseded);
+    assert_eq!(status.history[0].version, "v2");
+}
+
+#[test]
+fn a_spec_reverted_to_the_stable_model_cancels_the_rollout() {
+    let mut w = canary_soaking(0);
+    w.set_version("v1");
+    let p = w.reconcile(at(10), None);
+    assert_eq!(w.phase(), Phase::Stable);
+    assert_eq!(reasons(&p), ["RolloutCancelled"]);
+    assert_eq!(p.children.canary_weight, 0);
+    assert_eq!(p.children.canary.as_ref().unwrap().replicas, 0);
+}
+
+#[test]
+fn promote_annotation_skips_the_remaining_checks() {
+    let mut w = canary_soaking(0);
+    w.annotate("promote");
+    let p = w.reconcile(at(10), None);
+    assert!(p.remove_action);
+    assert_eq!(w.phase(), Phase::Promoting);
+    assert_eq!(p.children.stable.as_ref().unwrap().target.version, "v2");
+}
+
+#[test]
+fn abort_during_promotion_restores_the_previous_stable_model() {
+    let mut w = canary_soaking(0);
+    w.reconcile(at(SOAK), Some(Verdict::Pass));
+    assert_eq!(w.phase(), Phase::Promoting);
+    w.annotate("abort");
+    let p = w.reconcile(at(SOAK + 5), None);
+    assert_eq!(w.phase(), Phase::RollingBack);
+    assert_eq!(p.children.stable.as_ref().unwrap().target.version, "v1");
+    assert_eq!(p.children.canary_weight, 0);
+}
+
+#[test]
+fn unknown_and_inapplicable_actions_are_reported_and_removed() {
+    let mut w = canary_soaking(0);
+    w.annotate("yolo");
+    let p = w.reconcile(at(5), None);
+    assert!(p.remove_action);
+    assert_eq!(reasons(&p), ["UnknownAction"]);
+    assert_eq!(w.phase(), Phase::Soaking);
+    w.annotate("retry");
+    let p = w.reconcile(at(6), None);
+    assert!(p.remove_action);
+    assert_eq!(reasons(&p), ["ActionIgnored"]);
+}
+
+#[test]
+fn offline_rmse_above_the_gate_is_rejected_without_a_canary() {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(0), None);
+    w.set_version("v2");
+    w.rr.spec.model.offline_rmse = Some(1.2);
+    w.rr.spec.canary.max_rmse = Some(1.0);
+    let p = w.reconcile(at(1), None);
+    assert_eq!(w.phase(), Phase::Rejected);
+    assert_eq!(p.children.canary, None);
+    assert_eq!(p.announcements[0].outcome, Outcome::Rejected);
+    assert!(p.events[0].note.contains("1.2000"), "{}", p.events[0].note);
+    // Equal to the gate is allowed.
+    w.rr.spec.model.offline_rmse = Some(1.0);
+    w.reconcile(at(2), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+}
+
+#[test]
+fn step_weights_advance_one_passing_check_at_a_time() {
+    let mut w = World::new("v1");
+    w.rr.spec.canary.step_weights = vec![5, 20, 50];
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(0), None);
+    w.set_version("v2");
+    w.reconcile(at(0), None);
+    w.converge();
+    let p = w.reconcile(at(0), None);
+    assert_eq!(p.children.canary_weight, 5);
+    let p = w.reconcile(at(SOAK), Some(Verdict::Pass));
+    assert_eq!(p.children.canary_weight, 20);
+    assert_eq!(w.phase(), Phase::Analyzing);
+    let p = w.reconcile(at(SOAK + INTERVAL), Some(Verdict::Pass));
+    assert_eq!(p.children.canary_weight, 50);
+    let p = w.reconcile(at(SOAK + 2 * INTERVAL), Some(Verdict::Pass));
+    assert_eq!(w.phase(), Phase::Promoting);
+    assert_eq!(p.children.canary_weight, 50);
+}
+
+#[test]
+fn an_invalid_duration_fails_with_a_clear_message() {
+    let mut w = World::new("v1");
+    w.rr.spec.canary.interval = DurationString::from("1 minute");
+    let p = w.reconcile(at(0), None);
+    assert_eq!(w.phase(), Phase::Failed);
+    let message = w.rr.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        message.starts_with("spec.canary.interval: invalid duration"),
+        "{message}"
+    );
+    assert_eq!(reasons(&p), ["InvalidSpec"]);
+}
+
+#[test]
+fn restarting_the_operator_in_any_phase_gives_the_same_rollout() {
+    fn scenario(restart_each_step: bool) -> Vec<(Phase, i32)> {
+        let mut w = World::new("v1");
+        let mut trail = Vec::new();
+        let verdicts = [
+            None,
+            None,
+            None,
+            None,
+            Some(Verdict::Fail),
+            Some(Verdict::Pass),
+        ];
+        let times = [0, 1, 2, 3, SOAK + 3, SOAK + 3 + INTERVAL];
+        for (i, (t, v)) in times.iter().zip(verdicts).enumerate() {
+            if i == 2 {
+                w.set_version("v2");
+            }
+            if restart_each_step {
+                w.restart();
+            }
+            let p = w.reconcile(at(*t), v);
+            trail.push((w.phase(), p.children.canary_weight));
+            w.converge();
+        }
+        w.restart();
+        let p = w.reconcile(at(SOAK + 200), None);
+        trail.push((w.phase(), p.children.canary_weight));
+        trail
+    }
+    let straight = scenario(false);
+    assert_eq!(straight, scenario(true));
+    assert_eq!(
+        straight.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        [
+            Phase::Initializing,
+            Phase::Stable,
+            Phase::Progressing,
+            Phase::Soaking,
+            Phase::Analyzing,
+            Phase::Promoting,
+            Phase::Succeeded
+        ]
+    );
+}
+
+#[test]
+fn history_keeps_the_last_ten_rollouts() {
+    let mut w = canary_soaking(0);
+    for i in 0..12 {
+        w.set_version(&format!("r{i}"));
+        w.reconcile(at(1 + i), None);
+    }
+    let history = &w.rr.status.as_ref().unwrap().history;
+    assert_eq!(history.len(), 10);
+    assert_eq!(history[0].version, "r10", "newest first");
+}
+
+#[test]
+fn canary_replicas_follow_the_provider() {
+    assert_eq!(canary_replicas(TrafficProvider::IngressNginx, 2, 20), 1);
+    assert_eq!(canary_replicas(TrafficProvider::IngressNginx, 10, 25), 3);
+    assert_eq!(canary_replicas(TrafficProvider::GatewayApi, 4, 50), 2);
+    // replicas: canary/(stable+canary) ≈ weight.
+    assert_eq!(canary_replicas(TrafficProvider::Replicas, 4, 20), 1);
+    assert_eq!(canary_replicas(TrafficProvider::Replicas, 8, 20), 2);
+    assert_eq!(canary_replicas(TrafficProvider::Replicas, 3, 50), 3);
+    assert_eq!(canary_replicas(TrafficProvider::Replicas, 3, 100), 3);
+    assert_eq!(
+        canary_replicas(TrafficProvider::Replicas, 2, 1),
+        1,
+        "at least one pod"
+    );
+}
+
+#[test]
+fn model_spec_changes_other_than_version_also_start_a_rollout() {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(0), None);
+    w.rr.spec.model = ModelSpec {
+        sha256: "b".repeat(64),
+        ..w.rr.spec.model.clone()
+    };
+    w.reconcile(at(1), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+}
