@@ -4,6 +4,12 @@
 //! These types are the contract between loading ([`crate::data`]) and modelling
 //! ([`crate::model`]). Ids are the *external* ids found in the files; the model maps
 //! them to compact indices itself.
+//!
+//! Submodules: [`load_dir`]/[`load_ratings_file`] read files (layout detection, digest),
+//! [`movielens`] parses and writes the MovieLens formats, [`parse`] holds the byte-level
+//! helpers and the parallel line parser, [`clean`] resolves duplicates and counts unknown
+//! ids, [`quality`] is the report every load returns, [`synth`] generates data sets and
+//! [`events`] ingests the simulator's event log.
 
 #![allow(
     clippy::doc_markdown,
