@@ -232,7 +232,9 @@ impl KnnBasic {
             let mut scratch = SimScratch::new(self.user_count());
             self.sim_row(u, &mut scratch)
         });
-        let mut scored: Vec<(f32, u32)> = (0..self.item_count() as u32)
+        // Scores stay in f64 (as in Surprise): f32 rounding would merge estimates just under the
+        // scale maximum into ties and reorder them by id.
+        let mut scored: Vec<(f64, u32)> = (0..self.item_count() as u32)
             .filter(|i| !rated.contains(i))
             .map(|i| (i, self.item_outer[i as usize]))
             .filter(|(_, ext)| !exclude.contains(ext))
@@ -241,14 +243,18 @@ impl KnnBasic {
                     .as_ref()
                     .and_then(|row| self.estimate(row, i))
                     .unwrap_or(self.global_mean);
-                (self.clip(est), ext)
+                (self.clip_f64(est), ext)
             })
             .collect();
         super::topk::top_n_by_score(&mut scored, n)
     }
 
     fn clip(&self, est: f64) -> f32 {
-        est.clamp(f64::from(self.scale.min), f64::from(self.scale.max)) as f32
+        self.clip_f64(est) as f32
+    }
+
+    fn clip_f64(&self, est: f64) -> f64 {
+        est.clamp(f64::from(self.scale.min), f64::from(self.scale.max))
     }
 
     /// Surprise's `cosine` restricted to the row of inner user `u`.
