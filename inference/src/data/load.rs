@@ -15,7 +15,7 @@ use super::parse::{
     LineError, Parsed, first_line, is_blank, parse_lines, parse_numbered_lines, shown,
 };
 use super::quality::{Format, QualityReport};
-use super::{DataError, Dataset, Movie, Rating, RatingScale, User};
+use super::{DataError, Dataset, Movie, Rating, User};
 
 /// A loaded data set, its quality report and the digest of the files it came from.
 #[derive(Debug)]
@@ -68,13 +68,6 @@ impl Format {
             Format::Ml100k => b"\t",
             Format::Ml1m => b"::",
             Format::MlLatest => b",",
-        }
-    }
-
-    fn scale(self) -> RatingScale {
-        match self {
-            Format::Ml100k | Format::Ml1m => RatingScale::WHOLE_STARS,
-            Format::MlLatest => RatingScale::HALF_STARS,
         }
     }
 }

@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::RatingScale;
 use super::parse::{Parsed, Rejected};
 
 /// The data-set layout a load recognised.
@@ -42,6 +43,15 @@ impl Format {
             Format::Ml100k => "ml-100k",
             Format::Ml1m => "ml-1m",
             Format::MlLatest => "ml-latest",
+        }
+    }
+
+    /// The rating scale of this format: whole stars for 100k and 1M (and the ingest
+    /// output), half stars for "latest".
+    pub fn scale(self) -> RatingScale {
+        match self {
+            Format::Ml100k | Format::Ml1m => RatingScale::WHOLE_STARS,
+            Format::MlLatest => RatingScale::HALF_STARS,
         }
     }
 }
