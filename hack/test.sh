@@ -7,6 +7,9 @@ export MOVREK_CACHE="${MOVREK_CACHE:-/var/cache/movrek}"
 mkdir -p "$MOVREK_CACHE"
 
 ./hack/deps.sh
+echo "== real MovieLens data (data/ml-latest-small)"
+./hack/movielens.sh
+export MOVREK_REQUIRE_REAL_DATA=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

