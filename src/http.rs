@@ -53,3 +53,37 @@ pub fn routes(
     });
     metrics_route.or(healthz).or(readyz)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn endpoints_answer() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.wrote("status");
+        let health = Health::default();
+        let api = routes(metrics, health.clone());
+
+        let res = warp::test::request().path("/healthz").reply(&api).await;
+        assert_eq!(res.status(), StatusCode::OK);
+
+        let res = warp::test::request().path("/readyz").reply(&api).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        health.set_ready(true);
+        let res = warp::test::request().path("/readyz").reply(&api).await;
+        assert_eq!(res.status(), StatusCode::OK);
+
+        let res = warp::test::request().path("/metrics").reply(&api).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = String::from_utf8(res.body().to_vec()).unwrap();
+        assert!(
+            body.contains(r#"movrek_operator_api_writes_total{kind="status"} 1"#),
+            "{body}"
+        );
+        assert!(body.ends_with("# EOF\n"));
+
+        let res = warp::test::request().path("/nope").reply(&api).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
