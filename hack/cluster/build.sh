@@ -14,12 +14,21 @@ BIN="$CACHE/bin"
 STAMP="$BIN/.versions"
 WANT="k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION"
 mkdir -p "$BIN"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] &&
-   for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm; do
-     [ -x "$BIN/$b" ] || exit 1; done; then
+all_built() {
+  local b
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm; do
+    [ -x "$BIN/$b" ] || return 1
+  done
+  [ -f "$CACHE/kwok-stages/pod/fast/pod-ready.yaml" ]
+}
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && all_built; then
   echo "control-plane binaries up to date in $BIN ($WANT)"
   exit 0
 fi
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
+command -v go >/dev/null || { echo "build.sh: Go is required (go1.24..1.26)" >&2; exit 1; }
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 start=$(date +%s)
 
