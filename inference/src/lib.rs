@@ -9,6 +9,6 @@
 pub mod artifact;
 pub mod data;
 pub mod eval;
-pub mod server;
 pub mod model;
+pub mod server;
 pub mod train;

@@ -142,7 +142,10 @@ fn personal_ranking_prefers_what_similar_users_liked() {
     );
     let recs = model.recommend(UNKNOWN_AGE, 20);
     assert_eq!(recs.path, RecommendPath::Personal);
-    assert_eq!(as_set(&recs.movies[..2]), ADULT_MOVIES.into_iter().collect());
+    assert_eq!(
+        as_set(&recs.movies[..2]),
+        ADULT_MOVIES.into_iter().collect()
+    );
 }
 
 #[test]
