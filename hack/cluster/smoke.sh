@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of the local control plane and the Helm chart, end to end, with a timeline:
-#   build check → up → lint/render/promtool → helm install (CRD from the chart) → pods Ready on
+#   build check → up → lint/render/promtool (rule check + alert unit tests) → helm install (CRD from the chart) → pods Ready on
 #   the kwok node → RBAC checks → the real operator binary run with the chart's ServiceAccount
 #   token deploys a release, starts a canary and rolls it back on abort → Argo CD health Lua on
 #   the live object → down.
@@ -87,7 +87,10 @@ helm template smoke "$CHART" --set prometheusRule.enabled=true --show-only templ
   >"$WORK/rules.yaml"
 if command -v promtool >/dev/null; then
   promtool check rules "$WORK/rules.yaml" >"$WORK/promtool.log" 2>&1 || fail "promtool: $(cat "$WORK/promtool.log")"
-  step "helm lint clean; every optional object renders; $(grep -o '[0-9]* rules found' "$WORK/promtool.log") by promtool"
+  cp "$HERE/alert-tests.yaml" "$WORK/alert-tests.yaml"
+  promtool test rules "$WORK/alert-tests.yaml" >"$WORK/alert-tests.log" 2>&1 ||
+    fail "alert unit tests: $(cat "$WORK/alert-tests.log")"
+  step "helm lint clean; every optional object renders; $(grep -o '[0-9]* rules found' "$WORK/promtool.log"), alert unit tests pass (promtool)"
 else
   step "helm lint clean; every optional object renders (promtool not installed: rules not checked)"
 fi
