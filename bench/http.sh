@@ -16,6 +16,10 @@
 #   WRK_CPUS [1]         CPU list wrk is pinned to
 #   MOVREK_CACHE [/var/cache/movrek]  holds the shared Surprise venv (venv-surprise)
 #   WORK [/var/tmp/movrek/bench-http]  model, logs and result.json
+#   BENCH_PRIO [normal]  normal | nice: run servers and wrk at nice -20 (both sides alike),
+#                        so other work on a shared machine (compilers) barely preempts them
+#                        | fifo: SCHED_FIFO 10 (beware: RT throttling stalls a saturated core
+#                        for 50 ms every second, which shows up in p99). Printed with results.
 #
 # movrek is measured twice: with its per-request JSON log lines on (the default, written to
 # a file) and with them filtered off (MOVREK_LOG=info,movrek::request=off), so the cost of
@@ -33,6 +37,13 @@ WRK_CPUS=${WRK_CPUS:-1}
 CACHE=${MOVREK_CACHE:-/var/cache/movrek}
 VENV=$CACHE/venv-surprise
 WORK=${WORK:-/var/tmp/movrek/bench-http}
+BENCH_PRIO=${BENCH_PRIO:-normal}
+case $BENCH_PRIO in
+    normal) PRIO=() ;;
+    nice) PRIO=(nice -n -20) ;;
+    fifo) PRIO=(chrt -f 10) ;;
+    *) echo "BENCH_PRIO must be normal, nice or fifo" >&2; exit 2 ;;
+esac
 MOVREK_PORT=${MOVREK_PORT:-18182}
 PEER_PORT=${PEER_PORT:-18190}
 mkdir -p "$WORK"
@@ -98,7 +109,7 @@ wait_http() { # url seconds
 
 run_wrk() { # label url duration timeout -> prints the WRK_RESULT line
     local label=$1 url=$2 duration=$3 timeout=$4
-    WRK_USERS=$USERS taskset -c "$WRK_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$duration" \
+    WRK_USERS=$USERS "${PRIO[@]}" taskset -c "$WRK_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$duration" \
         --timeout "$timeout" -s "$ROOT/bench/http/users.lua" "$url" >"$WORK/wrk-$label.txt"
     grep '^WRK_RESULT' "$WORK/wrk-$label.txt" | sed "s/^WRK_RESULT/$label/"
 }
@@ -110,7 +121,7 @@ field() { # line key
 SERVER_THREADS=$(cpu_count "$SERVER_CPUS")
 
 start_movrek() { # log filter
-    MOVREK_LOG=$1 taskset -c "$SERVER_CPUS" "$MOVREK" serve --model "$WORK/model.movrek" \
+    MOVREK_LOG=$1 "${PRIO[@]}" taskset -c "$SERVER_CPUS" "$MOVREK" serve --model "$WORK/model.movrek" \
         --bind 127.0.0.1 --port "$MOVREK_PORT" --threads "$SERVER_THREADS" \
         --release bench --track stable 2>"$WORK/movrek-$2.log" &
     MOVREK_PID=$!
@@ -121,6 +132,7 @@ start_movrek() { # log filter
 stop_movrek() {
     kill -TERM "$MOVREK_PID"
     wait "$MOVREK_PID" || die "movrek did not exit 0 on SIGTERM"
+    PIDS=("${PIDS[@]/$MOVREK_PID}")
 }
 
 # --- movrek --------------------------------------------------------------------------------
@@ -137,7 +149,7 @@ stop_movrek
 
 # --- peer ----------------------------------------------------------------------------------
 log "peer: gunicorn 2 workers on CPUs $SERVER_CPUS (fits KNNBasic first)"
-(cd "$ROOT/bench/http" && PEER_RATINGS=$RATINGS exec taskset -c "$SERVER_CPUS" "$VENV/bin/gunicorn" \
+(cd "$ROOT/bench/http" && PEER_RATINGS=$RATINGS exec "${PRIO[@]}" taskset -c "$SERVER_CPUS" "$VENV/bin/gunicorn" \
     --workers 2 --bind "127.0.0.1:$PEER_PORT" --preload --timeout 300 --log-level warning \
     peer_app:app) 2>"$WORK/peer.log" &
 PIDS+=($!)
@@ -154,7 +166,7 @@ row() { # label line
 RATIO=$(awk -v a="$(field "$MOVREK_LOGS" rps)" -v b="$(field "$PEER" rps)" 'BEGIN { if (b > 0) printf "%.0f", a / b; else print "inf" }')
 P99_MS=$(us_to_ms "$(field "$MOVREK_LOGS" p99_us)")
 echo
-echo "HTTP benchmark — data: $DATA_LABEL; wrk -t$THREADS -c$CONNS; server CPUs $SERVER_CPUS, wrk CPUs $WRK_CPUS; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "HTTP benchmark — data: $DATA_LABEL; wrk -t$THREADS -c$CONNS; server CPUs $SERVER_CPUS, wrk CPUs $WRK_CPUS; scheduling: $BENCH_PRIO${PRIO:+ (${PRIO[*]})}; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-26s %12s %10s %10s %10s %8s %8s\n' side "req/s" "p50 ms" "p99 ms" requests non2xx timeouts
 row "movrek (request logs on)" "$MOVREK_LOGS"
 row "movrek (request logs off)" "$MOVREK_NOLOGS"
@@ -162,7 +174,7 @@ row "peer (Flask+Surprise)" "$PEER"
 echo "throughput ratio movrek/peer: ${RATIO}x (target >= 1000x); movrek p99 ${P99_MS} ms (target <= 2 ms)"
 cat >"$WORK/result.json" <<EOF
 {"data": "$DATA_LABEL", "wrk": {"threads": $THREADS, "connections": $CONNS, "duration": "$DURATION", "peer_duration": "$PEER_DURATION"},
- "server_cpus": "$SERVER_CPUS", "wrk_cpus": "$WRK_CPUS",
+ "server_cpus": "$SERVER_CPUS", "wrk_cpus": "$WRK_CPUS", "scheduling": "$BENCH_PRIO",
  "movrek_logs_on": {"rps": $(field "$MOVREK_LOGS" rps), "p50_us": $(field "$MOVREK_LOGS" p50_us), "p99_us": $(field "$MOVREK_LOGS" p99_us), "non2xx": $(field "$MOVREK_LOGS" non2xx)},
  "movrek_logs_off": {"rps": $(field "$MOVREK_NOLOGS" rps), "p50_us": $(field "$MOVREK_NOLOGS" p50_us), "p99_us": $(field "$MOVREK_NOLOGS" p99_us), "non2xx": $(field "$MOVREK_NOLOGS" non2xx)},
  "peer": {"rps": $(field "$PEER" rps), "p50_us": $(field "$PEER" p50_us), "p99_us": $(field "$PEER" p99_us), "non2xx": $(field "$PEER" non2xx), "timeouts": $(field "$PEER" timeouts)},

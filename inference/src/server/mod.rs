@@ -73,6 +73,8 @@ pub async fn serve(
     config: ServeConfig,
     log_drop_counter: Option<tracing_appender::non_blocking::ErrorCounter>,
 ) -> Result<(), ServerError> {
+    // Handlers first, so a SIGTERM right after the "listening" line is already graceful.
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -94,7 +96,6 @@ pub async fn serve(
         fault_error_rate = config.state.faults.error_rate,
         "listening; model loading in the background"
     );
-    let shutdown = shutdown_signal()?;
     let loading = load::load_model(
         config.source,
         config.expected_sha256,
