@@ -356,6 +356,35 @@ fn serve_downloads_the_model_over_http() {
         Some(1)
     );
     assert!(server.drain_log().join("\n").contains("byte limit"));
+
+    // An origin that accepts but never answers hits the download deadline.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
+    let started = Instant::now();
+    let mut server = Server::start(
+        &[
+            "--model",
+            &format!("http://{silent_addr}/v1.movrek"),
+            "--model-timeout-secs",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(
+        server
+            .wait_exit(Duration::from_secs(30))
+            .and_then(|s| s.code()),
+        Some(1)
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(
+        server
+            .drain_log()
+            .join("\n")
+            .contains("cannot download model")
+    );
+    drop(held.join());
 }
 
 #[test]
