@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages movrek's tests and benchmarks use, once. Safe to run again.
+# Installs prometheus (analysis tests) and nginx (the end-to-end data-plane stand-in) by default.
 # Usage: hack/deps.sh [extra apt packages...]
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# nginx: the e2e data-plane stand-in renders Ingresses into it; tests start their own instance.
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

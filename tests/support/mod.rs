@@ -69,6 +69,33 @@ impl ChildGuard {
         }
     }
 
+    /// True once the process has exited (or was stopped).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_)) | Err(_)))
+    }
+
+    /// Sends SIGTERM by pid, waits up to `grace` for the process to exit, then kills it.
+    /// Blocking; call it from a blocking context.
+    pub fn terminate(&mut self, grace: Duration) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.stop();
+    }
+
     /// Kills the process by pid and waits for it. Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

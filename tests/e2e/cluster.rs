@@ -1,0 +1,251 @@
+//! Test infrastructure: a throwaway loopback control plane (`hack/cluster/up` into a temp
+//! dir, `hack/cluster/down` on drop), `kubectl`/`helm` helpers, the Helm install of the
+//! operator chart, and a kubeconfig for the chart's `ServiceAccount` (from a `TokenRequest`),
+//! so the local operator runs with exactly the chart's RBAC.
+
+#![allow(
+    dead_code,
+    reason = "shared test infrastructure: not every scenario uses every helper"
+)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tempfile::TempDir;
+
+/// Namespace the chart is installed into (and where the operator's Lease lives).
+pub const OPERATOR_NAMESPACE: &str = "movrek-system";
+/// Helm release name; the chart names its objects `<release>-movrek-operator`.
+pub const HELM_RELEASE: &str = "movrek";
+/// The chart's `ServiceAccount`.
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "movrek-movrek-operator";
+
+/// The repository root (the directory holding `hack/` and `charts/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Directory of the Go-built Kubernetes binaries (`hack/cluster/build.sh`).
+pub fn k8s_bin_dir() -> PathBuf {
+    let cache = std::env::var_os("MOVREK_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/movrek"), PathBuf::from);
+    cache.join("k8s/bin")
+}
+
+/// A running control plane; stopped and removed when dropped.
+pub struct Cluster {
+    /// The cluster directory (pids, logs, pki, kubeconfig).
+    pub dir: PathBuf,
+    /// Admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Admin client.
+    pub client: Client,
+    /// How long `hack/cluster/up` took.
+    pub start_time: std::time::Duration,
+    _parent: TempDir,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Runs `hack/cluster/up` into a fresh directory under `/var/tmp/movrek`.
+    pub async fn up() -> Self {
+        let base = Path::new("/var/tmp/movrek");
+        std::fs::create_dir_all(base).expect("create /var/tmp/movrek");
+        let parent = tempfile::Builder::new()
+            .prefix("e2e-")
+            .tempdir_in(base)
+            .expect("temp dir for the cluster");
+        let dir = parent.path().join("cluster");
+        let started = Instant::now();
+        let out = Command::new(repo_root().join("hack/cluster/up"))
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hack/cluster/up");
+        let start_time = started.elapsed();
+        assert!(
+            out.status.success(),
+            "hack/cluster/up failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kubeconfig = dir.join("kubeconfig");
+        let client = client_for(&kubeconfig).await;
+        Self {
+            dir,
+            kubeconfig,
+            client,
+            start_time,
+            _parent: parent,
+        }
+    }
+
+    /// A command for a binary of the cluster cache with this cluster's admin kubeconfig.
+    pub fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(k8s_bin_dir().join(bin));
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `kubectl args…` and returns its output whatever the exit status.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.command("kubectl")
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// Runs `kubectl args…`, panicking with stderr on failure; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `kubectl args…` with `input` on stdin; returns the output whatever the status.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command("kubectl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        child
+            .stdin
+            .take()
+            .expect("kubectl stdin")
+            .write_all(input.as_bytes())
+            .expect("write kubectl stdin");
+        child.wait_with_output().expect("wait for kubectl")
+    }
+
+    /// `kubectl apply -f -` of `yaml`, panicking with stderr on failure.
+    pub fn apply(&self, yaml: &str) {
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], yaml);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `helm install` of `charts/movrek-operator` into [`OPERATOR_NAMESPACE`] with the
+    /// operator Deployment at 0 replicas (pods never run under kwok; the operator under test
+    /// runs as a local process with the chart's `ServiceAccount`).
+    pub fn helm_install(&self) {
+        let chart = repo_root().join("charts/movrek-operator");
+        let out = self
+            .command("helm")
+            .args(["install", HELM_RELEASE])
+            .arg(&chart)
+            .args([
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--create-namespace",
+                "--set",
+                "replicaCount=0",
+                "--wait",
+                "--timeout",
+                "60s",
+            ])
+            .output()
+            .expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Writes a kubeconfig authenticating as the chart's `ServiceAccount` (a token from the
+    /// `TokenRequest` API) and returns its path.
+    pub fn operator_kubeconfig(&self) -> PathBuf {
+        let token = self.kubectl_ok(&[
+            "-n",
+            OPERATOR_NAMESPACE,
+            "create",
+            "token",
+            OPERATOR_SERVICE_ACCOUNT,
+            "--duration=2h",
+        ]);
+        let server = self
+            .kubectl_ok(&[
+                "config",
+                "view",
+                "--minify",
+                "-o",
+                "jsonpath={.clusters[0].cluster.server}",
+            ])
+            .trim()
+            .to_owned();
+        let path = self.dir.join("operator.kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    \
+             certificate-authority: {ca}\nusers:\n- name: operator\n  user:\n    token: {token}\n\
+             contexts:\n- name: local\n  context:\n    cluster: local\n    user: operator\n    \
+             namespace: {OPERATOR_NAMESPACE}\ncurrent-context: local\n",
+            ca = self.dir.join("pki/ca.crt").display(),
+            token = token.trim(),
+        );
+        std::fs::write(&path, text).expect("write the operator kubeconfig");
+        path
+    }
+
+    /// The API server's own `/metrics` text (admin token).
+    pub async fn apiserver_metrics(&self) -> String {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("metrics request");
+        self.client
+            .request_text(request)
+            .await
+            .expect("GET /metrics from the API server")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let out = Command::new(repo_root().join("hack/cluster/down"))
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+        if let Ok(out) = out
+            && !out.status.success()
+        {
+            eprintln!(
+                "hack/cluster/down failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// A client for a kubeconfig file.
+pub async fn client_for(path: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig to client config");
+    Client::try_from(config).expect("kube client")
+}

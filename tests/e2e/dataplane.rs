@@ -1,0 +1,712 @@
+//! Test infrastructure: the data-plane stand-in. Pods never run under kwok, so this plays
+//! kubelet and ingress controller for one namespace:
+//!
+//! - for every Running+Ready pod of a movrek inference Deployment it starts a real
+//!   `movrek serve --bind 127.0.0.1 --port <free>` with that pod's container env, and stops
+//!   it (SIGTERM, then SIGKILL by pid) once the pod is gone or terminating;
+//! - it registers the ready processes with a real Prometheus through file service discovery
+//!   (target labels `namespace`, `pod`, `track`; 1 s scrape);
+//! - it renders the namespace's Ingresses (`<name>` → stable Service, `<name>-canary` with
+//!   `nginx.ingress.kubernetes.io/canary-weight`) into a real nginx: one upstream per Service
+//!   (the ready processes whose pod labels match its selector) and a `split_clients` on
+//!   `$request_id` for the canary weight, like ingress-nginx's canary, then reloads it (HUP by
+//!   pid) and waits until the new configuration answers.
+//!
+//! Fault injection: a `RecommenderRelease` cannot set pod env, so the stand-in adds
+//! `MOVREK_FAULT_DELAY_MS` to the processes of any pod whose `MOVREK_MODEL_VERSION` is listed
+//! in the test's fault table (e.g. `v2-slow` → 400 ms).
+//!
+//! Routing changes are applied before a process stops, so a pod leaving never costs a
+//! request through nginx.
+
+#![allow(
+    dead_code,
+    reason = "shared test infrastructure: not every scenario uses every helper"
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::support::{ChildGuard, free_port, movrek_bin, prometheus_bin};
+use crate::timeline::Timeline;
+
+/// Label every inference pod carries.
+const POD_SELECTOR: &str = "app.kubernetes.io/name=movrek-inference";
+const CANARY: &str = "nginx.ingress.kubernetes.io/canary";
+const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
+const TICK: Duration = Duration::from_millis(250);
+/// Longest a leaving backend stays routed while its replacement starts.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// One `movrek serve` standing in for a pod.
+#[derive(Debug)]
+struct Backend {
+    port: u16,
+    track: String,
+    version: String,
+    labels: BTreeMap<String, String>,
+    ready: bool,
+    leaving_since: Option<Instant>,
+    process: ChildGuard,
+}
+
+/// What the stand-in did, for assertions and the timeline.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Processes started.
+    pub started: u64,
+    /// Processes stopped.
+    pub stopped: u64,
+    /// nginx reloads.
+    pub reloads: u64,
+    /// Processes that exited on their own (a crash, or a refused model).
+    pub crashed: Vec<String>,
+}
+
+/// The stand-in's running state.
+pub struct DataPlane {
+    /// The real Prometheus scraping the stand-in processes.
+    pub prometheus: Prometheus,
+    /// The real nginx the traffic goes through.
+    pub nginx_port: u16,
+    stats: Arc<Mutex<Stats>>,
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DataPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlane")
+            .field("nginx_port", &self.nginx_port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataPlane {
+    /// Starts Prometheus, nginx and the pod loop for `namespace`; files go under `dir`.
+    /// `faults` maps a model version to the `MOVREK_FAULT_DELAY_MS` its processes get.
+    pub async fn start(
+        client: Client,
+        namespace: &str,
+        dir: &Path,
+        faults: HashMap<String, u64>,
+        timeline: Arc<Timeline>,
+    ) -> Self {
+        std::fs::create_dir_all(dir).expect("create the data-plane dir");
+        let sd_file = dir.join("targets.json");
+        std::fs::write(&sd_file, "[]").expect("write the file-SD targets");
+        let prometheus = Prometheus::start(&dir.join("prometheus"), &sd_file).await;
+        let mut nginx = Nginx::start(&dir.join("nginx")).await;
+        let nginx_port = nginx.port;
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let pods_dir = dir.join("pods");
+        std::fs::create_dir_all(&pods_dir).expect("create pods dir");
+        let task = tokio::spawn({
+            let (stats, stop) = (stats.clone(), stop.clone());
+            let namespace = namespace.to_owned();
+            async move {
+                let mut standin = StandIn {
+                    pods: Api::namespaced(client.clone(), &namespace),
+                    services: Api::namespaced(client.clone(), &namespace),
+                    ingresses: Api::namespaced(client, &namespace),
+                    namespace,
+                    backends: HashMap::new(),
+                    faults,
+                    pods_dir,
+                    sd_file,
+                    last_sd: String::new(),
+                    stats,
+                    timeline,
+                    http: reqwest::Client::builder()
+                        .timeout(Duration::from_millis(500))
+                        .build()
+                        .expect("reqwest client"),
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    if let Err(e) = standin.tick(&mut nginx).await {
+                        standin.timeline.mark(&format!("stand-in: {e}"));
+                    }
+                    tokio::time::sleep(TICK).await;
+                }
+                standin.shutdown();
+                nginx.process.stop();
+            }
+        });
+        Self {
+            prometheus,
+            nginx_port,
+            stats,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Base URL of nginx.
+    pub fn nginx_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.nginx_port)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().expect("stats lock").clone()
+    }
+
+    /// Stops the loop, every process and nginx (Prometheus stops on drop).
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        // The task owns the processes; when the runtime drops it, their guards kill them.
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+struct StandIn {
+    pods: Api<Pod>,
+    services: Api<Service>,
+    ingresses: Api<Ingress>,
+    namespace: String,
+    backends: HashMap<String, Backend>,
+    faults: HashMap<String, u64>,
+    pods_dir: PathBuf,
+    sd_file: PathBuf,
+    last_sd: String,
+    stats: Arc<Mutex<Stats>>,
+    timeline: Arc<Timeline>,
+    http: reqwest::Client,
+}
+
+fn pod_serves(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    pod.metadata.deletion_timestamp.is_none()
+        && status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pod_env(pod: &Pod) -> Vec<(String, String)> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == "inference"))
+        .and_then(|c| c.env.as_ref())
+        .map(|env| {
+            env.iter()
+                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl StandIn {
+    async fn tick(&mut self, nginx: &mut Nginx) -> Result<(), kube::Error> {
+        let pods = self
+            .pods
+            .list(&ListParams::default().labels(POD_SELECTOR))
+            .await?;
+        let serving: HashMap<String, &Pod> = pods
+            .items
+            .iter()
+            .filter(|p| pod_serves(p))
+            .map(|p| (p.name_any(), p))
+            .collect();
+        for (name, pod) in &serving {
+            if !self.backends.contains_key(name) {
+                self.spawn(name, pod);
+            }
+        }
+        self.probe().await;
+        let removed = self.leaving(&serving);
+
+        let services = self.services.list(&ListParams::default()).await?;
+        let ingresses = self.ingresses.list(&ListParams::default()).await?;
+        let body = render_nginx(
+            &self.namespace,
+            &services.items,
+            &ingresses.items,
+            &self.backends,
+        );
+        if body != nginx.body {
+            nginx.reload(&body).await;
+            self.stats.lock().expect("stats lock").reloads += 1;
+        }
+        self.write_sd();
+        for (name, mut backend) in removed {
+            self.timeline.mark(&format!(
+                "stand-in: pod {name} gone, stopping {} {} on :{}",
+                backend.track, backend.version, backend.port
+            ));
+            self.stats.lock().expect("stats lock").stopped += 1;
+            // Graceful: SIGTERM lets requests nginx already sent finish.
+            tokio::task::spawn_blocking(move || {
+                backend.process.terminate(Duration::from_secs(10));
+            });
+        }
+        Ok(())
+    }
+
+    /// Backends whose pod is gone or terminating. Under kwok a replacement pod is Ready at
+    /// once, before its process has loaded the model, so a leaving backend stays routed (at
+    /// most [`DRAIN_LIMIT`]) while a backend of the same track is still starting: what a real
+    /// readiness probe would have made the Deployment controller wait for.
+    fn leaving(&mut self, serving: &HashMap<String, &Pod>) -> Vec<(String, Backend)> {
+        let now = Instant::now();
+        let gone: Vec<String> = self
+            .backends
+            .keys()
+            .filter(|k| !serving.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut removed = Vec::new();
+        for name in gone {
+            let Some(b) = self.backends.get_mut(&name) else {
+                continue;
+            };
+            let since = *b.leaving_since.get_or_insert(now);
+            let track = b.track.clone();
+            let replacement_starting = self
+                .backends
+                .values()
+                .any(|o| o.leaving_since.is_none() && !o.ready && o.track == track);
+            if replacement_starting && since.elapsed() < DRAIN_LIMIT {
+                continue;
+            }
+            if let Some(b) = self.backends.remove(&name) {
+                removed.push((name, b));
+            }
+        }
+        removed
+    }
+
+    fn spawn(&mut self, name: &str, pod: &Pod) {
+        let env = pod_env(pod);
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let version = get("MOVREK_MODEL_VERSION");
+        let track = pod
+            .labels()
+            .get("movrek.dev/track")
+            .cloned()
+            .unwrap_or_else(|| get("MOVREK_TRACK"));
+        let port = free_port();
+        let mut cmd = Command::new(movrek_bin());
+        cmd.args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MOVREK_LOG", "warn")
+            .current_dir(&self.pods_dir);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.env("MOVREK_PORT", port.to_string());
+        let fault = self.faults.get(&version).copied();
+        if let Some(ms) = fault {
+            cmd.env("MOVREK_FAULT_DELAY_MS", ms.to_string());
+        }
+        let log = self.pods_dir.join(format!("{name}.log"));
+        let process = ChildGuard::spawn(&format!("movrek serve for pod {name}"), cmd, &log);
+        self.timeline.mark(&format!(
+            "stand-in: pod {name} Running → movrek serve {track} {version} on :{port}{}",
+            fault.map_or_else(String::new, |ms| format!(" (fault delay {ms} ms)"))
+        ));
+        self.stats.lock().expect("stats lock").started += 1;
+        self.backends.insert(
+            name.to_owned(),
+            Backend {
+                port,
+                track,
+                version,
+                labels: pod.labels().clone(),
+                ready: false,
+                leaving_since: None,
+                process,
+            },
+        );
+    }
+
+    /// Marks processes ready once `/readyz` answers 200; forgets ones that exited.
+    async fn probe(&mut self) {
+        let mut dead = Vec::new();
+        for (name, b) in &mut self.backends {
+            if b.process.has_exited() {
+                dead.push(name.clone());
+                continue;
+            }
+            if b.ready {
+                continue;
+            }
+            let url = format!("http://127.0.0.1:{}/readyz", b.port);
+            if let Ok(r) = self.http.get(url).send().await
+                && r.status().is_success()
+            {
+                b.ready = true;
+            }
+        }
+        for name in dead {
+            if let Some(b) = self.backends.remove(&name) {
+                let tail = b.process.log_tail(5);
+                self.timeline
+                    .mark(&format!("stand-in: process of pod {name} exited: {tail}"));
+                self.stats.lock().expect("stats lock").crashed.push(name);
+            }
+        }
+    }
+
+    fn write_sd(&mut self) {
+        let mut targets: Vec<serde_json::Value> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.ready)
+            .map(|(pod, b)| {
+                serde_json::json!({
+                    "targets": [format!("127.0.0.1:{}", b.port)],
+                    "labels": {"namespace": self.namespace, "pod": pod, "track": b.track},
+                })
+            })
+            .collect();
+        targets.sort_by_key(ToString::to_string);
+        let text = serde_json::Value::Array(targets).to_string();
+        if text == self.last_sd {
+            return;
+        }
+        let tmp = self.sd_file.with_extension("json.tmp");
+        std::fs::write(&tmp, &text).expect("write file-SD targets");
+        std::fs::rename(&tmp, &self.sd_file).expect("replace file-SD targets");
+        self.last_sd = text;
+    }
+
+    fn shutdown(&mut self) {
+        for (_, mut b) in self.backends.drain() {
+            b.process.stop();
+        }
+    }
+}
+
+/// Per host: the primary Ingress's Service, and the canary Ingress's Service and weight.
+type HostRoutes = (Option<String>, Option<(String, u32)>);
+
+/// The nginx configuration for the namespace's Ingresses (pure).
+fn render_nginx(
+    namespace: &str,
+    services: &[Service],
+    ingresses: &[Ingress],
+    backends: &HashMap<String, Backend>,
+) -> String {
+    let endpoints = |svc: &str| -> Vec<u16> {
+        let Some(selector) = services
+            .iter()
+            .find(|s| s.name_any() == svc)
+            .and_then(|s| s.spec.as_ref()?.selector.clone())
+        else {
+            return Vec::new();
+        };
+        let mut ports: Vec<u16> = backends
+            .values()
+            .filter(|b| b.ready && selector.iter().all(|(k, v)| b.labels.get(k) == Some(v)))
+            .map(|b| b.port)
+            .collect();
+        ports.sort_unstable();
+        ports
+    };
+    let backend_of = |ing: &Ingress| -> Option<(String, String)> {
+        let rule = ing.spec.as_ref()?.rules.as_ref()?.first()?.clone();
+        let host = rule.host.unwrap_or_else(|| "_".to_owned());
+        let svc = rule
+            .http?
+            .paths
+            .first()?
+            .backend
+            .service
+            .as_ref()?
+            .name
+            .clone();
+        Some((host, svc))
+    };
+    let mut hosts: BTreeMap<String, HostRoutes> = BTreeMap::new();
+    for ing in ingresses {
+        let Some((host, svc)) = backend_of(ing) else {
+            continue;
+        };
+        let entry = hosts.entry(host).or_default();
+        let annotations = ing.annotations();
+        if annotations.get(CANARY).map(String::as_str) == Some("true") {
+            let weight = annotations
+                .get(CANARY_WEIGHT)
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(0u32)
+                .min(100);
+            entry.1 = Some((svc, weight));
+        } else {
+            entry.0 = Some(svc);
+        }
+    }
+    let mut upstreams = String::new();
+    let mut servers = String::new();
+    for (i, (host, (primary, canary))) in hosts.iter().enumerate() {
+        let mut upstream = |svc: &str| -> Option<String> {
+            let ports = endpoints(svc);
+            if ports.is_empty() {
+                return None;
+            }
+            let name = format!("{namespace}_{svc}");
+            let _ = writeln!(upstreams, "  upstream {name} {{");
+            for p in ports {
+                let _ = writeln!(upstreams, "    server 127.0.0.1:{p} max_fails=0;");
+            }
+            let _ = writeln!(upstreams, "    keepalive 16;\n  }}");
+            Some(name)
+        };
+        let stable = primary.as_deref().and_then(&mut upstream);
+        let canary = canary
+            .as_ref()
+            .filter(|(_, w)| *w > 0)
+            .and_then(|(svc, w)| Some((upstream(svc)?, *w)));
+        let target = match (&stable, &canary) {
+            (None, _) => None,
+            (Some(s), None) => Some(s.clone()),
+            (Some(_), Some((c, 100))) => Some(c.clone()),
+            (Some(s), Some((c, w))) => {
+                let var = format!("movrek_route_{i}");
+                let _ = writeln!(
+                    upstreams,
+                    "  split_clients \"${{request_id}}\" ${var} {{\n    {w}% {c};\n    * {s};\n  }}"
+                );
+                Some(format!("${var}"))
+            }
+        };
+        let action = target.map_or_else(
+            || "return 503;".to_owned(),
+            |t| {
+                format!(
+                    "proxy_pass http://{t}; proxy_http_version 1.1; \
+                     proxy_set_header Connection \"\"; proxy_next_upstream off;"
+                )
+            },
+        );
+        let _ = writeln!(
+            servers,
+            "  server {{\n    listen 127.0.0.1:PORT;\n    server_name {host};\n    \
+             location / {{ {action} }}\n  }}"
+        );
+    }
+    format!("{upstreams}{servers}")
+}
+
+/// A real nginx (master + one worker) on a free loopback port.
+struct Nginx {
+    port: u16,
+    dir: PathBuf,
+    generation: u64,
+    body: String,
+    process: ChildGuard,
+}
+
+impl Nginx {
+    async fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir.join("tmp")).expect("create nginx dir");
+        let port = free_port();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, nginx_conf(dir, port, 0, "")).expect("write nginx.conf");
+        let mut cmd = Command::new(nginx_bin());
+        cmd.arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"]);
+        let process = ChildGuard::spawn("nginx", cmd, &dir.join("nginx.out"));
+        let mut nginx = Self {
+            port,
+            dir: dir.to_owned(),
+            generation: 0,
+            body: String::new(),
+            process,
+        };
+        nginx.wait_generation().await;
+        nginx
+    }
+
+    /// Writes the new configuration, sends HUP to the master and waits until it serves.
+    async fn reload(&mut self, body: &str) {
+        self.generation += 1;
+        let conf = nginx_conf(&self.dir, self.port, self.generation, body);
+        std::fs::write(self.dir.join("nginx.conf"), conf).expect("write nginx.conf");
+        let pid = self.process.pid().expect("nginx runs");
+        let status = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("run kill -HUP");
+        assert!(status.success(), "kill -HUP {pid} failed");
+        self.body = body.to_owned();
+        self.wait_generation().await;
+    }
+
+    async fn wait_generation(&mut self) {
+        let http = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{}/__generation", self.port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let want = self.generation.to_string();
+        while Instant::now() < deadline {
+            self.process.assert_running();
+            if let Ok(r) = http.get(&url).send().await
+                && let Ok(text) = r.text().await
+                && text == want
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+        panic!("nginx did not load configuration {want} in 10 s; error.log:\n{log}");
+    }
+}
+
+fn nginx_bin() -> PathBuf {
+    let path = PathBuf::from("/usr/sbin/nginx");
+    assert!(
+        path.is_file(),
+        "nginx not found at /usr/sbin/nginx: run ./hack/deps.sh (installs Debian's nginx)"
+    );
+    path
+}
+
+fn nginx_conf(dir: &Path, port: u16, generation: u64, body: &str) -> String {
+    let d = dir.display();
+    let body = body.replace("PORT", &port.to_string());
+    // `user root` only matters when the tests run as root (workers then read nothing else).
+    let user = if std::env::var("USER").as_deref() == Ok("root") || is_root() {
+        "user root;\n"
+    } else {
+        ""
+    };
+    format!(
+        "{user}worker_processes 1;\npid {d}/nginx.pid;\nevents {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  error_log {d}/error.log warn;\n\
+         client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
+         fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n\
+         scgi_temp_path {d}/tmp/scgi;\n  proxy_connect_timeout 2s;\n  proxy_read_timeout 10s;\n\
+         server {{\n    listen 127.0.0.1:{port} default_server;\n\
+         location = /__generation {{ return 200 \"{generation}\"; }}\n\
+         location / {{ return 404; }}\n  }}\n{body}}}\n"
+    )
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|v| v.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A real Prometheus with file service discovery; it can be stopped and started again on the
+/// same port and data directory (scenario 10).
+pub struct Prometheus {
+    /// Its HTTP API port.
+    pub port: u16,
+    dir: PathBuf,
+    process: Option<ChildGuard>,
+}
+
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prometheus")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prometheus {
+    async fn start(dir: &Path, sd_file: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("create prometheus dir");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: movrek-inference\n    file_sd_configs:\n\
+             \x20     - files: ['{}']\n        refresh_interval: 1s\n",
+            sd_file.display()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
+        let mut p = Self {
+            port: free_port(),
+            dir: dir.to_owned(),
+            process: None,
+        };
+        p.resume().await;
+        p
+    }
+
+    /// Base URL of the HTTP API (what `spec.canary.prometheus.address` points at).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the process (an outage).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    /// Starts it (again) on the same port and data, and waits for `/-/ready`.
+    pub async fn resume(&mut self) {
+        let mut cmd = Command::new(prometheus_bin());
+        cmd.arg(format!(
+            "--config.file={}",
+            self.dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            self.dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+        .arg("--storage.tsdb.retention.time=1h")
+        .arg("--log.level=warn")
+        .current_dir(&self.dir);
+        let mut process = ChildGuard::spawn("prometheus", cmd, &self.dir.join("prometheus.log"));
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            process.assert_running();
+            if let Ok(r) = http.get(format!("{}/-/ready", self.url())).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready in 30 s:\n{}",
+                process.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.process = Some(process);
+    }
+}

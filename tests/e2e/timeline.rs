@@ -1,0 +1,159 @@
+//! Test infrastructure: a per-scenario timeline (printed as it happens) and a watcher that
+//! records every change of a release's phase, weight and versions with its time.
+
+#![allow(
+    dead_code,
+    reason = "shared test infrastructure: not every scenario uses every helper"
+)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use movrek_operator::crd::{Phase, RecommenderRelease};
+
+/// Timestamped notes since the scenario started.
+#[derive(Debug)]
+pub struct Timeline {
+    /// When the scenario started.
+    pub epoch: Instant,
+    name: String,
+    entries: Mutex<Vec<(Duration, String)>>,
+}
+
+impl Timeline {
+    /// A timeline for scenario `name`, starting now.
+    pub fn new(name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            name: name.to_owned(),
+            entries: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Time since the epoch.
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Records and prints a note.
+    pub fn mark(&self, note: &str) {
+        let at = self.now();
+        println!("[{} {:>7.2}s] {note}", self.name, at.as_secs_f64());
+        self.entries
+            .lock()
+            .expect("timeline lock")
+            .push((at, note.to_owned()));
+    }
+}
+
+/// One observed state of a release.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    /// When it was first observed.
+    pub at: Duration,
+    /// `status.phase`.
+    pub phase: Phase,
+    /// `status.canaryWeight`.
+    pub weight: i32,
+    /// `status.stable.version`.
+    pub stable: Option<String>,
+    /// `status.canary.version`.
+    pub canary: Option<String>,
+    /// `status.failedChecks`.
+    pub failed_checks: i32,
+}
+
+/// Polls one release every 200 ms and keeps (and prints) each distinct state.
+#[derive(Debug)]
+pub struct ReleaseWatch {
+    states: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReleaseWatch {
+    /// Starts watching `name` through `api`.
+    pub fn start(api: Api<RecommenderRelease>, name: &str, timeline: Arc<Timeline>) -> Self {
+        let states = Arc::new(Mutex::new(Vec::<Seen>::new()));
+        let task = tokio::spawn({
+            let states = states.clone();
+            let name = name.to_owned();
+            async move {
+                loop {
+                    if let Ok(Some(rr)) = api.get_opt(&name).await
+                        && let Some(s) = rr.status
+                    {
+                        let seen = Seen {
+                            at: timeline.now(),
+                            phase: s.phase,
+                            weight: s.canary_weight,
+                            stable: s.stable.map(|t| t.version),
+                            canary: s.canary.map(|t| t.version),
+                            failed_checks: s.failed_checks,
+                        };
+                        let mut all = states.lock().expect("watch lock");
+                        let changed = all.last().is_none_or(|last| {
+                            (
+                                last.phase,
+                                last.weight,
+                                &last.stable,
+                                &last.canary,
+                                last.failed_checks,
+                            ) != (
+                                seen.phase,
+                                seen.weight,
+                                &seen.stable,
+                                &seen.canary,
+                                seen.failed_checks,
+                            )
+                        });
+                        if changed {
+                            timeline.mark(&format!(
+                                "rr/{name}: phase {:?}, weight {}, stable {}, canary {}, failed checks {}{}",
+                                seen.phase,
+                                seen.weight,
+                                seen.stable.as_deref().unwrap_or("-"),
+                                seen.canary.as_deref().unwrap_or("-"),
+                                seen.failed_checks,
+                                s.message.map_or_else(String::new, |m| format!(" — {m}")),
+                            ));
+                            all.push(seen);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Self { states, task }
+    }
+
+    /// Every distinct state seen so far.
+    pub fn states(&self) -> Vec<Seen> {
+        self.states.lock().expect("watch lock").clone()
+    }
+
+    /// When `phase` was first seen, if it was.
+    pub fn first(&self, phase: Phase) -> Option<Duration> {
+        self.states()
+            .iter()
+            .find(|s| s.phase == phase)
+            .map(|s| s.at)
+    }
+
+    /// The phases in the order they were seen (consecutive repeats folded).
+    pub fn phases(&self) -> Vec<Phase> {
+        let mut out: Vec<Phase> = Vec::new();
+        for s in self.states() {
+            if out.last() != Some(&s.phase) {
+                out.push(s.phase);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for ReleaseWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
