@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use movrek_operator::analysis::Verdict;
 use movrek_operator::crd::{Outcome, Phase, RecommenderRelease};
 use serde_json::Value;
 use warp::Filter;
@@ -340,6 +342,20 @@ impl Env {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Waits until traffic samples show answers from `version` (the canary got its share).
+    async fn wait_serving_share(&self, version: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .samples()
+            .iter()
+            .any(|s| s.version.as_deref() == Some(version))
+        {
+            assert!(Instant::now() < deadline, "no {version} answers in 30 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.timeline.mark(&format!("traffic reaches {version}"));
     }
 
     /// Starts paced load through nginx: 4 workers × 20 req/s.
@@ -787,5 +803,251 @@ async fn s08_invalid_manifests_are_rejected() {
     // The untouched manifest is accepted (the cases above failed for their one change).
     env.cluster.apply(&good);
     env.wait_phase(Phase::Stable, Duration::from_secs(60)).await;
+    env.finish().await;
+}
+
+/// Canary settings that never judge on their own (a person decides).
+const MANUAL_CANARY: &str = "weight: 20\n    soakDuration: 10m\n    interval: 4s\n    \
+    maxAverageLatency: 100ms\n    minRequests: 20\n    failureLimit: 2\n    progressDeadline: 60s";
+
+impl Env {
+    fn annotate(&self, action: &str) {
+        self.cluster.kubectl_ok(&[
+            "annotate",
+            "--overwrite",
+            &format!("rr/{RELEASE}"),
+            &format!("movrek.dev/action={action}"),
+        ]);
+        self.timeline.mark(&format!(
+            "kubectl annotate rr/{RELEASE} movrek.dev/action={action}"
+        ));
+    }
+
+    async fn wait_annotation_removed(&self) {
+        self.wait_for("movrek.dev/action removed", Duration::from_secs(30), |rr| {
+            !rr.annotations().contains_key("movrek.dev/action")
+        })
+        .await;
+    }
+
+    /// Waits for `phase` with `stable` serving.
+    async fn wait_outcome(
+        &self,
+        phase: Phase,
+        stable: &str,
+        limit: Duration,
+    ) -> RecommenderRelease {
+        self.wait_for(
+            &format!("phase {phase:?} with stable {stable}"),
+            limit,
+            |rr| {
+                rr.status.as_ref().is_some_and(|s| {
+                    s.phase == phase && s.stable.as_ref().is_some_and(|t| t.version == stable)
+                })
+            },
+        )
+        .await
+    }
+
+    /// Asserts no request through nginx failed so far.
+    fn assert_no_failed_requests(&self) {
+        let samples = self.samples();
+        let all = Mix::of(&samples, Duration::ZERO, self.timeline.now());
+        self.timeline.mark(&format!("all traffic: {all}"));
+        assert_eq!(
+            all.failed,
+            0,
+            "requests failed through nginx: {all}\n{}",
+            traffic::failures(&samples)
+        );
+    }
+
+    /// Asserts nginx answered only with `version` over the last `window` (after settling).
+    async fn assert_all_traffic_on(&self, version: &str) {
+        let from = self.timeline.now() + Duration::from_secs(2);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mix = Mix::of(&self.samples(), from, self.timeline.now());
+        self.timeline.mark(&format!("traffic now: {mix}"));
+        assert!(mix.total_ok() >= 50, "{mix}");
+        assert!(
+            (mix.share(version) - 1.0).abs() < f64::EPSILON,
+            "all traffic on {version}: {mix}"
+        );
+    }
+}
+
+/// Scenario 7: `movrek.dev/action=promote` and `=abort` during a soak that would last 10
+/// minutes, then `=retry` of the rolled-back version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s07_manual_promote_abort_retry() {
+    let mut env = Env::start("s07", &["v1", "v2", "v3"]).await;
+    env.deploy_stable("v1").await;
+    env.start_traffic(Duration::from_secs(240));
+
+    // promote
+    env.apply_version("v2", MANUAL_CANARY);
+    env.wait_phase(Phase::Soaking, Duration::from_secs(60))
+        .await;
+    env.annotate("promote");
+    let rr = env
+        .wait_outcome(Phase::Succeeded, "v2", Duration::from_secs(60))
+        .await;
+    env.wait_annotation_removed().await;
+    let status = rr.status.expect("status");
+    assert_eq!(status.history[0].version, "v2");
+    assert_eq!(status.history[0].outcome, Outcome::Promoted);
+    env.assert_all_traffic_on("v2").await;
+
+    // abort
+    env.apply_version("v3", MANUAL_CANARY);
+    env.wait_phase(Phase::Soaking, Duration::from_secs(60))
+        .await;
+    env.annotate("abort");
+    let rr = env
+        .wait_outcome(Phase::RolledBack, "v2", Duration::from_secs(60))
+        .await;
+    env.wait_annotation_removed().await;
+    let status = rr.status.expect("status");
+    assert_eq!(status.canary_weight, 0);
+    assert_eq!(status.history[0].version, "v3");
+    assert_eq!(status.history[0].outcome, Outcome::RolledBack);
+    assert!(
+        status.history[0].reason.contains("abort"),
+        "history says why: {:?}",
+        status.history[0]
+    );
+    assert!(status.blocked.is_some(), "v3 is blocked until retried");
+    env.wait_webhook("rolled back model v3", Duration::from_secs(10))
+        .await;
+    env.assert_all_traffic_on("v2").await;
+    assert_eq!(env.deployment_replicas("movies-canary").await, Some(0));
+
+    // retry: the rolled-back v3 starts again; this time a person promotes it.
+    env.annotate("retry");
+    env.wait_for("canary v3 soaking again", Duration::from_secs(60), |rr| {
+        rr.status.as_ref().is_some_and(|s| {
+            s.phase == Phase::Soaking && s.canary.as_ref().is_some_and(|c| c.version == "v3")
+        })
+    })
+    .await;
+    env.wait_annotation_removed().await;
+    env.annotate("promote");
+    env.wait_outcome(Phase::Succeeded, "v3", Duration::from_secs(60))
+        .await;
+    env.assert_all_traffic_on("v3").await;
+    env.assert_no_failed_requests();
+    let reasons = env.event_reasons().await;
+    for r in ["RetryRequested", "Promoted", "RollingBack"] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "event {r} missing: {reasons:?}"
+        );
+    }
+    env.finish().await;
+}
+
+/// Scenario 4: a canary that gets no traffic is inconclusive and is rolled back at the
+/// deadline (`max(progressDeadline, failureLimit × interval)`); status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s04_no_canary_traffic_is_inconclusive() {
+    let env = Env::start("s04", &["v1", "v2"]).await;
+    env.deploy_stable("v1").await;
+    // No traffic at all: the canary's series stay empty.
+    env.apply_version(
+        "v2",
+        &FAST_CANARY.replace("progressDeadline: 60s", "progressDeadline: 12s"),
+    );
+    let rr = env
+        .wait_phase(Phase::RolledBack, Duration::from_secs(90))
+        .await;
+    let rolled_back_at = env.timeline.now();
+    let analysis_at = env.watch().first(Phase::Analyzing).expect("Analyzing seen");
+    env.timeline.mark(&format!(
+        "rolled back {:.1}s after analysis began (budget 12s)",
+        rolled_back_at.saturating_sub(analysis_at).as_secs_f64()
+    ));
+    let status = rr.status.expect("status");
+    assert_eq!(
+        status.stable.as_ref().map(|s| s.version.as_str()),
+        Some("v1")
+    );
+    assert_eq!(
+        status.failed_checks, 0,
+        "nothing failed; it was inconclusive"
+    );
+    let last = status.last_analysis.expect("lastAnalysis");
+    assert_eq!(last.verdict, Verdict::Inconclusive);
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("no passing check within 12s"),
+        "status says why: {message}"
+    );
+    assert!(
+        last.message.contains("no data") || last.message.contains("fewer than minRequests"),
+        "{last:?}"
+    );
+    assert!(
+        rolled_back_at.saturating_sub(analysis_at) >= Duration::from_secs(11),
+        "not before the deadline"
+    );
+    let reasons = env.event_reasons().await;
+    assert!(
+        reasons.iter().any(|r| r == "AnalysisInconclusive"),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r == "RollingBack"), "{reasons:?}");
+    env.wait_webhook("rolled back model v2", Duration::from_secs(10))
+        .await;
+    env.finish().await;
+}
+
+/// Scenario 5: a spec change mid-soak restarts the rollout with the newest version, which
+/// is then promoted; the superseded version is in the history and never reaches stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s05_spec_change_mid_soak_restarts() {
+    let mut env = Env::start("s05", &["v1", "v2", "v3"]).await;
+    env.deploy_stable("v1").await;
+    env.start_traffic(Duration::from_secs(180));
+    env.apply_version("v2", MANUAL_CANARY);
+    env.wait_phase(Phase::Soaking, Duration::from_secs(60))
+        .await;
+    env.wait_serving_share("v2").await;
+    env.apply_version("v3", FAST_CANARY);
+    env.wait_for("canary v3 replaces v2", Duration::from_secs(60), |rr| {
+        rr.status
+            .as_ref()
+            .and_then(|s| s.canary.as_ref())
+            .is_some_and(|c| c.version == "v3")
+    })
+    .await;
+    let rr = env
+        .wait_outcome(Phase::Succeeded, "v3", Duration::from_secs(90))
+        .await;
+    let status = rr.status.expect("status");
+    let v2 = status
+        .history
+        .iter()
+        .find(|h| h.version == "v2")
+        .expect("v2 in history");
+    assert_eq!(v2.outcome, Outcome::Superseded);
+    assert_eq!(status.history[0].version, "v3");
+    assert_eq!(status.history[0].outcome, Outcome::Promoted);
+    assert!(
+        env.watch()
+            .states()
+            .iter()
+            .all(|s| s.stable.as_deref() != Some("v2")),
+        "v2 never became stable"
+    );
+    env.assert_all_traffic_on("v3").await;
+    env.assert_no_failed_requests();
+    let reasons = env.event_reasons().await;
+    assert!(
+        reasons.iter().any(|r| r == "RolloutRestarted"),
+        "{reasons:?}"
+    );
     env.finish().await;
 }
