@@ -228,7 +228,12 @@ fn init_json_logs() -> (
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(64 * 1024)
         .lossy(true)
-        .finish(std::io::stderr());
+        // The worker drains every queued line, then flushes: under load one write(2)
+        // carries many lines instead of one each.
+        .finish(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stderr(),
+        ));
     let counter = writer.error_counter();
     tracing_subscriber::fmt()
         .json()
