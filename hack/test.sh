@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# Runs every movrek test. Installs what the tests need (idempotent; caches live outside
-# the clone under ${MOVREK_CACHE:-/var/cache/movrek}). CI calls this script unchanged.
+# Runs every movrek test. Installs what the tests need first (idempotent; caches live outside
+# the clone under ${MOVREK_CACHE:-/var/cache/movrek}). CI (.ci/run) calls this script unchanged.
+#
+#   1. system packages (prometheus, nginx, lua5.1) and the real ml-latest-small data set
+#   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit, mock API server, real
+#      Prometheus, CLI, HTTP on loopback)
+#   3. the Go-built control plane (cached; a cold build takes tens of minutes), then the
+#      cluster smoke test and the end-to-end rollout scenarios against a real kube-apiserver
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MOVREK_CACHE="${MOVREK_CACHE:-/var/cache/movrek}"
 mkdir -p "$MOVREK_CACHE"
+T0=$SECONDS
+stage() { printf '== [%4ds] %s\n' "$((SECONDS - T0))" "$*"; }
 
-./hack/deps.sh
-echo "== real MovieLens data (data/ml-latest-small)"
+stage "system packages"
+./hack/deps.sh lua5.1
+stage "real MovieLens data (data/ml-latest-small)"
 ./hack/movielens.sh
 export MOVREK_REQUIRE_REAL_DATA=1
 
-echo "== cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+stage "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo build (binaries the integration tests start)"
+stage "cargo build (binaries the integration tests start)"
 cargo build --workspace --bins --locked
-echo "== cargo test"
+stage "cargo test"
 cargo test --workspace --locked
+
+stage "control-plane binaries (hack/cluster/build.sh)"
+./hack/cluster/build.sh
+stage "cluster smoke test (hack/cluster/smoke.sh)"
+MOVREK_OPERATOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/movrek-operator" ./hack/cluster/smoke.sh
+stage "done"
