@@ -4,6 +4,9 @@
 //! `MOVREK_BENCH_USERS` (20000), `MOVREK_BENCH_MOVIES` (5000), `MOVREK_BENCH_RATINGS`
 //! (1000000), `MOVREK_BENCH_QUERIES` (20000), `MOVREK_BENCH_DIR` (/var/tmp/movrek),
 //! `MOVREK_BENCH_PARAMS` (partial `TrainParams` JSON).
+//! With `MOVREK_BENCH_ARTIFACT=<file>` it skips generation and training and only measures
+//! loading that artifact (raw read, SHA-256 throughput, load with and without an expected
+//! digest) and latency.
 //!
 //! Run: `cargo bench -p movrek-inference --bench model`
 
@@ -40,6 +43,14 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn main() {
+    if let Ok(path) = std::env::var("MOVREK_BENCH_ARTIFACT") {
+        let queries = env_usize("MOVREK_BENCH_QUERIES", 20_000);
+        let model = measure_load(&PathBuf::from(path));
+        let (users, movies) = (model.user_count(), model.movie_count());
+        measure_latency(&model, users, movies, queries);
+        println!("final_peak_rss_mib {:.0}", peak_rss_mib());
+        return;
+    }
     let users = env_usize("MOVREK_BENCH_USERS", 20_000);
     let movies = env_usize("MOVREK_BENCH_MOVIES", 5_000);
     let ratings = env_usize("MOVREK_BENCH_RATINGS", 1_000_000);
@@ -111,6 +122,41 @@ fn main() {
 
     measure_latency(&model, users, movies, queries);
     println!("final_peak_rss_mib {:.0}", peak_rss_mib());
+}
+
+/// Loads the artifact at `path` and prints where the time goes: a plain read of the file,
+/// SHA-256 over it (MB/s shows whether the CPU's SHA extensions are in use), then
+/// `artifact::read` with the expected digest (the serving path) and without one.
+fn measure_load(path: &std::path::Path) -> movrek_inference::model::Model {
+    use sha2::{Digest, Sha256};
+    let t = Instant::now();
+    let bytes = std::fs::read(path).expect("read artifact file");
+    let read_seconds = t.elapsed().as_secs_f64();
+    let mib = bytes.len() as f64 / 1_048_576.0;
+    println!("artifact_mib {mib:.1} ({})", path.display());
+    println!("read_seconds {read_seconds:.2} (plain fs::read)");
+    let t = Instant::now();
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let sha_seconds = t.elapsed().as_secs_f64();
+    println!(
+        "sha256_seconds {sha_seconds:.2} ({:.0} MiB/s)",
+        mib / sha_seconds
+    );
+    drop(bytes);
+    let t = Instant::now();
+    let model = artifact::read(path, None).expect("read artifact");
+    println!(
+        "load_seconds {:.2} (no expected digest: trailing checksum)",
+        t.elapsed().as_secs_f64()
+    );
+    drop(model);
+    let t = Instant::now();
+    let model = artifact::read(path, Some(&digest)).expect("read artifact");
+    println!(
+        "load_seconds {:.2} (with sha256 check)",
+        t.elapsed().as_secs_f64()
+    );
+    model
 }
 
 /// Top-20 latency over `queries` random users (5% unknown ids), printed as p50/p99/max.

@@ -10,11 +10,13 @@
 //! ..  sections, each starting at an 8-byte-aligned offset, zero-padded to 8
 //! end SHA-256 of every byte before it (32 bytes)
 //! ```
-//! Loading reads the file once into a `u64` buffer (so every section is 8-aligned), checks
-//! magic, version, the whole-file digest when one is expected (what the operator passes in
-//! `MOVREK_MODEL_SHA256`), section bounds and the trailing checksum, then copies each section
-//! into its array with a `bytemuck` cast (a memcpy, no per-element parsing) and validates the
-//! model's invariants, so a crafted file cannot make serving panic.
+//! Loading reads the file with one read into a `u64` buffer (so every section is 8-aligned),
+//! checks magic, version and section bounds, and hashes the bytes exactly once: with an
+//! expected whole-file digest (what the operator passes in `MOVREK_MODEL_SHA256`) that digest
+//! is the check — a match means the bytes are exactly the ones written, so the trailing
+//! checksum would add nothing; without one, the trailing checksum is verified instead. Each
+//! section is then copied once into its array (`bytemuck`, a memcpy, no per-element parsing)
+//! and the model's invariants are validated, so a crafted file cannot make serving panic.
 
 use std::io::Read;
 use std::path::Path;
@@ -223,18 +225,25 @@ pub fn read(path: &Path, expected_sha256: Option<&str>) -> Result<Model, Artifac
     let mut file = std::fs::File::open(path).map_err(io)?;
     let len = usize::try_from(file.metadata().map_err(io)?.len())
         .map_err(|_| ArtifactError::Corrupt("file too large for this platform".into()))?;
+    // `vec![0; n]` of this size is fresh zero pages from the OS (no memset); the read fills
+    // them. `read_exact` is one `read(2)` for files under 2 GiB.
     let mut buf = vec![0_u64; len.div_ceil(8)];
-    file.read_exact(&mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..len])
-        .map_err(io)?;
-    decode(&buf, len, expected_sha256)
+    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..len];
+    file.read_exact(bytes).map_err(io)?;
+    // A file that grew after `metadata` would be read short; refuse rather than half-load.
+    if file.read(&mut [0_u8; 1]).map_err(io)? != 0 {
+        return Err(ArtifactError::Corrupt(
+            "the file changed size while it was read".into(),
+        ));
+    }
+    decode(bytes, expected_sha256)
 }
 
-/// Verifies and decodes an artifact held in memory (see [`read`]).
+/// Verifies and decodes an artifact held in memory (see [`read`]). The bytes need no
+/// particular alignment: sections are copied out with unaligned-safe copies.
 #[allow(clippy::needless_pass_by_value)] // owned by contract: callers hand over a download body
 pub fn from_bytes(bytes: Vec<u8>, expected_sha256: Option<&str>) -> Result<Model, ArtifactError> {
-    let mut buf = vec![0_u64; bytes.len().div_ceil(8)];
-    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..bytes.len()].copy_from_slice(&bytes);
-    decode(&buf, bytes.len(), expected_sha256)
+    decode(&bytes, expected_sha256)
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
@@ -270,6 +279,9 @@ fn verify(
     if version != FORMAT_VERSION {
         return Err(ArtifactError::UnsupportedVersion { found: version });
     }
+    // The one hash of the load. A whole-file digest that matches the expected one proves the
+    // bytes are exactly those written (checksum included), so the trailing checksum is only
+    // computed when no digest is expected.
     if let Some(expected) = expected_sha256 {
         let actual = hex::encode(Sha256::digest(bytes));
         if !actual.eq_ignore_ascii_case(expected.trim()) {
@@ -306,8 +318,9 @@ fn verify(
         }
         table.push((id, size, offset, length));
     }
-    let stored = &bytes[body_end..];
-    if Sha256::digest(&bytes[..body_end]).as_slice() != stored {
+    if expected_sha256.is_none()
+        && Sha256::digest(&bytes[..body_end]).as_slice() != &bytes[body_end..]
+    {
         return Err(ArtifactError::ChecksumMismatch);
     }
     let meta: ModelMetadata = serde_json::from_slice(&bytes[HEADER_LEN..HEADER_LEN + meta_len])
@@ -321,8 +334,7 @@ fn verify(
     Ok((meta, table))
 }
 
-fn decode(buf: &[u64], len: usize, expected_sha256: Option<&str>) -> Result<Model, ArtifactError> {
-    let bytes = &bytemuck::cast_slice::<u64, u8>(buf)[..len];
+fn decode(bytes: &[u8], expected_sha256: Option<&str>) -> Result<Model, ArtifactError> {
     let (meta, table) = verify(bytes, expected_sha256)?;
     let words = |pos: usize| -> Result<&[u8], ArtifactError> {
         let (id, size, offset, length) = table[pos];
@@ -345,11 +357,13 @@ fn decode(buf: &[u64], len: usize, expected_sha256: Option<&str>) -> Result<Mode
         }
         Ok(&bytes[offset..offset + length])
     };
+    // One copy per section into its own typed array; `pod_collect_to_vec` copies bytes, so it
+    // works whether or not the source is 4-aligned (a download body may not be).
     let u32s = |pos: usize| -> Result<Vec<u32>, ArtifactError> {
-        Ok(bytemuck::cast_slice(words(pos)?).to_vec())
+        Ok(bytemuck::allocation::pod_collect_to_vec(words(pos)?))
     };
     let f32s = |pos: usize| -> Result<Vec<f32>, ArtifactError> {
-        Ok(bytemuck::cast_slice(words(pos)?).to_vec())
+        Ok(bytemuck::allocation::pod_collect_to_vec(words(pos)?))
     };
     let u8s = |pos: usize| -> Result<Vec<u8>, ArtifactError> { Ok(words(pos)?.to_vec()) };
     let model = Model {
@@ -465,6 +479,72 @@ mod tests {
             bad[pos] ^= 0x20;
             assert!(from_bytes(bad, None).is_err(), "flip at {pos} accepted");
         }
+    }
+
+    /// Byte positions in the middle of every non-empty section of `bytes`.
+    fn section_middles(bytes: &[u8]) -> Vec<usize> {
+        let count = read_u32(bytes, 12) as usize;
+        let table_start = HEADER_LEN + pad8(read_u64(bytes, 16) as usize);
+        (0..count)
+            .filter_map(|i| {
+                let at = table_start + i * TABLE_ENTRY_LEN;
+                let (offset, length) = (
+                    read_u64(bytes, at + 8) as usize,
+                    read_u64(bytes, at + 16) as usize,
+                );
+                (length > 0).then_some(offset + length / 2)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flipped_payload_byte_fails_the_trailing_checksum_without_an_expected_digest() {
+        // The load hashes once: with no expected digest that hash must be the trailing
+        // checksum, so a flip that leaves the structure valid is still caught — from a file
+        // and from memory — and with the original digest expected it is a digest mismatch.
+        let bytes = to_bytes(&model());
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flipped.movrek");
+        let middles = section_middles(&bytes);
+        assert_eq!(
+            middles.len(),
+            SECTION_IDS.len(),
+            "every section is non-empty"
+        );
+        for pos in middles {
+            let mut bad = bytes.clone();
+            bad[pos] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            let err = read(&path, None).unwrap_err();
+            assert!(
+                matches!(err, ArtifactError::ChecksumMismatch),
+                "flip at {pos}: {err}"
+            );
+            let err = from_bytes(bad.clone(), None).unwrap_err();
+            assert!(
+                matches!(err, ArtifactError::ChecksumMismatch),
+                "flip at {pos}: {err}"
+            );
+            let err = read(&path, Some(&digest)).unwrap_err();
+            assert!(
+                matches!(err, ArtifactError::DigestMismatch { ref actual, .. } if *actual != digest),
+                "flip at {pos}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unaligned_bytes_decode_to_the_same_model() {
+        // A download body carries no alignment promise: decode from an odd address.
+        let model = model();
+        let bytes = to_bytes(&model);
+        let mut shifted = Vec::with_capacity(bytes.len() + 1);
+        shifted.push(0_u8);
+        shifted.extend_from_slice(&bytes);
+        let unaligned = &shifted[1..];
+        assert_ne!(unaligned.as_ptr().align_offset(4), 0);
+        assert_eq!(decode(unaligned, None).unwrap(), model);
     }
 
     #[test]
