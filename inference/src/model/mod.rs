@@ -328,14 +328,25 @@ impl Model {
     /// applies (minors, unknown users, and unknown ages unless
     /// `TrainParams::filter_adult_unknown_age` is off); ties by ascending movie id.
     pub fn recommend(&self, user: u32, n: usize) -> Recommendations {
-        SCRATCH.with(|cell| {
+        let mut movies = Vec::with_capacity(n.min(self.movies.len()));
+        let path = self.recommend_into(user, n, &mut movies);
+        Recommendations { movies, path }
+    }
+
+    /// [`Model::recommend`] into a caller's buffer: `out` is cleared, then holds the list.
+    /// Allocates nothing when `out` has room for the list (at most `min(n, movies)` ids) and
+    /// this thread has served a request before (its scoring buffers are reused).
+    pub fn recommend_into(&self, user: u32, n: usize, out: &mut Vec<u32>) -> RecommendPath {
+        out.clear();
+        let path = SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
             s.begin(self.movies.len());
-            let (path, movies) = match self.users.binary_search(&user) {
-                Err(_) => (
-                    RecommendPath::UnknownUser,
-                    self.fill(&mut s, 0, true, Vec::new(), n),
-                ),
+            // `out` holds dense movie indices until the final mapping to external ids.
+            match self.users.binary_search(&user) {
+                Err(_) => {
+                    self.fill(&mut s, 0, true, out, n);
+                    RecommendPath::UnknownUser
+                }
                 Ok(u) => {
                     for &j in self.ratings.row(u).0.iter().chain(self.watched.row(u)) {
                         s.block(j);
@@ -345,35 +356,30 @@ impl Model {
                     let personal =
                         self.ratings.row(u).0.len() >= self.meta.params.cold_start_min_ratings;
                     if personal {
-                        let chosen = self.personal(&mut s, u, adult, n);
-                        (
-                            RecommendPath::Personal,
-                            self.fill(&mut s, list, adult, chosen, n),
-                        )
+                        self.personal(&mut s, u, adult, out, n);
+                    }
+                    self.fill(&mut s, list, adult, out, n);
+                    if personal {
+                        RecommendPath::Personal
                     } else {
-                        (
-                            RecommendPath::ColdStart,
-                            self.fill(&mut s, list, adult, Vec::new(), n),
-                        )
+                        RecommendPath::ColdStart
                     }
                 }
-            };
-            Recommendations {
-                movies: movies
-                    .into_iter()
-                    .map(|j| self.movies[j as usize])
-                    .collect(),
-                path,
             }
-        })
+        });
+        for j in out.iter_mut() {
+            *j = self.movies[*j as usize];
+        }
+        path
     }
 
-    /// Neighbourhood scores: `Σ_v sim(u,v)·w_vj / Σ_v sim(u,v) + β·prior_j`, best `n`.
-    fn personal(&self, s: &mut Scratch, u: usize, adult: bool, n: usize) -> Vec<u32> {
+    /// Neighbourhood scores: `Σ_v sim(u,v)·w_vj / Σ_v sim(u,v) + β·prior_j`; appends the
+    /// best `n` to `chosen` and blocks them.
+    fn personal(&self, s: &mut Scratch, u: usize, adult: bool, chosen: &mut Vec<u32>, n: usize) {
         let (nbrs, sims) = self.neighbours.row(u);
         let total: f32 = sims.iter().sum();
         if total <= 0.0 {
-            return Vec::new();
+            return;
         }
         for (&v, &sim) in nbrs.iter().zip(sims) {
             let (items, weights) = self.contributions.row(v as usize);
@@ -389,24 +395,17 @@ impl Model {
             let allowed = score.is_finite() && !(adult && self.movie_adult[j as usize] != 0);
             allowed.then(|| (score + beta * self.movie_prior[j as usize], j))
         }));
-        let chosen = topk::top_n_by_score(&mut candidates, n);
+        let first = chosen.len();
+        topk::append_top_n_by_score(&mut candidates, n, chosen);
         s.candidates = candidates;
-        for &j in &chosen {
+        for &j in &chosen[first..] {
             s.block(j);
         }
-        chosen
     }
 
     /// Appends to `chosen` from cold-start list `list`, then from global popularity, skipping
     /// blocked (rated, watched, already chosen) and filtered movies, until `n` are chosen.
-    fn fill(
-        &self,
-        s: &mut Scratch,
-        list: usize,
-        adult: bool,
-        mut chosen: Vec<u32>,
-        n: usize,
-    ) -> Vec<u32> {
+    fn fill(&self, s: &mut Scratch, list: usize, adult: bool, chosen: &mut Vec<u32>, n: usize) {
         let sources = self
             .cold_lists
             .row(list)
@@ -422,7 +421,6 @@ impl Model {
             s.block(j);
             chosen.push(j);
         }
-        chosen
     }
 
     /// Checks every internal invariant a loaded artifact must satisfy before serving (array

@@ -248,3 +248,27 @@ fn bad_input_is_refused() {
         Err(crate::train::TrainError::NoRatings)
     ));
 }
+
+#[test]
+fn recommend_into_reuses_one_buffer_and_matches_recommend() {
+    let data = fixtures::dataset();
+    let model = model_of(&data, &params());
+    let users = [ADULT, WATCHER, MINOR, UNKNOWN_AGE, COLD_MINOR, 999];
+    // A dirty buffer with room for the largest list: every call must clear it, never grow it,
+    // and leave exactly what `recommend` returns, whatever the previous user and length were.
+    let mut out = vec![u32::MAX; 7];
+    out.reserve(model.movie_count());
+    let (ptr, capacity) = (out.as_ptr(), out.capacity());
+    for n in [20, 0, 1, 3, model.movie_count() + 5, 2] {
+        for &user in users.iter().chain(users.iter().rev()) {
+            let path = model.recommend_into(user, n, &mut out);
+            let fresh = model.recommend(user, n);
+            assert_eq!(
+                (&out, path),
+                (&fresh.movies, fresh.path),
+                "user {user}, n {n}"
+            );
+            assert_eq!((out.as_ptr(), out.capacity()), (ptr, capacity));
+        }
+    }
+}

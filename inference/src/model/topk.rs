@@ -12,16 +12,27 @@ pub fn by_score_then_id<S: Copy + Into<f64>>(a: &(S, u32), b: &(S, u32)) -> Orde
 /// Reorders `items` and returns the ids of the best `n` (score desc, id asc), best first.
 /// Runs in `O(len + n log n)`.
 pub fn top_n_by_score<S: Copy + Into<f64>>(items: &mut [(S, u32)], n: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(n.min(items.len()));
+    append_top_n_by_score(items, n, &mut out);
+    out
+}
+
+/// As [`top_n_by_score`], but appends the ids to `out` (no allocation when `out` has room).
+pub fn append_top_n_by_score<S: Copy + Into<f64>>(
+    items: &mut [(S, u32)],
+    n: usize,
+    out: &mut Vec<u32>,
+) {
     let n = n.min(items.len());
     if n == 0 {
-        return Vec::new();
+        return;
     }
     if n < items.len() {
         items.select_nth_unstable_by(n - 1, by_score_then_id);
     }
     let best = &mut items[..n];
     best.sort_unstable_by(by_score_then_id);
-    best.iter().map(|&(_, id)| id).collect()
+    out.extend(best.iter().map(|&(_, id)| id));
 }
 
 #[cfg(test)]
@@ -37,5 +48,8 @@ mod tests {
         assert_eq!(top_n_by_score(&mut b, 3), vec![5, 7, 3]);
         assert_eq!(top_n_by_score(&mut a, 10), vec![5, 7, 3, 9, 1]);
         assert!(top_n_by_score(&mut a, 0).is_empty());
+        let mut out = vec![42];
+        append_top_n_by_score(&mut b, 2, &mut out);
+        assert_eq!(out, vec![42, 5, 7]);
     }
 }

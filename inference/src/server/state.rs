@@ -26,13 +26,15 @@ pub trait Recommender: Send + Sync + 'static {
 impl Recommender for crate::model::Model {
     fn recommend(&self, user: u32, n: usize) -> (Vec<u32>, ServedPath) {
         use crate::model::RecommendPath;
-        let list = crate::model::Model::recommend(self, user, n);
-        let path = match list.path {
+        // The list is handed back owned, so the one allocation is this exactly-sized buffer;
+        // the model's scoring buffers are per-thread and reused.
+        let mut movies = Vec::with_capacity(n.min(self.movie_count()));
+        let path = match self.recommend_into(user, n, &mut movies) {
             RecommendPath::Personal => ServedPath::Personal,
             RecommendPath::ColdStart => ServedPath::ColdStart,
             RecommendPath::UnknownUser => ServedPath::UnknownUser,
         };
-        (list.movies, path)
+        (movies, path)
     }
 
     fn version(&self) -> &str {
