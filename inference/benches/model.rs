@@ -8,6 +8,11 @@
 //! loading that artifact (raw read, SHA-256 throughput, load with and without an expected
 //! digest) and latency.
 //!
+//! With `MOVREK_BENCH_EVAL=<data dir>` it instead makes the evaluation's seeded 80/20
+//! split of that data set and prints the served ranking's NDCG@10 (every test user with a
+//! held-out rating ≥ 4) next to popularity's, once per parameter set in
+//! `MOVREK_BENCH_PARAMS_LIST` (a JSON array of partial `TrainParams`; default `[{}]`).
+//!
 //! Run: `cargo bench -p movrek-inference --bench model`
 
 use std::path::PathBuf;
@@ -43,6 +48,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn main() {
+    if let Ok(dir) = std::env::var("MOVREK_BENCH_EVAL") {
+        ranking_quality(&PathBuf::from(dir));
+        return;
+    }
     if let Ok(path) = std::env::var("MOVREK_BENCH_ARTIFACT") {
         let queries = env_usize("MOVREK_BENCH_QUERIES", 20_000);
         let model = measure_load(&PathBuf::from(path));
@@ -122,6 +131,59 @@ fn main() {
 
     measure_latency(&model, users, movies, queries);
     println!("final_peak_rss_mib {:.0}", peak_rss_mib());
+}
+
+/// Served vs popularity NDCG@10 on the evaluation's split of the data set in `dir`, per
+/// parameter set (see the module docs).
+fn ranking_quality(dir: &std::path::Path) {
+    use std::collections::{HashMap, HashSet};
+
+    use movrek_inference::eval::{self, metrics::ndcg_at_k};
+    let loaded = movrek_inference::data::load_dir(dir).expect("load data set");
+    let (train_set, test) = eval::split(&loaded.dataset, 0.2, 42).expect("split");
+    let mut relevant: HashMap<u32, HashSet<u32>> = HashMap::new();
+    for r in test.iter().filter(|r| r.value >= 4.0) {
+        relevant.entry(r.user).or_default().insert(r.movie);
+    }
+    let mut rated: HashMap<u32, HashSet<u32>> = HashMap::new();
+    for r in &train_set.ratings {
+        rated.entry(r.user).or_default().insert(r.movie);
+    }
+    let mut users: Vec<u32> = relevant.keys().copied().collect();
+    users.sort_unstable();
+    let popular = eval::popularity_order(&train_set.ratings);
+    let empty = HashSet::new();
+    let mean = |lists: &dyn Fn(u32) -> Vec<u32>| {
+        let sum: f64 = users
+            .iter()
+            .filter_map(|u| ndcg_at_k(&lists(*u), &relevant[u], 10))
+            .sum();
+        sum / users.len() as f64
+    };
+    let popularity = mean(&|u| eval::top_unrated(&popular, rated.get(&u).unwrap_or(&empty), 20));
+    println!(
+        "eval {}: {} train ratings, {} ranked users; popularity NDCG@10 {popularity:.4}",
+        dir.display(),
+        train_set.ratings.len(),
+        users.len()
+    );
+    let list = std::env::var("MOVREK_BENCH_PARAMS_LIST").unwrap_or_else(|_| "[{}]".into());
+    let variants: Vec<serde_json::Value> =
+        serde_json::from_str(&list).expect("MOVREK_BENCH_PARAMS_LIST is a JSON array");
+    for variant in variants {
+        let mut params: TrainParams =
+            serde_json::from_value(variant.clone()).expect("partial TrainParams JSON");
+        params.holdout_fraction = 0.0;
+        let t = Instant::now();
+        let model = train(&train_set, &params, "eval", "").expect("training");
+        let seconds = t.elapsed().as_secs_f64();
+        let served = mean(&|u| model.recommend(u, 20).movies);
+        println!(
+            "served NDCG@10 {served:.4} ({:.2}x popularity), popularity weight {}, train {seconds:.1} s, params {variant}",
+            served / popularity,
+            model.metadata().params.popularity_weight
+        );
+    }
 }
 
 /// Loads the artifact at `path` and prints where the time goes: a plain read of the file,
