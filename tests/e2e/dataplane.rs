@@ -140,7 +140,7 @@ impl DataPlane {
                     tokio::time::sleep(TICK).await;
                 }
                 standin.shutdown();
-                nginx.process.stop();
+                drop(nginx);
             }
         });
         Self {
@@ -562,8 +562,18 @@ impl Nginx {
             .status()
             .expect("run kill -HUP");
         assert!(status.success(), "kill -HUP {pid} failed");
-        self.body = body.to_owned();
+        body.clone_into(&mut self.body);
         self.wait_generation().await;
+        self.wait_old_workers(pid).await;
+    }
+
+    /// Waits until the workers of the previous configuration have exited: until then they
+    /// may still accept a connection and route it to a backend that is about to stop.
+    async fn wait_old_workers(&self, master: u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while children_of(master) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn wait_generation(&mut self) {
@@ -584,6 +594,40 @@ impl Nginx {
         let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
         panic!("nginx did not load configuration {want} in 10 s; error.log:\n{log}");
     }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop and reap its workers; a SIGKILL would orphan them.
+        self.process.terminate(Duration::from_secs(5));
+    }
+}
+
+/// Number of live processes whose parent is `parent` (from `/proc/*/stat`).
+fn children_of(parent: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid …; comm may contain spaces, so split after the last ')'.
+            let mut rest = stat
+                .rsplit_once(')')
+                .map_or("", |(_, r)| r)
+                .split_whitespace();
+            let state = rest.next();
+            let ppid = rest.next().and_then(|p| p.parse::<u32>().ok());
+            ppid == Some(parent) && state != Some("Z")
+        })
+        .count()
 }
 
 fn nginx_bin() -> PathBuf {
