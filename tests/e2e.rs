@@ -436,8 +436,23 @@ impl Env {
         }
     }
 
-    /// Prints resource figures of the operator(s) and stops everything by pid.
+    /// Prints resource figures of the operator(s), asserts that no reconcile of a running
+    /// operator failed (an RBAC denial of the chart's least-privilege role would), and stops
+    /// everything by pid.
     async fn finish(mut self) {
+        for (i, op) in self.operators.iter().enumerate() {
+            if op.process.pid().is_none() {
+                continue;
+            }
+            let text = self.operators[i].metrics().await.unwrap_or_default();
+            let errors = metric_sum(&text, "movrek_operator_reconcile_errors_total", &[]);
+            assert!(
+                errors == 0.0,
+                "operator {} had {errors} failed reconciles:\n{}",
+                op.identity,
+                op.process.log_tail(20)
+            );
+        }
         for e in self.events().await {
             self.timeline.mark(&format!(
                 "event {} {} ×{}: {}",
@@ -448,11 +463,12 @@ impl Env {
             ));
         }
         for op in &self.operators {
-            if let Some(rss) = op.rss_kib() {
+            if let (Some(rss), Some(peak)) = (op.rss_kib(), op.peak_rss_kib()) {
                 self.timeline.mark(&format!(
-                    "operator {} RSS {:.1} MiB",
+                    "FIGURE operator {} RSS {:.1} MiB (peak {:.1} MiB)",
                     op.identity,
-                    rss as f64 / 1024.0
+                    rss as f64 / 1024.0,
+                    peak as f64 / 1024.0
                 ));
             }
         }
@@ -464,7 +480,17 @@ impl Env {
             op.process.stop();
         }
         if let Some(d) = self.data.take() {
+            let stats = d.stats();
+            self.timeline.mark(&format!(
+                "stand-in: {} movrek serve processes started, {} stopped, {} nginx reloads",
+                stats.started, stats.stopped, stats.reloads
+            ));
             d.stop().await;
+            assert!(
+                stats.crashed.is_empty(),
+                "movrek serve exited on its own for pods {:?} (model refused?)",
+                stats.crashed
+            );
         }
         self.timeline
             .mark("stopped operator, data plane; cluster goes down");
