@@ -730,16 +730,19 @@ async fn s03_slow_canary_is_rolled_back() {
     env.timeline.mark(&format!("after rollback: {after}"));
     assert!((after.share("v1") - 1.0).abs() < f64::EPSILON, "{after}");
 
-    // Breach: the first slow answer through nginx. Rollback: RollingBack observed (weight 0).
+    // Breach: the first slow answer through nginx.
     let breach = samples
         .iter()
         .find(|s| s.version.as_deref() == Some("v2-slow"))
         .expect("the slow canary answered")
         .at;
+    // Rollback: the first observed status with the canary weight back at 0.
     let rolling_back = env
         .watch()
-        .first(Phase::RollingBack)
-        .unwrap_or(rolled_back_at);
+        .states()
+        .iter()
+        .find(|s| s.at > breach && s.weight == 0)
+        .map_or(rolled_back_at, |s| s.at);
     let last_slow = samples
         .iter()
         .rev()
@@ -747,8 +750,8 @@ async fn s03_slow_canary_is_rolled_back() {
         .expect("slow answers")
         .at;
     env.timeline.mark(&format!(
-        "FIGURE breach-to-rollback: {:.1}s to RollingBack (weight 0), {:.1}s to the last slow answer \
-         through nginx (soak 4s + 2 failed checks at 4s interval)",
+        "FIGURE breach-to-rollback: {:.1}s to status weight 0, {:.1}s to the last slow answer \
+         through nginx (soak 4s, checks every 4s, failureLimit 2)",
         rolling_back.saturating_sub(breach).as_secs_f64(),
         last_slow.saturating_sub(breach).as_secs_f64()
     ));

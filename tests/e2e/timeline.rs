@@ -62,6 +62,8 @@ pub struct Seen {
     pub canary: Option<String>,
     /// `status.failedChecks`.
     pub failed_checks: i32,
+    /// Time of `status.lastAnalysis` (every check shows as a new state).
+    pub last_check: Option<String>,
 }
 
 /// Polls one release every 200 ms and keeps (and prints) each distinct state.
@@ -90,6 +92,10 @@ impl ReleaseWatch {
                             stable: s.stable.map(|t| t.version),
                             canary: s.canary.map(|t| t.version),
                             failed_checks: s.failed_checks,
+                            last_check: s
+                                .last_analysis
+                                .as_ref()
+                                .map(|a| format!("{} {:?}", a.time.0, a.verdict)),
                         };
                         let mut all = states.lock().expect("watch lock");
                         let changed = all.last().is_none_or(|last| {
@@ -99,12 +105,14 @@ impl ReleaseWatch {
                                 &last.stable,
                                 &last.canary,
                                 last.failed_checks,
+                                &last.last_check,
                             ) != (
                                 seen.phase,
                                 seen.weight,
                                 &seen.stable,
                                 &seen.canary,
                                 seen.failed_checks,
+                                &seen.last_check,
                             )
                         });
                         if changed {
