@@ -260,6 +260,19 @@ impl Env {
         )
     }
 
+    /// Creates Secret `name` in the release namespace with key `url` = the webhook receiver.
+    fn create_webhook_secret(&self, name: &str) {
+        self.cluster.kubectl_ok(&[
+            "-n",
+            NAMESPACE,
+            "create",
+            "secret",
+            "generic",
+            name,
+            &format!("--from-literal=url={}", self.webhook.url),
+        ]);
+    }
+
     fn apply_version(&self, version: &str, canary: &str) {
         self.cluster.apply(&self.manifest(version, canary));
         self.timeline
@@ -508,20 +521,12 @@ async fn s01_install_and_first_deploy() {
         std::fs::read_to_string(cluster::repo_root().join("examples/recommenderrelease.yaml"))
             .expect("read examples/recommenderrelease.yaml");
     let m = &env.models["v1"];
-    // Point the example at the artifact trained here and at the local Prometheus; drop the
-    // notify Secret reference (no such Secret here). Every other field is the example's.
+    // Point the example at the artifact trained here and at the local Prometheus; every other
+    // field is the example's (its notify Secret is created here).
+    env.create_webhook_secret("movrek-slack");
     let mut yaml = String::new();
-    let mut skip_notify = false;
     for line in example.lines() {
         let trimmed = line.trim_start();
-        if line.starts_with("  notify:") {
-            skip_notify = true;
-            continue;
-        }
-        if skip_notify && line.starts_with("    ") {
-            continue;
-        }
-        skip_notify = false;
         let replaced = if trimmed.starts_with("version:") {
             format!("    version: \"{}\"", m.version)
         } else if trimmed.starts_with("uri:") {
@@ -574,6 +579,35 @@ async fn s01_install_and_first_deploy() {
     assert_eq!(row[3], "0", "{table}");
 
     assert_eq!(env.deployment_replicas("movies-stable").await, Some(2));
+    // The chart's role allows what the operator does and nothing it does not.
+    let sa = format!(
+        "system:serviceaccount:{}:{}",
+        cluster::OPERATOR_NAMESPACE,
+        cluster::OPERATOR_SERVICE_ACCOUNT
+    );
+    for (verb, resource, allowed) in [
+        ("patch", "deployments.apps", true),
+        ("watch", "recommenderreleases.movrek.dev", true),
+        ("patch", "recommenderreleases.movrek.dev/status", true),
+        ("create", "events.events.k8s.io", true),
+        ("get", "secrets", true),
+        ("delete", "deployments.apps", false),
+        ("list", "secrets", false),
+        ("get", "pods", false),
+        ("update", "recommenderreleases.movrek.dev", false),
+    ] {
+        let out = env.cluster.kubectl(&[
+            "auth", "can-i", verb, resource, "--as", &sa, "-n", NAMESPACE,
+        ]);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(
+            answer,
+            if allowed { "yes" } else { "no" },
+            "can the operator {verb} {resource}?"
+        );
+    }
+    env.timeline
+        .mark("kubectl auth can-i: the chart's ServiceAccount has exactly the expected verbs");
     env.wait_serving("v1", Duration::from_secs(30)).await;
     let reasons = env.event_reasons().await;
     assert!(reasons.contains(&"Deploying".to_owned()), "{reasons:?}");
@@ -929,7 +963,17 @@ async fn s07_manual_promote_abort_retry() {
     env.assert_all_traffic_on("v2").await;
 
     // abort
-    env.apply_version("v3", MANUAL_CANARY);
+    // This rollout announces through `notify.secretRef` (the chart lets the operator `get`
+    // Secrets): the abort's webhook proves the read.
+    env.create_webhook_secret("movrek-hook");
+    let via_secret = env.manifest("v3", MANUAL_CANARY).replace(
+        &format!("    webhookUrl: {}\n", env.webhook.url),
+        "    secretRef:\n      name: movrek-hook\n      key: url\n",
+    );
+    assert!(via_secret.contains("secretRef"), "{via_secret}");
+    env.cluster.apply(&via_secret);
+    env.timeline
+        .mark("kubectl apply rr/movies model v3 (notify.secretRef movrek-hook)");
     env.wait_phase(Phase::Soaking, Duration::from_secs(60))
         .await;
     env.annotate("abort");
