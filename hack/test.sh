@@ -33,4 +33,6 @@ stage "control-plane binaries (hack/cluster/build.sh)"
 ./hack/cluster/build.sh
 stage "cluster smoke test (hack/cluster/smoke.sh)"
 MOVREK_OPERATOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/movrek-operator" ./hack/cluster/smoke.sh
+stage "end-to-end rollout scenarios (hack/e2e.sh)"
+./hack/e2e.sh
 stage "done"
