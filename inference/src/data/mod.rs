@@ -198,8 +198,9 @@ pub struct User {
     pub id: u32,
     /// Gender, if known.
     pub gender: Option<Gender>,
-    /// Age bucket, if known. Unknown age is treated as adult by the adult filter only
-    /// when the data set has no demographics at all; see `model` for the rule.
+    /// Age bucket, if known. The served model's adult filter treats an unknown age like a
+    /// minor's by default (`TrainParams::filter_adult_unknown_age`), whether or not the data
+    /// set has demographics.
     pub age: Option<AgeBucket>,
     /// Occupation name (ML-100k) or ML-1M occupation code as text, if known.
     pub occupation: Option<String>,
