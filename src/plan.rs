@@ -718,19 +718,7 @@ impl<'a> Planner<'a> {
             Some(ManualAction::Abort) => {
                 let reason =
                     format!("aborted by {ACTION_ANNOTATION}=abort before the canary started");
-                self.block(Outcome::RolledBack, &reason);
-                self.push_history(
-                    &self.target.version.clone(),
-                    &self.target.image.clone(),
-                    &self.target.model_sha256.clone(),
-                    Outcome::RolledBack,
-                    &reason,
-                );
-                self.event(EventKind::Warning, "RolledBack", reason.clone());
-                self.announce(Outcome::RolledBack, &reason);
-                self.next.canary_weight = 0;
-                self.enter(Phase::RolledBack, reason);
-                self.stalled = true;
+                self.refuse_target(Phase::RolledBack, Outcome::RolledBack, "RolledBack", reason);
             }
             Some(ManualAction::Retry) | None => self.start(s, false),
             Some(ManualAction::Unknown(v)) => {
@@ -748,6 +736,29 @@ impl<'a> Planner<'a> {
             outcome,
             reason: reason.to_owned(),
         });
+    }
+
+    /// Ends the spec's target without a canary: blocked until the spec changes or a retry,
+    /// recorded in history, announced by Event and notification, weight 0, stalled.
+    fn refuse_target(
+        &mut self,
+        phase: Phase,
+        outcome: Outcome,
+        event_reason: &'static str,
+        reason: String,
+    ) {
+        self.block(outcome, &reason);
+        let (version, image, sha) = (
+            self.target.version.clone(),
+            self.target.image.clone(),
+            self.target.model_sha256.clone(),
+        );
+        self.push_history(&version, &image, &sha, outcome, &reason);
+        self.event(EventKind::Warning, event_reason, reason.clone());
+        self.announce(outcome, &reason);
+        self.next.canary_weight = 0;
+        self.enter(phase, reason);
+        self.stalled = true;
     }
 
     fn announce(&mut self, outcome: Outcome, reason: &str) {
@@ -772,19 +783,7 @@ impl<'a> Planner<'a> {
                 "model {} offline RMSE {rmse:.4} is above canary.maxRmse {max:.4}; no canary started",
                 self.target.version
             );
-            self.block(Outcome::Rejected, &reason);
-            self.push_history(
-                &self.target.version.clone(),
-                &self.target.image.clone(),
-                &self.target.model_sha256.clone(),
-                Outcome::Rejected,
-                &reason,
-            );
-            self.event(EventKind::Warning, "Rejected", reason.clone());
-            self.announce(Outcome::Rejected, &reason);
-            self.next.canary_weight = 0;
-            self.enter(Phase::Rejected, reason);
-            self.stalled = true;
+            self.refuse_target(Phase::Rejected, Outcome::Rejected, "Rejected", reason);
             return;
         }
         let mut canary = self.target.clone();
