@@ -235,6 +235,11 @@ async fn prometheus_down_is_unreachable_never_a_pass() {
     let a = analyze(&source, &query, &thresholds).await;
     assert_eq!(a.verdict, Verdict::Inconclusive, "{}", a.reason);
     assert!(a.reason.contains("unreachable"), "{}", a.reason);
+    assert!(
+        !a.reason.contains("query=") && !a.reason.contains("/api/v1/"),
+        "the reason names the cause, not the request URL: {}",
+        a.reason
+    );
 }
 
 #[tokio::test]

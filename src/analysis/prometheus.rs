@@ -227,9 +227,19 @@ fn classify(err: PromError, address: &str, query: &str) -> MetricsError {
         _ => false,
     };
     if unreachable {
+        // reqwest's own message carries the whole request URL, i.e. the URL-encoded query:
+        // hundreds of characters in status and Events. Keep its cause chain instead.
+        let cause = match &err {
+            PromError::Client(c) => c.inner().map(transport_cause),
+            _ => None,
+        };
+        let source: super::BoxError = match cause {
+            Some(cause) => cause.into(),
+            None => Box::new(err),
+        };
         MetricsError::Unreachable {
             address: address.to_owned(),
-            source: Box::new(err),
+            source,
         }
     } else {
         MetricsError::Query {
@@ -237,6 +247,28 @@ fn classify(err: PromError, address: &str, query: &str) -> MetricsError {
             source: Box::new(err),
         }
     }
+}
+
+/// A transport failure described without its URL: the HTTP status, or what failed and the
+/// chain of causes below it (e.g. "connection failed: …: Connection refused (os error 111)").
+fn transport_cause(r: &reqwest::Error) -> String {
+    if let Some(status) = r.status() {
+        return format!("HTTP {status}");
+    }
+    let what = if r.is_timeout() {
+        "timed out"
+    } else if r.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut parts = vec![what.to_owned()];
+    let mut cause = std::error::Error::source(r);
+    while let Some(e) = cause {
+        parts.push(e.to_string());
+        cause = e.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -395,5 +427,23 @@ mod tests {
             p.canary_metrics(&q).await,
             Err(MetricsError::InvalidRequest(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn refused_connection_names_its_cause_not_the_url() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = Prometheus::new(Duration::from_secs(2)).unwrap();
+        let mut q = query(None, "movies", Duration::from_secs(10));
+        q.address = format!("http://127.0.0.1:{port}");
+        let err = p.canary_metrics(&q).await.unwrap_err();
+        assert!(matches!(err, MetricsError::Unreachable { .. }), "{err:?}");
+        let chain = crate::analysis::error_chain(&err);
+        assert!(chain.contains("connection failed"), "{chain}");
+        assert!(!chain.contains("query="), "{chain}");
     }
 }
