@@ -37,7 +37,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use crate::support::{ChildGuard, free_port, movrek_bin, prometheus_bin};
+use crate::support::{ChildGuard, free_port, movrek_bin, prometheus_bin, spawn_ready};
 use crate::timeline::Timeline;
 
 /// Label every inference pod carries.
@@ -734,23 +734,14 @@ impl Prometheus {
         .arg("--storage.tsdb.retention.time=1h")
         .arg("--log.level=warn")
         .current_dir(&self.dir);
-        let mut process = ChildGuard::spawn("prometheus", cmd, &self.dir.join("prometheus.log"));
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            process.assert_running();
-            if let Ok(r) = http.get(format!("{}/-/ready", self.url())).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready in 30 s:\n{}",
-                process.log_tail(20)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let process = spawn_ready(
+            "prometheus",
+            cmd,
+            &self.dir.join("prometheus.log"),
+            &format!("{}/-/ready", self.url()),
+            Duration::from_secs(30),
+        )
+        .await;
         self.process = Some(process);
     }
 }

@@ -155,6 +155,22 @@ pub fn prometheus_bin() -> PathBuf {
         .expect("prometheus not found at /usr/bin/prometheus: run ./hack/deps.sh (installs Debian's prometheus) or set PROMETHEUS_BIN")
 }
 
+/// Spawns `cmd` as `name` (output to `log`) and waits until `ready_url` answers 200 within
+/// `limit`; panics with the log's tail when the process dies or never gets ready.
+pub async fn spawn_ready(
+    name: &str,
+    cmd: Command,
+    log: &Path,
+    ready_url: &str,
+    limit: Duration,
+) -> ChildGuard {
+    let mut process = ChildGuard::spawn(name, cmd, log);
+    if let Err(e) = wait_ok(ready_url, limit, || process.assert_running()).await {
+        panic!("{name}: {e}\n{}", process.log_tail(30));
+    }
+    process
+}
+
 /// Polls `url` until it answers 200 or `limit` passes; `check` runs between polls so a
 /// process that died is reported at once.
 async fn wait_ok(url: &str, limit: Duration, mut check: impl FnMut()) -> Result<(), String> {
@@ -207,17 +223,15 @@ impl MovrekServer {
             cmd.env(k, v);
         }
         let log = dir.path().join("movrek.log");
-        let mut process = ChildGuard::spawn(&format!("movrek serve ({track})"), cmd, &log);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let ready = wait_ok(
+        let process = spawn_ready(
+            &format!("movrek serve ({track})"),
+            cmd,
+            &log,
             &format!("http://{addr}/readyz"),
             Duration::from_secs(120),
-            || process.assert_running(),
         )
         .await;
-        if let Err(e) = ready {
-            panic!("movrek serve ({track}): {e}\n{}", process.log_tail(30));
-        }
         Self {
             addr,
             process,
@@ -283,16 +297,14 @@ impl PrometheusServer {
             .arg("--log.level=warn")
             .current_dir(dir.path());
         let log = dir.path().join("prometheus.log");
-        let mut process = ChildGuard::spawn("prometheus", cmd, &log);
-        let ready = wait_ok(
+        let process = spawn_ready(
+            "prometheus",
+            cmd,
+            &log,
             &format!("http://{addr}/-/ready"),
             Duration::from_secs(30),
-            || process.assert_running(),
         )
         .await;
-        if let Err(e) = ready {
-            panic!("prometheus: {e}\n{}", process.log_tail(30));
-        }
         Self {
             addr,
             process,
