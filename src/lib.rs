@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod children;
 pub mod controller;
 pub mod crd;
+pub mod egress;
 pub mod http;
 pub mod leader;
 pub mod metrics;

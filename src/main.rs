@@ -10,17 +10,19 @@ use clap::{Parser, Subcommand};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::{Api, ListParams};
+use kube::client::ClientBuilder;
 use movrek_operator::analysis::error_chain;
-use movrek_operator::analysis::prometheus::Prometheus;
+use movrek_operator::analysis::prometheus::{self, Prometheus};
 use movrek_operator::controller::{self, Context};
 use movrek_operator::crd::RecommenderRelease;
+use movrek_operator::egress::HostAllowList;
 use movrek_operator::http::{self, Health};
-use movrek_operator::leader::{self, LeaseConfig};
+use movrek_operator::leader::{self, LeaderGate, LeaseConfig, WriteGateLayer};
 use movrek_operator::metrics::Metrics;
-use movrek_operator::notify::{RetryPolicy, Webhook};
+use movrek_operator::notify::{RetryPolicy, Webhook, webhook};
 use movrek_operator::telemetry;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Kubernetes operator that rolls out movie-recommendation models with canaries.
 #[derive(Debug, Parser)]
@@ -52,12 +54,21 @@ struct RunArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
-    /// Seconds a Lease stays valid without renewal.
+    /// Seconds a Lease stays valid without renewal; the leader steps down after 2/3 of it
+    /// without a successful renewal, and renews (a follower looks) every tenth of it.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
     /// Timeout of one Prometheus analysis, in seconds.
     #[arg(long, default_value_t = 10)]
     prometheus_timeout: u64,
+    /// Hosts a release's `spec.canary.prometheus.address` may name: comma-separated `host`,
+    /// `host:port`, `*.domain` or `*`. Empty: any host but link-local addresses.
+    #[arg(long, env = "MOVREK_ALLOWED_PROMETHEUS_HOSTS", value_delimiter = ',')]
+    allowed_prometheus_hosts: Vec<String>,
+    /// Hosts a release's webhook URL may name (same syntax). Empty: any host but link-local
+    /// addresses.
+    #[arg(long, env = "MOVREK_ALLOWED_WEBHOOK_HOSTS", value_delimiter = ',')]
+    allowed_webhook_hosts: Vec<String>,
 }
 
 /// Exit code when the CRD is not installed.
@@ -90,15 +101,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// The two clients: `plain` for the Lease, `gated` (writes only while leading) for the rest.
+struct Clients {
+    plain: Client,
+    gated: Client,
+}
+
 /// Connects and checks that the CRD is installed; the exit code says why not.
-async fn connect() -> Result<Client, ExitCode> {
-    let client = Client::try_default().await.map_err(|e| {
-        error!(error = %error_chain(&e), "no Kubernetes credentials (kubeconfig or in-cluster)");
+async fn connect(gate: &LeaderGate) -> Result<Clients, ExitCode> {
+    let no_credentials = |e: &(dyn std::error::Error + 'static)| {
+        error!(error = %error_chain(e), "no Kubernetes credentials (kubeconfig or in-cluster)");
         ExitCode::FAILURE
-    })?;
-    let releases = Api::<RecommenderRelease>::all(client.clone());
+    };
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| no_credentials(&e))?;
+    let plain = Client::try_from(config.clone()).map_err(|e| no_credentials(&e))?;
+    let gated = ClientBuilder::try_from(config)
+        .map_err(|e| no_credentials(&e))?
+        .with_layer(&WriteGateLayer(gate.clone()))
+        .build();
+    let releases = Api::<RecommenderRelease>::all(plain.clone());
     match releases.list(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(client),
+        Ok(_) => Ok(Clients { plain, gated }),
         Err(kube::Error::Api(status)) if status.code == 404 => {
             error!(
                 "the RecommenderRelease CRD is not installed; install it with \
@@ -114,25 +139,35 @@ async fn connect() -> Result<Client, ExitCode> {
     }
 }
 
+/// Resolves when `rx` carries `true`.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
 async fn run(args: RunArgs) -> ExitCode {
-    let client = match connect().await {
+    let egress = match Egress::parse(&args) {
+        Ok(e) => e,
+        Err(message) => {
+            error!(%message, "bad allow-list flag");
+            eprintln!("movrek-operator: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let gate = LeaderGate::default();
+    let clients = match connect(&gate).await {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    gate.register(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
     let health = Health::default();
     health.set_ready(true);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server_stop = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
     let server = warp::serve(http::routes(metrics.clone(), health.clone()))
         .bind(args.http)
         .await
-        .graceful(server_stop)
+        .graceful(stopped(stop_rx.clone()))
         .run();
     let server = tokio::spawn(server);
     info!(http = %args.http, "serving /metrics, /healthz, /readyz");
@@ -150,63 +185,90 @@ async fn run(args: RunArgs) -> ExitCode {
         std::env::var("HOSTNAME")
             .unwrap_or_else(|_| format!("movrek-operator-{}", std::process::id()))
     });
-    let lease_cfg = LeaseConfig {
-        name: args.lease_name.clone(),
-        namespace: args.lease_namespace.clone(),
+    let lease_cfg = LeaseConfig::new(
+        args.lease_name.clone(),
+        args.lease_namespace.clone(),
         identity,
-        lease_duration: Duration::from_secs(args.lease_seconds.max(2)),
-        renew_every: Duration::from_secs((args.lease_seconds / 3).max(1)),
-    };
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_cfg.namespace);
-    let mut stopped = stop_rx.clone();
-    tokio::select! {
-        result = leader::acquire(&leases, &lease_cfg) => {
-            if let Err(e) = result {
-                error!(error = %error_chain(&e), "leader election failed");
-                return ExitCode::FAILURE;
-            }
-        }
-        _ = stopped.wait_for(|s| *s) => {
-            let _ = server.await;
-            return ExitCode::SUCCESS;
-        }
-    }
-
-    let ctx = match build_context(client.clone(), metrics, args.prometheus_timeout) {
+        Duration::from_secs(args.lease_seconds),
+    );
+    info!(
+        prometheus = %egress.prometheus, webhook = %egress.webhook,
+        lease = ?lease_cfg, "egress allow-lists and lease timings"
+    );
+    let ctx = match build_context(clients.gated, metrics, args.prometheus_timeout, egress) {
         Ok(ctx) => Arc::new(ctx),
         Err(code) => return code,
     };
-
-    // Losing the lease stops the controller and exits non-zero, so a restart rejoins as follower.
-    let (lost_tx, mut lost_rx) = watch::channel(false);
-    let holder = tokio::spawn({
-        let cfg = lease_cfg.clone();
-        async move {
-            let reason = leader::hold(&leases, &cfg).await;
-            error!(error = %error_chain(&reason), "leadership lost; stopping the controller");
-            let _ = lost_tx.send(true);
-        }
-    });
-    let controller_stop = {
-        let mut stop = stop_rx.clone();
-        let mut lost = lost_rx.clone();
-        async move {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => {}
-                _ = lost.wait_for(|l| *l) => {}
-            }
-        }
-    };
-    controller::run(ctx, controller_stop).await;
-    holder.abort();
+    let leases: Api<Lease> = Api::namespaced(clients.plain, &lease_cfg.namespace);
+    let code = lead_while_elected(&leases, &lease_cfg, &gate, &ctx, &stop_rx).await;
     signals.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;
-    if *lost_rx.borrow_and_update() {
-        ExitCode::FAILURE
-    } else {
-        info!("stopped");
-        ExitCode::SUCCESS
+    code
+}
+
+/// Follower → leader → follower … until a stop is requested: runs the controller only while
+/// holding the Lease. Losing it drops the controller at once (its writes are already refused
+/// by the gate) and rejoins as a follower; a stop lets in-flight reconciles finish while the
+/// Lease is still renewed, then releases it so the next replica takes over at once.
+async fn lead_while_elected(
+    leases: &Api<Lease>,
+    cfg: &LeaseConfig,
+    gate: &LeaderGate,
+    ctx: &Arc<Context<Prometheus, Webhook>>,
+    stop_rx: &watch::Receiver<bool>,
+) -> ExitCode {
+    loop {
+        let held = tokio::select! {
+            held = leader::acquire(leases, cfg, gate) => held,
+            () = stopped(stop_rx.clone()) => return ExitCode::SUCCESS,
+        };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let controller = async {
+            controller::run(ctx.clone(), stopped(stop_rx.clone())).await;
+            let _ = done_tx.send(());
+        };
+        let holding = leader::hold(leases, cfg, gate, held, async {
+            let _ = done_rx.await;
+        });
+        tokio::pin!(controller, holding);
+        tokio::select! {
+            (_, reason) = &mut holding => {
+                let reason = reason.map_or_else(|| "stopped".to_owned(), |r| error_chain(&r));
+                error!(error = %reason, "leadership lost; controller stopped, following again");
+            }
+            () = &mut controller => {
+                let (held, reason) = holding.await;
+                if reason.is_none()
+                    && let Err(e) = leader::release(leases, cfg, gate, &held).await
+                {
+                    warn!(error = %error_chain(&e), "cannot release the lease; it expires on its own");
+                }
+                info!("stopped");
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+}
+
+/// The parsed egress allow-lists.
+struct Egress {
+    prometheus: HostAllowList,
+    webhook: HostAllowList,
+}
+
+impl Egress {
+    fn parse(args: &RunArgs) -> Result<Self, String> {
+        Ok(Self {
+            prometheus: HostAllowList::parse(
+                prometheus::ALLOWED_HOSTS_FLAG,
+                &args.allowed_prometheus_hosts,
+            )?,
+            webhook: HostAllowList::parse(
+                webhook::ALLOWED_HOSTS_FLAG,
+                &args.allowed_webhook_hosts,
+            )?,
+        })
     }
 }
 
@@ -214,15 +276,19 @@ fn build_context(
     client: Client,
     metrics: Arc<Metrics>,
     prometheus_timeout: u64,
+    egress: Egress,
 ) -> Result<Context<Prometheus, Webhook>, ExitCode> {
-    let source = Prometheus::new(Duration::from_secs(prometheus_timeout)).map_err(|e| {
-        error!(error = %error_chain(&e), "cannot build the Prometheus client");
-        ExitCode::FAILURE
-    })?;
-    let notifier = Webhook::new(RetryPolicy::default()).map_err(|e| {
-        error!(error = %error_chain(&e), "cannot build the webhook client");
-        ExitCode::FAILURE
-    })?;
+    let source =
+        Prometheus::with_allowed_hosts(Duration::from_secs(prometheus_timeout), egress.prometheus)
+            .map_err(|e| {
+                error!(error = %error_chain(&e), "cannot build the Prometheus client");
+                ExitCode::FAILURE
+            })?;
+    let notifier =
+        Webhook::with_allowed_hosts(RetryPolicy::default(), egress.webhook).map_err(|e| {
+            error!(error = %error_chain(&e), "cannot build the webhook client");
+            ExitCode::FAILURE
+        })?;
     Ok(Context::new(client, source, notifier, metrics))
 }
 

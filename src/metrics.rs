@@ -251,6 +251,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, so a module with metrics of its own (leader election) adds them here.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The `OpenMetrics` text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

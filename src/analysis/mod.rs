@@ -146,17 +146,21 @@ pub enum MetricsError {
     /// The request was not valid before anything was sent (bad address, zero window).
     #[error("invalid analysis request: {0}")]
     InvalidRequest(String),
+    /// The address is not on the operator's `--allowed-prometheus-hosts` list; nothing was sent.
+    #[error("Prometheus address refused")]
+    NotAllowed(#[source] crate::egress::EgressError),
 }
 
 impl MetricsError {
     /// A short, fixed label for metrics and condition reasons (`no_data`, `unreachable`,
-    /// `query`, `invalid_request`).
+    /// `query`, `invalid_request`, `not_allowed`).
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::NoData => "no_data",
             Self::Unreachable { .. } => "unreachable",
             Self::Query { .. } => "query",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::NotAllowed(_) => "not_allowed",
         }
     }
 }

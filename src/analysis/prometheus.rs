@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_http_query::{Client, Error as PromError, response::Data};
 
 use super::{AnalysisQuery, CanaryMetrics, MetricsError, MetricsSource};
+use crate::egress::{EgressError, HostAllowList};
 
 /// Histogram of request latencies exported by `movrek serve`.
 pub const DURATION_METRIC: &str = "movrek_request_duration_seconds";
@@ -111,21 +112,42 @@ impl Queries {
 /// Each analysis finishes within the configured timeout: every HTTP request carries it,
 /// Prometheus is asked to stop evaluating after it, and the four queries run concurrently
 /// under one overall deadline of the same length.
+///
+/// Only addresses its [`HostAllowList`] allows are queried (redirects included); any other
+/// ends in [`MetricsError::NotAllowed`] before a request is sent.
 #[derive(Clone, Debug)]
 pub struct Prometheus {
     http: reqwest::Client,
     timeout: Duration,
+    allowed: HostAllowList,
 }
 
+/// The operator flag that restricts Prometheus addresses.
+pub const ALLOWED_HOSTS_FLAG: &str = "--allowed-prometheus-hosts";
+
 impl Prometheus {
-    /// A client whose analyses give up after `timeout` (e.g. 10 s).
+    /// A client whose analyses give up after `timeout` (e.g. 10 s), for any address but
+    /// link-local ones.
     pub fn new(timeout: Duration) -> Result<Self, MetricsError> {
+        Self::with_allowed_hosts(timeout, HostAllowList::allow_all(ALLOWED_HOSTS_FLAG))
+    }
+
+    /// A client that only queries hosts `allowed` lets through.
+    pub fn with_allowed_hosts(
+        timeout: Duration,
+        allowed: HostAllowList,
+    ) -> Result<Self, MetricsError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(allowed.redirect_policy(5))
             .build()
             .map_err(|e| MetricsError::InvalidRequest(format!("cannot build HTTP client: {e}")))?;
-        Ok(Self { http, timeout })
+        Ok(Self {
+            http,
+            timeout,
+            allowed,
+        })
     }
 
     /// The bound on one analysis.
@@ -156,6 +178,10 @@ impl MetricsSource for Prometheus {
                 q.window
             ))
         })?;
+        // A malformed address is reported by `Client::from` below, as before.
+        if let Err(refused @ EgressError::NotAllowed { .. }) = self.allowed.check(&q.address) {
+            return Err(MetricsError::NotAllowed(refused));
+        }
         let client = Client::from(self.http.clone(), &q.address).map_err(|e| {
             MetricsError::InvalidRequest(format!(
                 "Prometheus address {:?} is not a URL: {e}",

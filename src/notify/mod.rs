@@ -233,11 +233,14 @@ pub enum NotifyError {
         /// Attempts started before it did.
         attempts: u32,
     },
+    /// The URL's host is not on the operator's `--allowed-webhook-hosts` list; nothing was sent.
+    #[error("webhook URL refused")]
+    NotAllowed(#[source] crate::egress::EgressError),
 }
 
 impl NotifyError {
     /// A short, fixed label for metrics (`invalid_url`, `client`, `rejected`, `exhausted`,
-    /// `timed_out`).
+    /// `timed_out`, `not_allowed`).
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::InvalidUrl => "invalid_url",
@@ -245,6 +248,7 @@ impl NotifyError {
             Self::Rejected { .. } => "rejected",
             Self::Exhausted { .. } => "exhausted",
             Self::TimedOut { .. } => "timed_out",
+            Self::NotAllowed(_) => "not_allowed",
         }
     }
 }

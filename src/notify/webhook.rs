@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::egress::HostAllowList;
+
 use super::{
     AnswerClass, AttemptError, Delivery, Notification, Notifier, NotifyError, RetryPolicy,
     classify_status, payload,
@@ -12,21 +14,41 @@ use super::{
 const BODY_SNIPPET: usize = 200;
 
 /// Delivers notifications over HTTP(S) with one shared client.
+///
+/// Only URLs whose host its [`HostAllowList`] allows are contacted (redirects included); any
+/// other ends in [`NotifyError::NotAllowed`] before a request is sent.
 #[derive(Clone, Debug)]
 pub struct Webhook {
     http: reqwest::Client,
     policy: RetryPolicy,
+    allowed: HostAllowList,
 }
 
+/// The operator flag that restricts webhook hosts.
+pub const ALLOWED_HOSTS_FLAG: &str = "--allowed-webhook-hosts";
+
 impl Webhook {
-    /// A sender that follows `policy`.
+    /// A sender that follows `policy`, to any host but link-local addresses.
     pub fn new(policy: RetryPolicy) -> Result<Self, NotifyError> {
+        Self::with_allowed_hosts(policy, HostAllowList::allow_all(ALLOWED_HOSTS_FLAG))
+    }
+
+    /// A sender that only contacts hosts `allowed` lets through.
+    pub fn with_allowed_hosts(
+        policy: RetryPolicy,
+        allowed: HostAllowList,
+    ) -> Result<Self, NotifyError> {
         let http = reqwest::Client::builder()
             .timeout(policy.attempt_timeout)
             .connect_timeout(policy.attempt_timeout)
+            .redirect(allowed.redirect_policy(5))
             .build()
             .map_err(NotifyError::Client)?;
-        Ok(Self { http, policy })
+        Ok(Self {
+            http,
+            policy,
+            allowed,
+        })
     }
 
     /// The policy in force.
@@ -93,6 +115,9 @@ impl Notifier for Webhook {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(NotifyError::InvalidUrl);
         }
+        self.allowed
+            .check_url(&url)
+            .map_err(NotifyError::NotAllowed)?;
         let body = payload(event);
         let started = AtomicU32::new(0);
         let limit = self.policy.total_timeout;
