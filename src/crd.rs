@@ -134,10 +134,11 @@ pub struct TrafficSpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrafficProvider {
-    /// Primary Ingress plus a canary Ingress with `nginx.ingress.kubernetes.io/canary-weight`.
-    #[default]
+    /// Legacy (ingress-nginx is retired upstream since March 2026): primary Ingress plus a
+    /// canary Ingress with `nginx.ingress.kubernetes.io/canary-weight`.
     IngressNginx,
-    /// One `HTTPRoute` with weighted `backendRefs`.
+    /// The default: one `HTTPRoute` with weighted `backendRefs`.
+    #[default]
     GatewayApi,
     /// The shared Service; weight approximated by replica counts.
     Replicas,
@@ -799,7 +800,7 @@ mod tests {
         .unwrap();
         assert_eq!(spec.replicas, 2);
         assert_eq!(spec.port, 8082);
-        assert_eq!(spec.traffic.provider, TrafficProvider::IngressNginx);
+        assert_eq!(spec.traffic.provider, TrafficProvider::GatewayApi);
         assert_eq!(spec.canary.weight, 20);
         assert_eq!(
             spec.canary.soak_duration.parse(),
