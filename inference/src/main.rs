@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use movrek_inference::data::synth::SynthParams;
 use movrek_inference::data::{self, Dataset, QualityReport, RatingScale};
 use movrek_inference::server::{
-    self, Faults, FetchLimits, ModelSource, ModelUri, ServeConfig, StateConfig, Track,
+    self, ConnLimits, DrainPolicy, Faults, FetchLimits, ModelSource, ModelUri, ServeConfig,
+    StateConfig, Track,
 };
 use movrek_inference::{artifact, eval, train};
 
@@ -162,13 +163,43 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one; the log says which).
     #[arg(long, env = "MOVREK_PORT", default_value_t = 8082)]
     port: u16,
-    /// `/recommend` requests in flight at once; beyond it, 503 immediately.
+    /// `/recommend` requests in flight at once (waiting or running); beyond it, 503 at once.
     #[arg(long, env = "MOVREK_MAX_INFLIGHT", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_inflight: u32,
+    /// Longest a `/recommend` may wait for a compute thread, in milliseconds; a request that
+    /// would wait longer gets 503 with `Retry-After` at once.
+    #[arg(long, env = "MOVREK_MAX_QUEUE_WAIT_MS",
+          default_value_t = StateConfig::DEFAULT_MAX_QUEUE_WAIT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_queue_wait_ms: u64,
+    /// Threads that run the model (default: one per CPU); 0 runs it on the async workers.
+    #[arg(long, env = "MOVREK_MODEL_THREADS")]
+    model_threads: Option<usize>,
+    /// Open connections at most (default: the descriptor limit minus 64). At the cap a new
+    /// connection evicts the one idle longest, so probes always get in.
+    #[arg(long, env = "MOVREK_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// Seconds a client has to send a complete request head.
+    #[arg(long, env = "MOVREK_HEADER_TIMEOUT_SECS", value_parser = parse_seconds,
+          default_value = "10")]
+    header_timeout_secs: Duration,
+    /// Seconds a keep-alive connection may stay idle between requests.
+    #[arg(long, env = "MOVREK_IDLE_TIMEOUT_SECS", value_parser = parse_seconds,
+          default_value = "75")]
+    idle_timeout_secs: Duration,
+    /// Seconds to keep serving after SIGTERM with `/readyz` at 503 and `Connection: close`
+    /// on every answer, so endpoint removal reaches load balancers first; then requests in
+    /// progress get 0.5 s and the process exits. A second signal ends the period at once.
+    #[arg(long, env = "MOVREK_DRAIN_SECS", value_parser = parse_seconds, default_value = "5")]
+    drain_secs: Duration,
     /// Chaos: delay added to every `/recommend`, in milliseconds.
     #[arg(long, env = "MOVREK_FAULT_DELAY_MS", default_value_t = 0)]
     fault_delay_ms: u64,
+    /// Chaos: busy CPU time added to every model call, in microseconds (a slower model).
+    #[arg(long, env = "MOVREK_FAULT_CPU_US", default_value_t = 0)]
+    fault_cpu_us: u64,
     /// Chaos: fraction of `/recommend` requests answered with 500 (0..1, spread evenly).
     #[arg(long, env = "MOVREK_FAULT_ERROR_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     fault_error_rate: f64,
@@ -181,6 +212,18 @@ struct ServeArgs {
     /// Runtime worker threads (default: one per CPU).
     #[arg(long, env = "MOVREK_THREADS")]
     threads: Option<usize>,
+}
+
+/// Seconds as a decimal number, 0 to one hour.
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of seconds"))?;
+    if (0.0..=3600.0).contains(&seconds) {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("{seconds} is outside 0..3600 seconds"))
+    }
 }
 
 fn parse_rate(value: &str) -> Result<f64, String> {
@@ -245,12 +288,45 @@ fn init_json_logs() -> (
     (guard, counter)
 }
 
+/// The model source: the URI when given; the synthetic default only for a bare
+/// `movrek serve`. A version or digest without a URI would make the pod claim a model it
+/// does not serve, so that is a usage error. (`MOVREK_RELEASE`/`MOVREK_TRACK` are labels,
+/// not model claims: they may come without a URI, as in local runs and tests.)
+fn model_source(args: &ServeArgs) -> Result<ModelSource, String> {
+    let given = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.trim().is_empty());
+    if given(&args.model) {
+        let uri = args.model.as_deref().unwrap_or_default();
+        return ModelUri::parse(uri)
+            .map(ModelSource::Uri)
+            .map_err(|e| e.to_string());
+    }
+    let claims: Vec<&str> = [
+        (
+            given(&args.model_version),
+            "MOVREK_MODEL_VERSION (--model-version)",
+        ),
+        (given(&args.sha256), "MOVREK_MODEL_SHA256 (--sha256)"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    if claims.is_empty() {
+        Ok(ModelSource::DefaultSynthetic)
+    } else {
+        Err(format!(
+            "{} set but no model URI (MOVREK_MODEL_URI or --model): refusing to serve the \
+             synthetic default under the operator's model identity",
+            claims.join(" and ")
+        ))
+    }
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
     let (_guard, dropped) = init_json_logs();
-    let source = match args.model.as_deref() {
-        Some(uri) => ModelSource::Uri(ModelUri::parse(uri).map_err(|e| e.to_string())?),
-        None => ModelSource::DefaultSynthetic,
-    };
+    server::install_panic_hook();
+    let source = model_source(&args).inspect_err(|message| {
+        tracing::error!(error = %message, "invalid model configuration");
+    })?;
     let expected_sha256 = args
         .sha256
         .as_deref()
@@ -258,6 +334,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .map(server::load::parse_expected_sha256)
         .transpose()
         .map_err(|e| e.to_string())?;
+    let max_connections = server::max_connections(
+        args.max_connections
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        server::descriptor_limit(),
+    );
     let config = ServeConfig {
         addr: SocketAddr::new(args.bind, args.port),
         source,
@@ -271,10 +352,25 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             track: args.track,
             announced_version: args.model_version.filter(|v| !v.trim().is_empty()),
             max_inflight: args.max_inflight as usize,
+            max_queue_wait: Duration::from_millis(args.max_queue_wait_ms),
+            model_threads: args
+                .model_threads
+                .unwrap_or_else(StateConfig::default_model_threads),
+            drain: DrainPolicy {
+                period: args.drain_secs,
+                grace: DrainPolicy::DEFAULT_GRACE,
+            },
             faults: Faults {
                 delay: Duration::from_millis(args.fault_delay_ms),
+                cpu: Duration::from_micros(args.fault_cpu_us),
                 error_rate: args.fault_error_rate,
             },
+        },
+        connections: ConnLimits {
+            max_connections,
+            header_timeout: args.header_timeout_secs,
+            idle_timeout: args.idle_timeout_secs,
+            write_timeout: ConnLimits::DEFAULT_WRITE_TIMEOUT,
         },
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -286,6 +382,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let result = runtime.block_on(server::serve(config, Some(dropped)));
+    // Connection tasks still parked are dropped here; never wait on them.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     result.map_err(|e| {
         let message = server::error_chain(&e);
         tracing::error!(error = %message, "server stopped with an error");

@@ -86,6 +86,9 @@ impl Server {
             .env_remove("MOVREK_MODEL_URI")
             .env_remove("MOVREK_MODEL_SHA256")
             .env_remove("MOVREK_MODEL_VERSION")
+            // A short drain keeps SIGTERM tests quick; the drain itself is tested in
+            // server_hardening.rs and below.
+            .env("MOVREK_DRAIN_SECS", "0.2")
             .env("MOVREK_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -474,4 +477,74 @@ fn ingest_writes_a_data_directory_and_counts_malformed_lines() {
         path(&out_dir),
     ]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn serve_refuses_a_model_identity_without_a_model_uri() {
+    let digest = "ab".repeat(32);
+    for env in [
+        vec![("MOVREK_MODEL_VERSION", "v7")],
+        vec![("MOVREK_MODEL_SHA256", digest.as_str())],
+        vec![
+            ("MOVREK_MODEL_VERSION", "v7"),
+            ("MOVREK_MODEL_SHA256", digest.as_str()),
+            ("MOVREK_MODEL_URI", " "),
+        ],
+    ] {
+        let mut cmd = Command::new(MOVREK);
+        cmd.args(["serve", "--bind", "127.0.0.1", "--port", "0"])
+            .env_remove("MOVREK_MODEL_URI")
+            .env_remove("MOVREK_MODEL_SHA256")
+            .env_remove("MOVREK_MODEL_VERSION")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let out = cmd.output().expect("run movrek serve");
+        assert_eq!(out.status.code(), Some(1), "{env:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("no model URI"), "{env:?}: {stderr}");
+        assert!(
+            !stderr.contains("listening"),
+            "refused before listening: {stderr}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn sigterm_drains_for_the_configured_period_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = trained(dir.path());
+    let mut server = Server::start(&["--model", path(&model), "--drain-secs", "0.8"], &[]);
+    server.wait_ready(Duration::from_secs(30));
+    // A client holding a half-sent request must not keep the process alive.
+    let mut half = TcpStream::connect(server.addr).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.get("/readyz").0, 503, "not ready while draining");
+    assert_eq!(
+        server.get("/recommend/1").0,
+        200,
+        "still serving while draining"
+    );
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(800 + 1000),
+        "exit {took:?} after SIGTERM"
+    );
+    let log = server.drain_log();
+    assert!(
+        log.iter().all(|l| l.starts_with('{')),
+        "only JSON on stderr: {log:?}"
+    );
 }

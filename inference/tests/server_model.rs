@@ -5,8 +5,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use http_body_util::BodyExt as _;
 use movrek_inference::data::{AgeBucket, Dataset, Gender, Movie, Rating, RatingScale, User};
-use movrek_inference::server::{AppState, Faults, LoadedModel, StateConfig, Track, routes};
+use movrek_inference::server::{AppState, LoadedModel, StateConfig, Track, respond};
 use movrek_inference::train::{TrainParams, train};
 
 const MINOR: u32 = 2;
@@ -84,7 +85,7 @@ fn state(data: &Dataset) -> Arc<AppState> {
         track: Track::Stable,
         announced_version: None,
         max_inflight: 16,
-        faults: Faults::default(),
+        ..StateConfig::default()
     });
     assert!(state.set_model(LoadedModel {
         recommender: Arc::new(model),
@@ -94,13 +95,11 @@ fn state(data: &Dataset) -> Arc<AppState> {
 }
 
 async fn list(state: &Arc<AppState>, user: u32) -> Vec<u32> {
-    let response = warp::test::request()
-        .path(&format!("/recommend/{user}"))
-        .reply(&routes(Arc::clone(state)))
-        .await;
+    let response = respond(state, &http::Method::GET, &format!("/recommend/{user}")).await;
     assert_eq!(response.status(), 200, "user {user}");
     assert_eq!(response.headers()["x-model-version"], "v-real");
-    let body = std::str::from_utf8(response.body()).unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = std::str::from_utf8(&bytes).unwrap();
     assert!(!body.contains(' ') && !body.ends_with('\n'), "{body:?}");
     body.split(',')
         .map(|id| id.parse().expect("numeric id"))
@@ -156,11 +155,9 @@ async fn unknown_users_get_twenty_non_adult_ids_and_paths_are_counted() {
     list(&state, THIN).await;
     list(&state, 1).await;
 
-    let response = warp::test::request()
-        .path("/metrics")
-        .reply(&routes(Arc::clone(&state)))
-        .await;
-    let text = std::str::from_utf8(response.body()).unwrap();
+    let response = respond(&state, &http::Method::GET, "/metrics").await;
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = std::str::from_utf8(&bytes).unwrap();
     let base = "release=\"movies\",track=\"stable\",model_version=\"v-real\"";
     for (path, n) in [("unknown_user", 2), ("cold_start", 1), ("personal", 1)] {
         let line = format!("movrek_recommendations_total{{{base},path=\"{path}\"}} {n}");

@@ -1,13 +1,14 @@
-//! Route tests through `warp::test` (no socket) with a small hand-built recommender: status
-//! codes, bodies, headers, readiness, metrics text, overload shedding and fault injection.
+//! Route tests through the handler (`respond`, no socket) with a small hand-built
+//! recommender: status codes, bodies, headers, readiness, draining, metrics text, overload
+//! shedding and fault injection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-type Bytes = warp::hyper::body::Bytes;
-
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
 use movrek_inference::server::{
-    AppState, Faults, LoadedModel, Recommender, ServedPath, StateConfig, Track, routes,
+    AppState, Faults, LoadedModel, Recommender, ServedPath, StateConfig, Track, respond,
 };
 
 /// Recommends `user+1, user+2, ...`; users ≥ 1000 are "unknown", users 500..1000 "cold".
@@ -41,7 +42,28 @@ fn config(max_inflight: usize, faults: Faults) -> StateConfig {
         track: Track::Canary,
         announced_version: Some("v-test".into()),
         max_inflight,
+        model_threads: 2,
         faults,
+        ..StateConfig::default()
+    }
+}
+
+/// A collected answer.
+struct Answer {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn status(&self) -> http::StatusCode {
+        self.status
+    }
+    fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+    fn body(&self) -> &Bytes {
+        &self.body
     }
 }
 
@@ -54,23 +76,25 @@ fn loaded_state(max_inflight: usize, faults: Faults) -> Arc<AppState> {
     Arc::new(state)
 }
 
-async fn get(state: &Arc<AppState>, path: &str) -> warp::http::Response<Bytes> {
+async fn get(state: &Arc<AppState>, path: &str) -> Answer {
     request(state, "GET", path).await
 }
 
-async fn request(state: &Arc<AppState>, method: &str, path: &str) -> warp::http::Response<Bytes> {
-    warp::test::request()
-        .method(method)
-        .path(path)
-        .reply(&routes(Arc::clone(state)))
-        .await
+async fn request(state: &Arc<AppState>, method: &str, path: &str) -> Answer {
+    let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+    let (parts, body) = respond(state, &method, path).await.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("full body").to_bytes(),
+    }
 }
 
-fn body(response: &warp::http::Response<Bytes>) -> &str {
+fn body(response: &Answer) -> &str {
     std::str::from_utf8(response.body()).expect("utf-8 body")
 }
 
-fn version_header(response: &warp::http::Response<Bytes>) -> &str {
+fn version_header(response: &Answer) -> &str {
     response
         .headers()
         .get("x-model-version")
@@ -130,9 +154,43 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_headers() {
     ] {
         let response = request(&state, method, path).await;
         assert_eq!(response.status(), 405, "{method} {path}");
-        assert_eq!(response.headers()["allow"], "GET");
+        assert_eq!(response.headers()["allow"], "GET, HEAD");
         assert_eq!(version_header(&response), "v-test");
     }
+    // CONNECT (authority-form: no path) is 405 too, and HEAD is served like GET.
+    let response = request(&state, "CONNECT", "").await;
+    assert_eq!(response.status(), 405);
+    assert_eq!(version_header(&response), "v-test");
+    let response = request(&state, "HEAD", "/recommend/41").await;
+    assert_eq!(response.status(), 200);
+    let text = get_text(&state, "/metrics").await;
+    assert!(
+        text.contains("route=\"other\",status=\"405\"} 1"),
+        "CONNECT counted under other: {text}"
+    );
+}
+
+#[tokio::test]
+async fn draining_turns_readyz_503_keeps_serving_and_closes_connections() {
+    let state = loaded_state(8, Faults::default());
+    let response = get(&state, "/readyz").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("connection").is_none());
+    state.drain.signal(std::time::Instant::now());
+    let response = get(&state, "/readyz").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(body(&response), "draining");
+    assert_eq!(response.headers()["connection"], "close");
+    assert_eq!(response.headers()["retry-after"], "1");
+    let response = get(&state, "/recommend/1").await;
+    assert_eq!(response.status(), 200, "still serving while draining");
+    assert_eq!(response.headers()["connection"], "close");
+    assert_eq!(get(&state, "/healthz").await.status(), 200);
+    assert!(
+        get_text(&state, "/metrics")
+            .await
+            .contains("movrek_draining{")
+    );
 }
 
 #[tokio::test]
@@ -147,6 +205,7 @@ async fn readyz_is_503_until_the_model_is_installed() {
     assert_eq!(response.status(), 503);
     let version: serde_json::Value =
         serde_json::from_slice(get(&state, "/version").await.body()).unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(version["ready"], false);
     assert!(get_text(&state, "/metrics").await.contains(
         "movrek_model_ready{release=\"movies\",track=\"canary\",model_version=\"v-test\"} 0"
@@ -232,7 +291,7 @@ async fn metrics_count_requests_by_route_template_and_status() {
 async fn overload_beyond_the_inflight_limit_is_shed_with_503() {
     let delay = Faults {
         delay: Duration::from_millis(300),
-        error_rate: 0.0,
+        ..Faults::default()
     };
     let state = loaded_state(1, delay);
     let (a, b) = tokio::join!(get(&state, "/recommend/1"), async {
@@ -245,6 +304,7 @@ async fn overload_beyond_the_inflight_limit_is_shed_with_503() {
     let (shed, took) = b;
     assert_eq!(shed.status(), 503);
     assert!(body(&shed).contains("overloaded"));
+    assert_eq!(shed.headers()["retry-after"], "1");
     assert_eq!(version_header(&shed), "v-test");
     // Shed at once, not queued behind the slow request.
     assert!(took < Duration::from_millis(200), "shedding took {took:?}");
@@ -260,8 +320,8 @@ async fn overload_beyond_the_inflight_limit_is_shed_with_503() {
 #[tokio::test]
 async fn fault_injection_fails_the_configured_fraction_and_delays() {
     let faults = Faults {
-        delay: Duration::ZERO,
         error_rate: 0.25,
+        ..Faults::default()
     };
     let state = loaded_state(8, faults);
     let mut failed = 0;
@@ -284,7 +344,7 @@ async fn fault_injection_fails_the_configured_fraction_and_delays() {
         8,
         Faults {
             delay: Duration::from_millis(120),
-            error_rate: 0.0,
+            ..Faults::default()
         },
     );
     let started = std::time::Instant::now();
@@ -296,4 +356,59 @@ async fn fault_injection_fails_the_configured_fraction_and_delays() {
         text.contains("route=\"/recommend\",le=\"0.1\"} 0"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_queue_longer_than_the_wait_bound_is_shed_at_once_and_probes_never_wait() {
+    // One compute thread, 30 ms of model CPU per request, at most 40 ms of queueing: once
+    // the pool has measured the service time, a request that would queue behind two others
+    // is refused at once instead of waiting.
+    let state = {
+        let state = AppState::new(StateConfig {
+            model_threads: 1,
+            max_queue_wait: Duration::from_millis(40),
+            faults: Faults {
+                cpu: Duration::from_millis(30),
+                ..Faults::default()
+            },
+            ..config(100, Faults::default())
+        });
+        assert!(state.set_model(LoadedModel {
+            recommender: Arc::new(Counting),
+            artifact_sha256: "a57".into(),
+        }));
+        Arc::new(state)
+    };
+    assert_eq!(get(&state, "/recommend/1").await.status(), 200);
+    let burst = (0..8).map(|u| {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let answer = get(&state, &format!("/recommend/{u}")).await;
+            (answer.status().as_u16(), started.elapsed())
+        })
+    });
+    let burst: Vec<_> = burst.collect();
+    // A probe during the burst answers at once: it never touches the pool.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(get(&state, "/healthz").await.status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(20));
+    let mut served = 0;
+    for task in burst {
+        let (status, took) = task.await.unwrap();
+        match status {
+            200 => {
+                served += 1;
+                // Admitted: the wait bound plus its own 30 ms, plus scheduling slack.
+                assert!(
+                    took < Duration::from_millis(40 + 30 + 60),
+                    "admitted took {took:?}"
+                );
+            }
+            503 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!((1..8).contains(&served), "served {served} of 8");
 }

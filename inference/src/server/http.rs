@@ -1,16 +1,19 @@
-//! The warp filter and the one handler behind it: classify, answer, count, log.
+//! The one handler: classify, admit, answer, count, log. No IO of its own: the connection
+//! layer ([`super::conn`]) feeds it parsed requests and writes what it returns.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use warp::Filter;
-use warp::http::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue};
-use warp::http::{Method, Response};
+use bytes::Bytes;
+use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{Method, Request, Response};
+use http_body_util::Full;
 
+use super::admission::{Outcome, model_work};
+use super::drain;
 use super::metrics::{ServedPath, Status};
-use super::route::{Route, RouteLabel};
+use super::route::{ALLOWED_METHODS, Route, RouteLabel};
 use super::state::AppState;
 
 /// Movies per recommendation list (the pod contract).
@@ -19,31 +22,29 @@ pub const LIST_LEN: usize = 20;
 /// The `X-Model-Version` response header.
 pub const MODEL_VERSION_HEADER: HeaderName = HeaderName::from_static("x-model-version");
 
+/// Response body type.
+pub type Body = Full<Bytes>;
+
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const PROMETHEUS_TEXT: HeaderValue =
     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+const CLOSE: HeaderValue = HeaderValue::from_static("close");
+/// Seconds a client should wait before retrying a 503.
+const RETRY_SECONDS: HeaderValue = HeaderValue::from_static("1");
 
-/// Every route of the server as one warp filter that never rejects: unknown paths and
-/// wrong methods are answered here (404/405) so that they too carry `X-Model-Version` and
-/// are counted.
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response<String>,), Error = Infallible> + Clone {
-    warp::method()
-        .and(warp::path::full())
-        .and(warp::any().map(move || Arc::clone(&state)))
-        .then(
-            |method: Method, path: warp::path::FullPath, state| async move {
-                handle(&state, &method, path.as_str()).await
-            },
-        )
+/// Answers one parsed request (the body, if any, is never read).
+pub async fn handle<B>(state: &Arc<AppState>, request: &Request<B>) -> Response<Body> {
+    respond(state, request.method(), request.uri().path()).await
 }
 
-/// Answers one request.
-async fn handle(state: &Arc<AppState>, method: &Method, path: &str) -> Response<String> {
+/// Answers `method` on `path`: every request gets a status, `X-Model-Version`, and a count in
+/// `movrek_requests_total`; 503s carry `Retry-After`, 405s `Allow`, and while draining every
+/// answer carries `Connection: close`.
+pub async fn respond(state: &Arc<AppState>, method: &Method, path: &str) -> Response<Body> {
     let started = Instant::now();
     let route = Route::classify(method, path);
+    let phase = state.drain.phase();
     let mut served = None;
     let (status, body, content_type) = match route {
         Route::Recommend(user) => {
@@ -53,23 +54,40 @@ async fn handle(state: &Arc<AppState>, method: &Method, path: &str) -> Response<
         }
         Route::BadUserId(reason) => (Status::BadRequest, reason.to_string(), TEXT),
         Route::Healthz => (Status::Ok, "ok".to_owned(), TEXT),
-        Route::Readyz => match state.model() {
-            Some(_) => (Status::Ok, "ready".to_owned(), TEXT),
-            None => (Status::Unavailable, "model not loaded yet".to_owned(), TEXT),
-        },
+        Route::Readyz => {
+            let loaded = state.model().is_some();
+            if drain::ready(phase, loaded) {
+                (Status::Ok, "ready".to_owned(), TEXT)
+            } else if loaded {
+                (Status::Unavailable, "draining".to_owned(), TEXT)
+            } else {
+                (Status::Unavailable, "model not loaded yet".to_owned(), TEXT)
+            }
+        }
         Route::Version => (Status::Ok, version_json(state), JSON),
         Route::Metrics => (Status::Ok, state.render_metrics(), PROMETHEUS_TEXT),
-        Route::MethodNotAllowed(_) => (Status::MethodNotAllowed, "use GET".to_owned(), TEXT),
+        Route::MethodNotAllowed(_) => {
+            (Status::MethodNotAllowed, "use GET or HEAD".to_owned(), TEXT)
+        }
         Route::NotFound => (Status::NotFound, "no such path".to_owned(), TEXT),
     };
 
-    let mut response = Response::new(body);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status.code();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, content_type);
     headers.insert(MODEL_VERSION_HEADER, state.version_header());
-    if status == Status::MethodNotAllowed {
-        headers.insert(ALLOW, HeaderValue::from_static("GET"));
+    match status {
+        Status::MethodNotAllowed => {
+            headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        Status::Unavailable => {
+            headers.insert(RETRY_AFTER, RETRY_SECONDS);
+        }
+        _ => {}
+    }
+    if drain::close_after_answer(phase) {
+        headers.insert(CONNECTION, CLOSE);
     }
 
     let elapsed = started.elapsed();
@@ -95,6 +113,7 @@ async fn handle(state: &Arc<AppState>, method: &Method, path: &str) -> Response<
         tracing::debug!(
             target: "movrek::request",
             path,
+            method = method.as_str(),
             model_version = state.model_version_label(),
             status = code,
             latency_us,
@@ -104,18 +123,31 @@ async fn handle(state: &Arc<AppState>, method: &Method, path: &str) -> Response<
     response
 }
 
-/// `/recommend/{user}`: not ready → 503; over the in-flight limit → 503; injected fault →
-/// 500; else the model's list as comma-separated ids and the path that produced it.
+/// The answer when the handler panicked (the panic itself is logged by the panic hook).
+pub fn panicked(state: &AppState) -> Response<Body> {
+    state.metrics.record(
+        RouteLabel::Other,
+        Status::InternalError,
+        std::time::Duration::ZERO,
+    );
+    let mut response = Response::new(Full::new(Bytes::from_static(b"internal error")));
+    *response.status_mut() = Status::InternalError.code();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, TEXT);
+    headers.insert(MODEL_VERSION_HEADER, state.version_header());
+    headers.insert(CONNECTION, CLOSE);
+    response
+}
+
+/// `/recommend/{user}`: not ready → 503; not admitted → 503; injected fault → 500; shed
+/// after waiting → 503; else the model's list as comma-separated ids and the path behind it.
 async fn recommend(state: &Arc<AppState>, user: u32) -> (Status, String, Option<ServedPath>) {
     let Some(model) = state.model() else {
         return (Status::Unavailable, "model not loaded yet".to_owned(), None);
     };
-    let Some(_slot) = state.try_acquire() else {
-        return (
-            Status::Unavailable,
-            "overloaded: too many requests in flight".to_owned(),
-            None,
-        );
+    let _slot = match state.admit() {
+        Ok(slot) => slot,
+        Err(shed) => return (Status::Unavailable, shed.message().to_owned(), None),
     };
     let faults = state.config().faults;
     if !faults.delay.is_zero() {
@@ -124,9 +156,14 @@ async fn recommend(state: &Arc<AppState>, user: u32) -> (Status, String, Option<
     if state.next_request_fails() {
         return (Status::InternalError, "injected fault".to_owned(), None);
     }
-    let (movies, path) = model.recommender.recommend(user, LIST_LEN);
-    state.metrics.record_served(path);
-    (Status::Ok, join_ids(&movies), Some(path))
+    let work = model_work(Arc::clone(&model.recommender), user, LIST_LEN, faults.cpu);
+    match state.pool().run(work).await {
+        Outcome::Served(body, path) => {
+            state.metrics.record_served(path);
+            (Status::Ok, body, Some(path))
+        }
+        Outcome::Shed(shed) => (Status::Unavailable, shed.message().to_owned(), None),
+    }
 }
 
 /// `1,2,3`: ids comma-separated, no spaces, no trailing newline.

@@ -22,31 +22,39 @@ pub enum Status {
     NotFound,
     /// 405: wrong method on a known path.
     MethodNotAllowed,
-    /// 500: injected fault.
+    /// 414: request target too long (written by hyper).
+    UriTooLong,
+    /// 431: request head too large (written by hyper).
+    HeaderFieldsTooLarge,
+    /// 500: injected fault, or a handler panic.
     InternalError,
-    /// 503: model not loaded yet, or overload shed.
+    /// 503: model not loaded yet, draining (`/readyz`), or overload shed.
     Unavailable,
 }
 
 impl Status {
     /// All statuses, in exposition order.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 8] = [
         Status::Ok,
         Status::BadRequest,
         Status::NotFound,
         Status::MethodNotAllowed,
+        Status::UriTooLong,
+        Status::HeaderFieldsTooLarge,
         Status::InternalError,
         Status::Unavailable,
     ];
 
     /// The HTTP status code.
-    pub fn code(self) -> warp::http::StatusCode {
-        use warp::http::StatusCode;
+    pub fn code(self) -> http::StatusCode {
+        use http::StatusCode;
         match self {
             Status::Ok => StatusCode::OK,
             Status::BadRequest => StatusCode::BAD_REQUEST,
             Status::NotFound => StatusCode::NOT_FOUND,
             Status::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Status::UriTooLong => StatusCode::URI_TOO_LONG,
+            Status::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Status::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Status::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -163,6 +171,20 @@ pub struct Gauges {
     pub max_inflight: u64,
     /// Log lines dropped by the non-blocking writer since start.
     pub log_lines_dropped: u64,
+    /// `/recommend` requests waiting for a compute thread.
+    pub queued: u64,
+    /// 1 from the shutdown signal on.
+    pub draining: bool,
+    /// Open connections.
+    pub connections_open: u64,
+    /// The connection cap.
+    pub connections_max: u64,
+    /// Connections closed to make room for a newcomer.
+    pub connections_evicted: u64,
+    /// Newcomers closed at once because every connection was busy.
+    pub connections_refused: u64,
+    /// Connections closed by a header, idle or write timeout.
+    pub connections_timed_out: u64,
 }
 
 const ROUTES: usize = RouteLabel::ALL.len();
@@ -252,6 +274,48 @@ impl Metrics {
                 "counter",
                 "Log lines dropped because the non-blocking log writer was full.",
                 gauges.log_lines_dropped,
+            ),
+            (
+                "movrek_queued_requests",
+                "gauge",
+                "/recommend requests waiting for a compute thread.",
+                gauges.queued,
+            ),
+            (
+                "movrek_draining",
+                "gauge",
+                "1 once a shutdown signal was received (/readyz answers 503).",
+                u64::from(gauges.draining),
+            ),
+            (
+                "movrek_connections_open",
+                "gauge",
+                "Open client connections.",
+                gauges.connections_open,
+            ),
+            (
+                "movrek_connections_max",
+                "gauge",
+                "Connection cap; at the cap a newcomer evicts the stalest idle connection.",
+                gauges.connections_max,
+            ),
+            (
+                "movrek_connections_evicted_total",
+                "counter",
+                "Connections without a request in progress closed to make room for a newcomer.",
+                gauges.connections_evicted,
+            ),
+            (
+                "movrek_connections_refused_total",
+                "counter",
+                "New connections closed at once because every open one had a request in progress.",
+                gauges.connections_refused,
+            ),
+            (
+                "movrek_connections_timed_out_total",
+                "counter",
+                "Connections closed by the header, idle or write timeout.",
+                gauges.connections_timed_out,
             ),
         ];
         for (name, kind, help, value) in simple {
@@ -377,6 +441,13 @@ mod tests {
             inflight: 0,
             max_inflight: 8,
             log_lines_dropped: 0,
+            queued: 0,
+            draining: false,
+            connections_open: 0,
+            connections_max: 0,
+            connections_evicted: 0,
+            connections_refused: 0,
+            connections_timed_out: 0,
         }
     }
 

@@ -1,13 +1,19 @@
-//! The HTTP inference server (`movrek serve`): the pod contract of DESIGN.md on warp.
+//! The HTTP inference server (`movrek serve`): the pod contract of DESIGN.md on hyper.
 //!
 //! It listens at once, loads the model in the background (`/healthz` 200, `/readyz` 503 until
-//! then), answers `GET /recommend/{user_id}` by calling the model and nothing else, counts
-//! everything in lock-free metrics, sheds load beyond an in-flight limit with fast 503s, can
-//! inject delays and errors for chaos tests, and shuts down gracefully on SIGTERM/SIGINT.
-//! This is the only module that knows warp and tokio.
+//! then), answers `GET /recommend/{user_id}` by calling the model on a small compute pool,
+//! counts everything in lock-free metrics, sheds load it cannot answer in time with fast
+//! 503s, bounds what every connection may hold (timeouts, a connection cap that evicts idle
+//! connections first), can inject delays and errors for chaos tests, and drains on
+//! SIGTERM/SIGINT the way Kubernetes expects ([`drain`]). This is the only module that knows
+//! hyper and tokio.
 
+pub mod admission;
+mod conn;
+pub mod drain;
 mod http;
 pub mod load;
+mod lograte;
 pub mod metrics;
 mod route;
 mod state;
@@ -17,10 +23,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use http::{LIST_LEN, MODEL_VERSION_HEADER, join_ids, routes};
+pub use conn::{
+    Candidate, ConnLimits, ConnPhase, descriptor_limit, max_connections, pick_victim,
+    with_version_header,
+};
+pub use drain::{DrainPolicy, Phase};
+pub use http::{Body, LIST_LEN, MODEL_VERSION_HEADER, handle, join_ids, respond};
 pub use load::{FetchLimits, LoadError, ModelUri};
 pub use metrics::ServedPath;
-pub use route::{BadUserId, Route, RouteLabel, parse_user_id};
+pub use route::{BadUserId, MethodClass, Route, RouteLabel, parse_user_id};
 pub use state::{AppState, Faults, LoadedModel, Recommender, StateConfig, Track, injects_error};
 
 /// Where `movrek serve` gets its model.
@@ -45,6 +56,8 @@ pub struct ServeConfig {
     pub fetch: FetchLimits,
     /// Labels, limits and faults.
     pub state: StateConfig,
+    /// Connection cap and timeouts.
+    pub connections: ConnLimits,
 }
 
 /// Why the server stopped with an error.
@@ -67,14 +80,14 @@ pub enum ServerError {
     Signal(#[source] std::io::Error),
 }
 
-/// Binds, starts loading the model, serves until SIGTERM/SIGINT (→ `Ok`) or until the model
-/// fails to load (→ `Err(ServerError::Load)`).
+/// Binds, starts loading the model, serves until SIGTERM/SIGINT and the drain that follows
+/// (→ `Ok`) or until the model fails to load (→ `Err(ServerError::Load)`).
 pub async fn serve(
     config: ServeConfig,
     log_drop_counter: Option<tracing_appender::non_blocking::ErrorCounter>,
 ) -> Result<(), ServerError> {
     // Handlers first, so a SIGTERM right after the "listening" line is already graceful.
-    let shutdown = shutdown_signal()?;
+    let signals = shutdown_signals()?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -92,7 +105,14 @@ pub async fn serve(
         release = %config.state.release,
         track = config.state.track.as_str(),
         max_inflight = config.state.max_inflight,
+        max_queue_wait_ms = config.state.max_queue_wait.as_millis() as u64,
+        model_threads = config.state.model_threads,
+        max_connections = config.connections.max_connections,
+        header_timeout_ms = config.connections.header_timeout.as_millis() as u64,
+        idle_timeout_ms = config.connections.idle_timeout.as_millis() as u64,
+        drain_ms = config.state.drain.period.as_millis() as u64,
         fault_delay_ms = config.state.faults.delay.as_millis() as u64,
+        fault_cpu_us = config.state.faults.cpu.as_micros() as u64,
         fault_error_rate = config.state.faults.error_rate,
         "listening; model loading in the background"
     );
@@ -102,19 +122,23 @@ pub async fn serve(
         config.state.announced_version,
         config.fetch,
     );
-    run(listener, state, loading, shutdown).await
+    run(listener, state, config.connections, loading, signals).await
 }
 
-/// Serves on `listener` while `loading` runs; installs its model when it finishes. Stops
-/// gracefully (in-flight requests finish, idle connections close) when `shutdown`
-/// completes, or when loading fails.
+/// Serves on `listener` while `loading` runs; installs its model when it finishes.
+///
+/// Each message on `signals` is one shutdown signal: the first starts the drain (see
+/// [`drain`]), a second ends the drain period at once. A failed load stops the server
+/// without a drain period (it was never ready). Either way the function returns within the
+/// drain period plus [`DrainPolicy::grace`] plus a few milliseconds, whatever clients do.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    limits: ConnLimits,
     loading: impl Future<Output = Result<LoadedModel, LoadError>> + Send + 'static,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut signals: tokio::sync::mpsc::Receiver<()>,
 ) -> Result<(), ServerError> {
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<LoadError>();
+    let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel::<LoadError>();
     let loader_state = Arc::clone(&state);
     tokio::spawn(async move {
         let started = Instant::now();
@@ -137,43 +161,106 @@ pub async fn run(
         }
     });
 
-    let (reason_tx, reason_rx) = tokio::sync::oneshot::channel::<Option<LoadError>>();
-    let graceful = async move {
-        let reason = tokio::select! {
-            () = shutdown => {
-                tracing::info!("shutdown signal received; finishing in-flight requests");
-                None
-            }
-            // When loading succeeds the sender is dropped and this branch is disabled.
-            Ok(error) = failed_rx => Some(error),
-        };
-        let _ = reason_tx.send(reason);
+    let registry = conn::Registry::new(limits, Arc::clone(&state));
+    let stop_accepting = Arc::new(tokio::sync::Notify::new());
+    let acceptor = tokio::spawn(conn::accept_loop(
+        listener,
+        Arc::clone(&registry),
+        Arc::clone(&stop_accepting),
+    ));
+
+    // Serving: until the first signal or a failed load.
+    let failure = tokio::select! {
+        Some(()) = signals.recv() => None,
+        Ok(error) = &mut failed_rx => Some(error),
+        // No signal source left and the model loaded: serve until the process is killed.
+        else => std::future::pending().await,
     };
-    warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(graceful)
-        .run()
-        .await;
-    match reason_rx.await.unwrap_or(None) {
+    if failure.is_none() {
+        let policy = *state.drain.policy();
+        state.drain.signal(Instant::now());
+        tracing::info!(
+            drain_ms = policy.period.as_millis() as u64,
+            open_connections = registry.len(),
+            "shutdown signal received; /readyz now 503, answers close their connections, serving until the drain period ends"
+        );
+        // Draining: until the period ends or a second signal.
+        let deadline = state.drain.drain_deadline().unwrap_or_else(Instant::now);
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            Some(()) = signals.recv() => {
+                tracing::info!("second shutdown signal; ending the drain period now");
+            }
+        }
+    }
+    state.drain.advance(Phase::Stopping);
+
+    // Stopping: no new connections; requests in progress get the grace, then all is dropped.
+    stop_accepting.notify_one();
+    let _ = acceptor.await;
+    registry.shut_all(true);
+    let grace = state.drain.policy().grace;
+    let finished = tokio::time::timeout(grace, registry.wait_empty())
+        .await
+        .is_ok();
+    if !finished {
+        registry.shut_all(false);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), registry.wait_empty())
+            .await;
+    }
+    let left = registry.len();
+    match failure {
         None => {
-            tracing::info!("server stopped");
+            tracing::info!(connections_dropped = left, "server stopped");
             Ok(())
         }
         Some(error) => Err(ServerError::Load(error)),
     }
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, ServerError> {
+/// One message per SIGTERM or SIGINT.
+fn shutdown_signals() -> Result<tokio::sync::mpsc::Receiver<()>, ServerError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if tx.send(()).await.is_err() {
+                return;
+            }
         }
-    })
+    });
+    Ok(rx)
+}
+
+/// Routes panics to the JSON log (one ERROR line: message and location, no backtrace) instead
+/// of stderr, so nothing reaches stderr outside the log. A panicking request is answered 500
+/// by the connection layer; a panicking compute job 503.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        tracing::error!(
+            panic = %message,
+            location = %location,
+            thread = thread.name().unwrap_or("unnamed"),
+            "panic"
+        );
+    }));
 }
 
 /// An error and its sources on one line: `outer: inner: root`.

@@ -3,6 +3,10 @@
 //! The HTTP layer matches on the result exactly once, so every status the server can answer
 //! (200, 400, 404, 405, 500, 503) is decided in one place, and the metrics `route` label is
 //! always one of a handful of templates ([`RouteLabel`]) — never the raw path.
+//!
+//! Methods: every path serves `GET` and `HEAD` (same status and headers, no body); any
+//! other method on a known path is 405, and `CONNECT` (authority-form, no path at all) is
+//! 405 wherever it points, so no request form is left without an answer.
 
 use std::fmt;
 
@@ -21,15 +25,20 @@ pub enum Route {
     Version,
     /// `GET /metrics`: Prometheus text exposition.
     Metrics,
-    /// A known path with a method other than GET.
+    /// A known path with a method other than GET or HEAD, or any `CONNECT`.
     MethodNotAllowed(RouteLabel),
     /// Any other path.
     NotFound,
 }
 
 impl Route {
-    /// Classifies a request. `path` is the raw request path without the query string.
-    pub fn classify(method: &warp::http::Method, path: &str) -> Route {
+    /// Classifies a request. `path` is the raw request path without the query string
+    /// (empty for an authority-form `CONNECT` target, `*` for `OPTIONS *`).
+    pub fn classify(method: &http::Method, path: &str) -> Route {
+        match MethodClass::of(method) {
+            MethodClass::Tunnel => return Route::MethodNotAllowed(RouteLabel::Other),
+            MethodClass::Read | MethodClass::Other => {}
+        }
         let route = match path {
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
@@ -45,11 +54,16 @@ impl Route {
                 _ => Route::NotFound,
             },
         };
-        if route == Route::NotFound || method == warp::http::Method::GET {
+        if route == Route::NotFound || MethodClass::of(method) == MethodClass::Read {
             route
         } else {
             Route::MethodNotAllowed(route.label())
         }
+    }
+
+    /// Whether answering this route may run the model (the only admission-controlled work).
+    pub fn runs_model(self) -> bool {
+        matches!(self, Route::Recommend(_))
     }
 
     /// The bounded-cardinality `route` label of this request.
@@ -65,6 +79,33 @@ impl Route {
         }
     }
 }
+
+/// How the server treats a request method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodClass {
+    /// `GET` and `HEAD`: served on every known path (`HEAD` without the body).
+    Read,
+    /// `CONNECT`: never served (its target has no path); 405.
+    Tunnel,
+    /// Every other method, standard or extension: 405 on a known path, 404 elsewhere.
+    Other,
+}
+
+impl MethodClass {
+    /// Classifies a method.
+    pub fn of(method: &http::Method) -> MethodClass {
+        if method == http::Method::GET || method == http::Method::HEAD {
+            MethodClass::Read
+        } else if method == http::Method::CONNECT {
+            MethodClass::Tunnel
+        } else {
+            MethodClass::Other
+        }
+    }
+}
+
+/// Value of the `Allow` header on a 405.
+pub const ALLOWED_METHODS: &str = "GET, HEAD";
 
 /// Route templates used as the `route` metrics label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +200,7 @@ pub fn parse_user_id(segment: &str) -> Result<u32, BadUserId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warp::http::Method;
+    use http::Method;
 
     #[test]
     fn user_ids_parse_digits_only_within_u32() {
@@ -219,6 +260,36 @@ mod tests {
             Route::MethodNotAllowed(RouteLabel::Metrics)
         );
         assert_eq!(Route::classify(&Method::POST, "/nope"), Route::NotFound);
+    }
+
+    #[test]
+    fn every_method_and_request_form_is_classified() {
+        let head = &Method::HEAD;
+        assert_eq!(Route::classify(head, "/healthz"), Route::Healthz);
+        assert_eq!(Route::classify(head, "/recommend/3"), Route::Recommend(3));
+        for name in [
+            "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND", "X",
+        ] {
+            let method = Method::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(MethodClass::of(&method), MethodClass::Other, "{name}");
+            assert_eq!(
+                Route::classify(&method, "/readyz"),
+                Route::MethodNotAllowed(RouteLabel::Readyz),
+                "{name}"
+            );
+        }
+        // CONNECT has an authority-form target (no path) and is never served.
+        assert_eq!(MethodClass::of(&Method::CONNECT), MethodClass::Tunnel);
+        for path in ["", "/", "/healthz", "example.com:443"] {
+            assert_eq!(
+                Route::classify(&Method::CONNECT, path),
+                Route::MethodNotAllowed(RouteLabel::Other)
+            );
+        }
+        // `OPTIONS *` (asterisk-form) names no resource of ours.
+        assert_eq!(Route::classify(&Method::OPTIONS, "*"), Route::NotFound);
+        assert!(Route::Recommend(1).runs_model());
+        assert!(!Route::Healthz.runs_model());
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! Shared server state: the loaded model (set once), labels, limits, faults and metrics.
+//! Shared server state: the loaded model (set once), labels, admission, drain state, faults
+//! and metrics.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use warp::http::HeaderValue;
+use http::HeaderValue;
 
+use super::admission::{AdmissionConfig, Pool, Shed};
+use super::conn::ConnStats;
+use super::drain::{Drain, DrainPolicy};
 use super::metrics::{ConstLabels, Gauges, Metrics, ModelInfo, ServedPath};
 
 /// What the server needs from a model: a ranked list and its provenance.
@@ -71,11 +75,14 @@ impl Track {
     }
 }
 
-/// Chaos settings for `/recommend` (`MOVREK_FAULT_DELAY_MS`, `MOVREK_FAULT_ERROR_RATE`).
+/// Chaos settings for `/recommend` (`MOVREK_FAULT_DELAY_MS`, `MOVREK_FAULT_ERROR_RATE`,
+/// `MOVREK_FAULT_CPU_US`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Faults {
-    /// Added to every `/recommend` before answering.
+    /// Added to every `/recommend` before answering (an async wait: a slow dependency).
     pub delay: Duration,
+    /// Busy CPU time added to every model call (a slower model), on the compute thread.
+    pub cpu: Duration,
     /// Fraction of `/recommend` requests answered with 500, in `0.0..=1.0`.
     pub error_rate: f64,
 }
@@ -123,8 +130,43 @@ pub struct StateConfig {
     pub announced_version: Option<String>,
     /// `/recommend` requests allowed in flight at once; more get 503 at once.
     pub max_inflight: usize,
+    /// Longest an admitted `/recommend` may wait for a compute thread.
+    pub max_queue_wait: Duration,
+    /// Compute threads for the model (0: inline on the async workers).
+    pub model_threads: usize,
+    /// Drain timings.
+    pub drain: DrainPolicy,
     /// Chaos settings.
     pub faults: Faults,
+}
+
+impl StateConfig {
+    /// Default longest wait for a compute thread: 50 ms, far above the model's own time
+    /// (tens of microseconds) and a scheduler hiccup, far below any client timeout.
+    pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_millis(50);
+
+    /// Default compute threads: one per CPU this process may use.
+    pub fn default_model_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    }
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            release: "movrek".to_owned(),
+            track: Track::Stable,
+            announced_version: None,
+            max_inflight: 1024,
+            max_queue_wait: Self::DEFAULT_MAX_QUEUE_WAIT,
+            model_threads: Self::default_model_threads(),
+            drain: DrainPolicy {
+                period: DrainPolicy::DEFAULT_PERIOD,
+                grace: DrainPolicy::DEFAULT_GRACE,
+            },
+            faults: Faults::default(),
+        }
+    }
 }
 
 /// Everything request handlers share. Cheap to read on the hot path: the model is behind a
@@ -137,6 +179,11 @@ pub struct AppState {
     pending_header: HeaderValue,
     /// Request counters and histograms.
     pub metrics: Metrics,
+    /// Shutdown state.
+    pub drain: Drain,
+    /// Connection-layer counters.
+    pub connections: ConnStats,
+    pool: Pool,
     inflight: AtomicUsize,
     fault_counter: AtomicU64,
     log_dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
@@ -154,11 +201,19 @@ impl AppState {
         let pending = config.announced_version.as_deref().unwrap_or("none");
         let pending_header =
             HeaderValue::from_str(pending).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        let pool = Pool::start(AdmissionConfig {
+            max_inflight: config.max_inflight,
+            max_queue_wait: config.max_queue_wait,
+            threads: config.model_threads,
+        });
         Self {
+            drain: Drain::new(config.drain),
             config,
             model: OnceLock::new(),
             pending_header,
             metrics: Metrics::default(),
+            connections: ConnStats::default(),
+            pool,
             inflight: AtomicUsize::new(0),
             fault_counter: AtomicU64::new(0),
             log_dropped: None,
@@ -209,16 +264,22 @@ impl AppState {
         }
     }
 
-    /// Takes an in-flight slot, or `None` when the limit is reached.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<InflightGuard> {
+    /// Admits one `/recommend`: an in-flight slot, unless the limit is reached or the queue
+    /// for the model would make it wait too long.
+    pub fn admit(self: &Arc<Self>) -> Result<InflightGuard, Shed> {
         let previous = self.inflight.fetch_add(1, Ordering::AcqRel);
-        if previous >= self.config.max_inflight {
+        if let Err(shed) = self.pool.admit(previous) {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            return Err(shed);
         }
-        Some(InflightGuard {
+        Ok(InflightGuard {
             state: Arc::clone(self),
         })
+    }
+
+    /// The compute pool that runs the model.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Whether the next `/recommend` should get an injected 500.
@@ -246,6 +307,13 @@ impl AppState {
                 .log_dropped
                 .as_ref()
                 .map_or(0, |c| c.dropped_lines() as u64),
+            queued: self.pool.queued() as u64,
+            draining: self.drain.phase() != super::drain::Phase::Serving,
+            connections_open: self.connections.open.load(Ordering::Relaxed) as u64,
+            connections_max: self.connections.max.load(Ordering::Relaxed) as u64,
+            connections_evicted: self.connections.evicted.load(Ordering::Relaxed),
+            connections_refused: self.connections.refused.load(Ordering::Relaxed),
+            connections_timed_out: self.connections.timed_out.load(Ordering::Relaxed),
         };
         self.metrics.render(&labels, info.as_ref(), gauges)
     }
@@ -284,18 +352,16 @@ mod tests {
     #[test]
     fn inflight_limit_sheds_and_guard_releases() {
         let state = Arc::new(AppState::new(StateConfig {
-            release: "r".into(),
-            track: Track::Stable,
-            announced_version: None,
             max_inflight: 2,
-            faults: Faults::default(),
+            model_threads: 0,
+            ..StateConfig::default()
         }));
-        let a = state.try_acquire().expect("first slot");
-        let b = state.try_acquire().expect("second slot");
-        assert!(state.try_acquire().is_none());
+        let a = state.admit().expect("first slot");
+        let b = state.admit().expect("second slot");
+        assert_eq!(state.admit().err(), Some(Shed::InflightLimit));
         drop(a);
-        let c = state.try_acquire().expect("slot freed by drop");
-        assert!(state.try_acquire().is_none());
+        let c = state.admit().expect("slot freed by drop");
+        assert!(state.admit().is_err());
         drop((b, c));
         assert_eq!(state.inflight.load(Ordering::Relaxed), 0);
     }
