@@ -3,8 +3,8 @@
 # the clone under ${MOVREK_CACHE:-/var/cache/movrek}). CI (.ci/run) calls this script unchanged.
 #
 #   1. system packages (prometheus, nginx, lua5.1) and the real ml-latest-small data set
-#   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit, mock API server, real
-#      Prometheus, CLI, HTTP on loopback)
+#   2. cargo fmt --check, cargo clippy -D warnings, cargo deny (hack/deny.sh), cargo test
+#      (unit, mock API server, real Prometheus, CLI, HTTP on loopback)
 #   3. the Go-built control plane (cached; a cold build takes tens of minutes), then the
 #      cluster smoke test and the end-to-end rollout scenarios against a real kube-apiserver
 set -euo pipefail
@@ -24,6 +24,8 @@ stage "cargo fmt --check"
 cargo fmt --all -- --check
 stage "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "cargo deny (deny.toml)"
+./hack/deny.sh
 stage "cargo build (binaries the integration tests start)"
 cargo build --workspace --bins --locked
 stage "cargo test"
