@@ -1451,3 +1451,136 @@ async fn s10_prometheus_outage_blocks_promotion() {
     env.assert_no_failed_requests();
     env.finish().await;
 }
+
+/// Scenario 11 (issue 8, item 2): leadership never splits.
+/// - Rolling update: the leader gets SIGTERM, releases the Lease, and the follower leads well
+///   before the Lease could have expired (the hand-over time is a FIGURE).
+/// - A leader frozen (SIGSTOP) past its Lease loses it to a follower; when it wakes up
+///   (SIGCONT) with reconciles due, it sends no write at all and follows again.
+/// - Throughout, a replica that does not lead sends no write (its own write counter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario, read top to bottom as a timeline"
+)]
+async fn s11_leadership_never_splits() {
+    /// Sends `signal` (e.g. `-STOP`, `-CONT`) to a process by pid.
+    fn signal_pid(pid: u32, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// (leader gauge, writes sent, writes refused) from one replica's `/metrics`.
+    async fn leader_counts(op: &Operator) -> (f64, f64, f64) {
+        let text = op.metrics().await.unwrap_or_default();
+        (
+            metric_sum(&text, "movrek_operator_leader", &[]),
+            metric_sum(&text, "movrek_operator_leader_writes_total", &[]),
+            metric_sum(&text, "movrek_operator_leader_writes_refused_total", &[]),
+        )
+    }
+
+    let mut env = Env::start("s11", &["v1", "v2"]).await;
+    env.wait_lease_holder("operator-a", Duration::from_secs(30))
+        .await;
+    env.start_operator("operator-b");
+    env.deploy_stable("v1").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (a_leads, a_writes, _) = leader_counts(&env.operators[0]).await;
+    let (b_leads, b_writes, b_refused) = leader_counts(&env.operators[1]).await;
+    env.timeline.mark(&format!(
+        "operator-a leads={a_leads} writes={a_writes}; operator-b leads={b_leads} writes={b_writes} refused={b_refused}"
+    ));
+    assert!(
+        a_leads > 0.5 && a_writes >= 1.0,
+        "operator-a leads and writes"
+    );
+    assert!(
+        b_leads < 0.5 && b_writes < 0.5,
+        "the follower sends no write"
+    );
+
+    // Rolling update: SIGTERM the leader (as the kubelet does), a follower is already waiting.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.cluster.client.clone(), cluster::OPERATOR_NAMESPACE);
+    let sent = Instant::now();
+    let handover = tokio::spawn(async move {
+        loop {
+            let holder = leases
+                .get_opt("movrek-operator")
+                .await
+                .expect("read the Lease")
+                .and_then(|l| l.spec?.holder_identity);
+            if holder.as_deref() == Some("operator-b") {
+                return sent.elapsed();
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(30),
+                "operator-b did not take over (holder {holder:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::task::block_in_place(|| env.operators[0].process.terminate(Duration::from_secs(10)));
+    let handover = handover.await.expect("watch the Lease");
+    env.timeline.mark(&format!(
+        "FIGURE rolling update: operator-b leads {:.2}s after SIGTERM to operator-a (Lease {}s)",
+        handover.as_secs_f64(),
+        operator::LEASE_SECONDS
+    ));
+    assert!(
+        handover < Duration::from_secs(operator::LEASE_SECONDS),
+        "the Lease was released, not left to expire: {handover:?}"
+    );
+
+    // The new pod of the rolling update joins as follower; then the leader freezes.
+    env.start_operator("operator-c");
+    env.start_traffic(Duration::from_secs(180));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, c_writes, _) = leader_counts(&env.operators[2]).await;
+    assert!(c_writes < 0.5, "operator-c follows and sends no write");
+    let (_, b_before, _) = leader_counts(&env.operators[1]).await;
+    let b_pid = env.operators[1].process.pid().expect("operator-b runs");
+    signal_pid(b_pid, "-STOP");
+    env.timeline.mark(&format!(
+        "SIGSTOP operator-b (leader; {b_before} writes so far)"
+    ));
+    env.wait_lease_holder("operator-c", Duration::from_secs(30))
+        .await;
+    // Work is due when operator-b wakes: a new version to roll out.
+    env.apply_version("v2", FAST_CANARY);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal_pid(b_pid, "-CONT");
+    env.timeline.mark("SIGCONT operator-b");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (b_leads, b_after, b_refused) = leader_counts(&env.operators[1]).await;
+    env.timeline.mark(&format!(
+        "FIGURE operator-b after losing the Lease: {} writes sent ({b_refused} refused), leads={b_leads}",
+        b_after - b_before
+    ));
+    assert!(b_leads < 0.5, "operator-b follows again");
+    assert!(
+        (b_after - b_before).abs() < 0.5,
+        "operator-b wrote {} times after it lost the Lease",
+        b_after - b_before
+    );
+    env.wait_outcome(Phase::Succeeded, "v2", Duration::from_secs(90))
+        .await;
+    let (c_leads, c_writes, _) = leader_counts(&env.operators[2]).await;
+    let (_, b_end, _) = leader_counts(&env.operators[1]).await;
+    assert!(c_leads > 0.5 && c_writes >= 1.0, "operator-c rolled v2 out");
+    assert!(
+        (b_end - b_before).abs() < 0.5,
+        "operator-b stayed silent: {b_end} vs {b_before}"
+    );
+    // Its reconciles that woke up failed on refused writes: not a failure of this run.
+    env.operators[1].process.stop();
+    env.timeline
+        .mark("operator-b stopped (by pid) before the error check");
+    env.assert_all_traffic_on("v2").await;
+    env.finish().await;
+}
