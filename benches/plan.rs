@@ -57,7 +57,7 @@ fn scenarios() -> Vec<(&'static str, RecommenderRelease, Observed, Timestamp)> {
     let both = Observed {
         stable: Some(serving("v1", 2)),
         canary: Some(serving("v2", 1)),
-        analysis: None,
+        ..Observed::default()
     };
     rr.status = Some(plan(&rr, &both, at(2)).status);
     let analysing = Observed {

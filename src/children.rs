@@ -1,15 +1,24 @@
 //! Pure builders for the objects a release owns: the `<name>-stable` / `<name>-canary`
-//! Deployments (the pod contract), the three Services, and the change fingerprint that lets
-//! the controller skip writes when nothing changed.
+//! Deployments (the pod contract), the three Services, the optional autoscalers, and the
+//! comparison that lets the controller skip writes when the live object (from its watch
+//! cache) already carries everything the desired one says.
+//!
+//! Children are labelled and selected by [`RELEASE_LABEL`], never by
+//! `app.kubernetes.io/instance`, which Argo CD uses to track the objects of its Applications.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, Lifecycle, LifecycleHandler,
+    Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
+    Service, ServicePort, ServiceSpec, SleepAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -19,7 +28,7 @@ use serde::Serialize;
 
 use crate::analysis::Track;
 use crate::crd::RecommenderRelease;
-use crate::plan::{DeploymentState, WorkloadPlan};
+use crate::plan::{DeploymentState, ScalerPlan, WorkloadPlan};
 
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "movrek-operator";
@@ -29,6 +38,14 @@ pub const APPLIED_ANNOTATION: &str = "movrek.dev/applied";
 pub const APP_NAME: &str = "movrek-inference";
 /// Label naming the track (`stable` or `canary`).
 pub const TRACK_LABEL: &str = "movrek.dev/track";
+/// Label naming the release every child (and every inference pod) belongs to; watches and
+/// selectors use it.
+pub const RELEASE_LABEL: &str = "movrek.dev/release";
+/// The label an operator before 0.1 selected pods on; kept only where an existing
+/// Deployment's immutable selector still uses it.
+pub const LEGACY_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Seconds a pod gets between the end of its drain and SIGKILL.
+const SHUTDOWN_GRACE: i64 = 30;
 /// Name of the container serving the model.
 pub const CONTAINER: &str = "inference";
 /// UID and GID the inference container runs as.
@@ -81,6 +98,59 @@ impl Child {
         let live = live.and_then(|o| o.annotations().get(APPLIED_ANNOTATION));
         live.is_some() && live.map(String::as_str) == self.fingerprint()
     }
+
+    /// True when `live` (as JSON) holds every field of this desired object with the same
+    /// value: nothing to apply. A child edited or deleted by hand is not current.
+    pub fn is_current(&self, live: Option<&serde_json::Value>) -> bool {
+        let Some(live) = live else {
+            return false;
+        };
+        serde_json::to_value(&self.object).is_ok_and(|desired| contains(&desired, live))
+    }
+}
+
+/// True when `live` contains `desired`: every object key of `desired` is in `live` with a
+/// contained value; every array element of `desired` is contained in some element of the
+/// live array (extra live fields and elements, e.g. server defaults and injected sidecars,
+/// are fine); strings equal, or equal as Kubernetes quantities (`0.5` and `500m`).
+pub fn contains(desired: &serde_json::Value, live: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .all(|(k, v)| l.get(k).is_some_and(|lv| contains(v, lv))),
+        (Value::Array(d), Value::Array(l)) => {
+            d.iter().all(|dv| l.iter().any(|lv| contains(dv, lv)))
+        }
+        (Value::String(d), Value::String(l)) => {
+            d == l || quantity(d).is_some_and(|q| quantity(l) == Some(q))
+        }
+        (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
+        (d, l) => d == l,
+    }
+}
+
+/// The value of a Kubernetes quantity (`500m`, `1Gi`, `2`, `1.5k`), if the text is one.
+fn quantity(text: &str) -> Option<f64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(value * factor)
 }
 
 /// Turns a typed object into a [`Child`], stamping the fingerprint of its content.
@@ -132,7 +202,7 @@ pub fn track_name(release: &str, track: Track) -> String {
 pub fn common_labels(release: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), APP_NAME.to_owned()),
-        ("app.kubernetes.io/instance".to_owned(), release.to_owned()),
+        (RELEASE_LABEL.to_owned(), release.to_owned()),
         (
             "app.kubernetes.io/managed-by".to_owned(),
             FIELD_MANAGER.to_owned(),
@@ -143,9 +213,63 @@ pub fn common_labels(release: &str) -> BTreeMap<String, String> {
 /// The selector of a track's pods (immutable on a Deployment, so no version in it).
 pub fn track_selector(release: &str, track: Track) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/instance".to_owned(), release.to_owned()),
+        (RELEASE_LABEL.to_owned(), release.to_owned()),
         (TRACK_LABEL.to_owned(), track.as_label().to_owned()),
     ])
+}
+
+/// The selector an operator before 0.1 gave a track's Deployment.
+fn legacy_track_selector(release: &str, track: Track) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LEGACY_INSTANCE_LABEL.to_owned(), release.to_owned()),
+        (TRACK_LABEL.to_owned(), track.as_label().to_owned()),
+    ])
+}
+
+/// How the live Deployments of a release select their pods.
+///
+/// A Deployment's selector is immutable, so one created by an operator before 0.1 keeps
+/// selecting on `app.kubernetes.io/instance`: while any does, every pod template also carries
+/// the legacy labels and the Services select on them, so no pod drops out of a Service.
+/// Deleting such a Deployment (the operator recreates it) moves the release to
+/// [`RELEASE_LABEL`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Some live Deployment still selects on the legacy label.
+    pub legacy: bool,
+}
+
+impl Selection {
+    /// Reads the live Deployments' selectors.
+    pub fn of<'a>(live: impl IntoIterator<Item = &'a Deployment>) -> Self {
+        Self {
+            legacy: live.into_iter().any(|d| {
+                d.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.match_labels.as_ref())
+                    .is_some_and(|m| m.contains_key(LEGACY_INSTANCE_LABEL))
+            }),
+        }
+    }
+
+    /// The pod selector of a track.
+    pub fn track(&self, release: &str, track: Track) -> BTreeMap<String, String> {
+        if self.legacy {
+            legacy_track_selector(release, track)
+        } else {
+            track_selector(release, track)
+        }
+    }
+
+    /// The pod selector of the shared Service (both tracks).
+    pub fn both(&self, release: &str) -> BTreeMap<String, String> {
+        let key = if self.legacy {
+            LEGACY_INSTANCE_LABEL
+        } else {
+            RELEASE_LABEL
+        };
+        BTreeMap::from([(key.to_owned(), release.to_owned())])
+    }
 }
 
 fn owner(rr: &RecommenderRelease) -> Result<OwnerReference, ChildError> {
@@ -194,11 +318,13 @@ fn http_probe(path: &str, initial_delay: i32, period: i32, failures: i32) -> Pro
     }
 }
 
-/// The Deployment of one track running `workload`.
+/// The Deployment of one track running `workload`. `selection` says how pods are selected
+/// (see [`Selection`]).
 pub fn deployment(
     rr: &RecommenderRelease,
     track: Track,
     workload: &WorkloadPlan,
+    selection: &Selection,
 ) -> Result<Deployment, ChildError> {
     let release = rr.name_any();
     let target = &workload.target;
@@ -208,6 +334,10 @@ pub fn deployment(
         label_value(&target.version),
     );
     labels.insert(TRACK_LABEL.to_owned(), track.as_label().to_owned());
+    let selector = selection.track(&release, track);
+    let mut pod_labels = labels.clone();
+    pod_labels.extend(selector.clone());
+    let drain = i64::from(rr.spec.drain_seconds.max(0));
     let port = rr.spec.port;
     let pod_annotations = BTreeMap::from([
         ("prometheus.io/scrape".to_owned(), "true".to_owned()),
@@ -233,6 +363,14 @@ pub fn deployment(
             env("MOVREK_PORT", port.to_string()),
         ]),
         readiness_probe: Some(http_probe("/readyz", 1, 5, 3)),
+        // The image is FROM scratch (no shell for an exec hook): the kubelet's own sleep.
+        lifecycle: (drain > 0).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: drain }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         liveness_probe: Some(http_probe("/healthz", 10, 10, 6)),
         resources: rr.spec.resources.clone(),
         security_context: Some(SecurityContext {
@@ -250,9 +388,10 @@ pub fn deployment(
     Ok(Deployment {
         metadata: meta(rr, track_name(&release, track), labels.clone())?,
         spec: Some(DeploymentSpec {
-            replicas: Some(workload.replicas),
+            // An autoscaler owns the count: leave the field to it.
+            replicas: (!workload.autoscaled).then_some(workload.replicas),
             selector: LabelSelector {
-                match_labels: Some(track_selector(&release, track)),
+                match_labels: Some(selector),
                 ..LabelSelector::default()
             },
             strategy: Some(DeploymentStrategy {
@@ -264,12 +403,13 @@ pub fn deployment(
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
+                    labels: Some(pod_labels),
                     annotations: Some(pod_annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    termination_grace_period_seconds: Some(drain + SHUTDOWN_GRACE),
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
@@ -309,14 +449,15 @@ fn label_value(text: &str) -> String {
 }
 
 /// A Service: `<name>-stable` / `<name>-canary` for a track, `<name>` for both (`None`).
-pub fn service(rr: &RecommenderRelease, track: Option<Track>) -> Result<Service, ChildError> {
+pub fn service(
+    rr: &RecommenderRelease,
+    track: Option<Track>,
+    selection: &Selection,
+) -> Result<Service, ChildError> {
     let release = rr.name_any();
     let (name, selector) = match track {
-        Some(t) => (track_name(&release, t), track_selector(&release, t)),
-        None => (
-            release.clone(),
-            BTreeMap::from([("app.kubernetes.io/instance".to_owned(), release.clone())]),
-        ),
+        Some(t) => (track_name(&release, t), selection.track(&release, t)),
+        None => (release.clone(), selection.both(&release)),
     };
     let mut labels = common_labels(&release);
     if let Some(t) = track {
@@ -337,6 +478,73 @@ pub fn service(rr: &RecommenderRelease, track: Option<Track>) -> Result<Service,
         }),
         status: None,
     })
+}
+
+/// The `HorizontalPodAutoscaler` of a track's Deployment (`autoscaling/v2`, CPU utilisation).
+pub fn autoscaler(
+    rr: &RecommenderRelease,
+    track: Track,
+    scaler: &ScalerPlan,
+) -> Result<HorizontalPodAutoscaler, ChildError> {
+    let release = rr.name_any();
+    let name = track_name(&release, track);
+    let mut labels = common_labels(&release);
+    labels.insert(TRACK_LABEL.to_owned(), track.as_label().to_owned());
+    Ok(HorizontalPodAutoscaler {
+        metadata: meta(rr, name.clone(), labels)?,
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".to_owned()),
+                kind: "Deployment".to_owned(),
+                name,
+            },
+            min_replicas: Some(scaler.min_replicas),
+            max_replicas: scaler.max_replicas,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".to_owned(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".to_owned(),
+                    target: MetricTarget {
+                        type_: "Utilization".to_owned(),
+                        average_utilization: Some(scaler.target_cpu_utilization_percent),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            ..HorizontalPodAutoscalerSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// Container restarts of the live pods of a track that run model `version` (terminating
+/// pods excluded).
+pub fn restarts<'a>(pods: impl IntoIterator<Item = &'a Pod>, version: &str) -> i32 {
+    pods.into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.spec.as_ref().is_some_and(|s| {
+                s.containers.iter().any(|c| {
+                    c.name == CONTAINER
+                        && c.env.as_ref().is_some_and(|env| {
+                            env.iter().any(|e| {
+                                e.name == "MOVREK_MODEL_VERSION"
+                                    && e.value.as_deref() == Some(version)
+                            })
+                        })
+                })
+            })
+        })
+        .flat_map(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+        })
+        .map(|c| c.restart_count)
+        .sum()
 }
 
 /// What the plan needs to know about a live Deployment.
@@ -391,12 +599,19 @@ mod tests {
                 ready_replicas: 0,
             },
             replicas,
+            autoscaled: false,
         }
     }
 
     #[test]
     fn deployment_carries_the_pod_contract() {
-        let d = deployment(&release(), Track::Canary, &workload("v8", 1)).unwrap();
+        let d = deployment(
+            &release(),
+            Track::Canary,
+            &workload("v8", 1),
+            &Selection::default(),
+        )
+        .unwrap();
         assert_eq!(d.metadata.name.as_deref(), Some("movies-canary"));
         assert_eq!(d.metadata.namespace.as_deref(), Some("prod"));
         let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
@@ -413,7 +628,11 @@ mod tests {
         let template = spec.template.metadata.as_ref().unwrap();
         let labels = template.labels.as_ref().unwrap();
         assert_eq!(labels["app.kubernetes.io/name"], "movrek-inference");
-        assert_eq!(labels["app.kubernetes.io/instance"], "movies");
+        assert_eq!(labels[RELEASE_LABEL], "movies");
+        assert!(
+            !labels.contains_key(LEGACY_INSTANCE_LABEL),
+            "Argo CD tracks by it"
+        );
         assert_eq!(labels["app.kubernetes.io/managed-by"], "movrek-operator");
         assert_eq!(labels["app.kubernetes.io/version"], "v8");
         assert_eq!(labels[TRACK_LABEL], "canary");
@@ -478,25 +697,52 @@ mod tests {
     #[test]
     fn services_select_one_track_or_both() {
         let rr = release();
-        let stable = service(&rr, Some(Track::Stable)).unwrap();
+        let stable = service(&rr, Some(Track::Stable), &Selection::default()).unwrap();
         assert_eq!(stable.metadata.name.as_deref(), Some("movies-stable"));
         assert_eq!(
             stable.spec.as_ref().unwrap().selector.as_ref().unwrap()[TRACK_LABEL],
             "stable"
         );
-        let shared = service(&rr, None).unwrap();
+        let shared = service(&rr, None, &Selection::default()).unwrap();
         assert_eq!(shared.metadata.name.as_deref(), Some("movies"));
         let selector = shared.spec.as_ref().unwrap().selector.clone().unwrap();
         assert_eq!(selector.len(), 1);
-        assert_eq!(selector["app.kubernetes.io/instance"], "movies");
+        assert_eq!(selector[RELEASE_LABEL], "movies");
     }
 
     #[test]
     fn fingerprints_change_with_content_only() {
         let rr = release();
-        let a = child(&deployment(&rr, Track::Stable, &workload("v1", 2)).unwrap()).unwrap();
-        let b = child(&deployment(&rr, Track::Stable, &workload("v1", 2)).unwrap()).unwrap();
-        let c = child(&deployment(&rr, Track::Stable, &workload("v1", 3)).unwrap()).unwrap();
+        let a = child(
+            &deployment(
+                &rr,
+                Track::Stable,
+                &workload("v1", 2),
+                &Selection::default(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let b = child(
+            &deployment(
+                &rr,
+                Track::Stable,
+                &workload("v1", 2),
+                &Selection::default(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let c = child(
+            &deployment(
+                &rr,
+                Track::Stable,
+                &workload("v1", 3),
+                &Selection::default(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
         assert!(a.matches(Some(&b.object)));
@@ -510,13 +756,19 @@ mod tests {
     fn a_release_not_read_from_the_api_server_is_refused() {
         let mut rr = release();
         rr.metadata.uid = None;
-        let err = service(&rr, None).unwrap_err();
+        let err = service(&rr, None, &Selection::default()).unwrap_err();
         assert!(err.to_string().contains("no namespace or uid"), "{err}");
     }
 
     #[test]
     fn live_deployment_state_is_read_back() {
-        let mut d = deployment(&release(), Track::Stable, &workload("v3", 2)).unwrap();
+        let mut d = deployment(
+            &release(),
+            Track::Stable,
+            &workload("v3", 2),
+            &Selection::default(),
+        )
+        .unwrap();
         d.metadata.generation = Some(4);
         d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
             observed_generation: Some(4),

@@ -1,41 +1,66 @@
-//! The async shell around [`crate::plan::plan`]: observe (the release's Deployments),
-//! plan (with one Prometheus check when the plan asks for it), apply (children by
-//! server-side apply with one field manager, status, annotation, Events, notifications).
+//! The async shell around [`crate::plan::plan`]: observe (the release's children, from the
+//! watch caches in [`crate::cache`]), plan (with one Prometheus check when the plan asks for
+//! it), commit (status), apply (children by server-side apply with one field manager, Events,
+//! notifications).
 //!
 //! # Guarantees
-//! - No write when nothing changed: every child carries the fingerprint of its desired
-//!   content and is applied only when the live one differs; status is patched only when it
-//!   differs from the one read. An idle reconcile issues reads only.
+//! - **Status is the commit point.** A reconcile that changes anything first writes status
+//!   with the `resourceVersion` it read (server-side apply, no force). A reconcile that read a
+//!   stale release from the cache gets 409 Conflict and is re-queued having done nothing, so
+//!   a rollback is never undone by an old view, and Events, history entries and notifications
+//!   are emitted once. Children are applied after the commit and follow from status alone, so
+//!   a crash between the two is healed by the next reconcile.
+//! - **Zero API requests when nothing changed.** Children are read from watch caches; each is
+//!   applied only when the live object lacks a field of the desired one (a child edited or
+//!   deleted by hand is healed on the next reconcile, at the latest by the periodic resync).
+//!   A status-only change of a release does not trigger a reconcile.
 //! - Routing objects are applied before Deployments, so a rollback takes the canary's
 //!   traffic away before its pods are scaled down.
+//! - A release being deleted (`deletionTimestamp` set, e.g. a foreground deletion by Argo CD)
+//!   gets no more writes; its metric series are forgotten. No finalizer is needed: children
+//!   go with the release through their owner references, and the only other state is
+//!   in-process (metric series), forgotten on the deletion event.
 //! - Notifications are sent in the background with the notifier's bounded timeout; they
 //!   never delay the rollback itself.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::analysis::{self, MetricsSource, Track};
-use crate::children::{self, Child, ChildError, FIELD_MANAGER};
-use crate::crd::{ACTION_ANNOTATION, Outcome, RecommenderRelease};
+use crate::analysis::{self, MetricsError, MetricsSource, Track};
+use crate::cache::{Caches, Kind, Lookup, Writers};
+use crate::children::{self, Child, ChildError, FIELD_MANAGER, RELEASE_LABEL, Selection};
+use crate::crd::{Outcome, RecommenderRelease, TrafficProvider};
 use crate::metrics::{Metrics, ReleaseLabels};
 use crate::notify::{Notification, NotificationKind, Notifier};
-use crate::plan::{self, Announcement, EventKind, Observed, Plan};
-use crate::router::router_for;
+use crate::plan::{self, Announcement, EventKind, LiveRoutes, Observed, Plan, Retirement};
+use crate::router::{http_route_resource, live, router_for};
 
 /// Retry delay after a failed reconcile.
-const ERROR_REQUEUE: std::time::Duration = std::time::Duration::from_secs(15);
+const ERROR_REQUEUE: Duration = Duration::from_secs(15);
+/// Retry delay after a reconcile that read a stale release (its status write got 409).
+const STALE_REQUEUE: Duration = Duration::from_secs(1);
+/// Every release is reconciled at least this often (from the caches), so a missed watch
+/// event cannot leave a child edited or deleted by hand for long.
+pub const RESYNC: Duration = Duration::from_secs(300);
 /// Event notes are limited to 1 kB by the API server.
 const NOTE_LIMIT: usize = 1000;
 
@@ -92,6 +117,8 @@ pub struct Context<S, N> {
     pub recorder: Recorder,
     /// The clock (whole seconds, like the timestamps the API server stores).
     pub clock: Clock,
+    /// Watch caches of the children.
+    pub caches: Caches,
 }
 
 impl<S, N> std::fmt::Debug for Context<S, N> {
@@ -117,11 +144,12 @@ impl<S, N> Context<S, N> {
                 Timestamp::from_second(Timestamp::now().as_second())
                     .unwrap_or_else(|_| Timestamp::now())
             }),
+            caches: Caches::new(),
         }
     }
 }
 
-/// One reconcile of one release: observe → plan → apply.
+/// One reconcile of one release: observe → plan → commit → apply.
 pub async fn reconcile<S, N>(
     rr: Arc<RecommenderRelease>,
     ctx: Arc<Context<S, N>>,
@@ -134,11 +162,17 @@ where
     let name = rr.name_any();
     let span = info_span!("reconcile", namespace = %namespace, release = %name);
     let started = Instant::now();
-    let result = reconcile_inner(&rr, &ctx, &namespace, &name)
-        .instrument(span)
-        .await;
+    // Boxed: the observe/plan/commit/apply future is large, and the runtime moves it around.
+    let result = Box::pin(reconcile_inner(&rr, &ctx, &namespace, &name).instrument(span)).await;
     ctx.metrics.observe_reconcile(started.elapsed());
     result
+}
+
+fn labels_of(namespace: &str, name: &str) -> ReleaseLabels {
+    ReleaseLabels {
+        namespace: namespace.to_owned(),
+        release: name.to_owned(),
+    }
 }
 
 async fn reconcile_inner<S, N>(
@@ -151,155 +185,352 @@ where
     S: MetricsSource + 'static,
     N: Notifier + 'static,
 {
+    let now = (ctx.clock)();
+    if rr.metadata.deletion_timestamp.is_some() {
+        let decision = plan::plan(rr, &Observed::default(), now);
+        debug_assert!(decision.deleting);
+        ctx.metrics.forget(&labels_of(namespace, name));
+        info!("release is being deleted; nothing more is applied");
+        return Ok(Action::await_change());
+    }
+
     // Observe.
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let stable_name = children::track_name(name, Track::Stable);
-    let canary_name = children::track_name(name, Track::Canary);
-    let stable = deployments
-        .get_opt(&stable_name)
-        .await
-        .map_err(kube_err(format!("get Deployment {stable_name}")))?;
-    let canary = deployments
-        .get_opt(&canary_name)
-        .await
-        .map_err(kube_err(format!("get Deployment {canary_name}")))?;
-    let mut observed = Observed {
-        stable: stable.as_ref().map(children::deployment_state),
-        canary: canary.as_ref().map(children::deployment_state),
-        analysis: None,
-    };
+    ctx.caches.ready().await;
+    let live = observe(rr, ctx, namespace, name).await?;
+    let mut observed = live.observed.clone();
 
     // Plan (and check the canary when a check is due).
-    let now = (ctx.clock)();
     let mut decision = plan::plan(rr, &observed, now);
     if let Some(request) = decision.analysis_needed.take() {
-        let result = analysis::analyze(&ctx.source, &request.query, &request.thresholds).await;
+        let fetched = ctx.source.canary_metrics(&request.query).await;
+        observed.metrics_unreachable = matches!(fetched, Err(MetricsError::Unreachable { .. }));
+        let result = analysis::conclude(fetched, &request.thresholds);
         info!(verdict = %result.verdict, reason = %result.reason, "canary check");
         observed.analysis = Some(result);
         decision = plan::plan(rr, &observed, now);
     }
 
-    // Apply.
-    apply_children(
-        rr,
-        ctx,
-        namespace,
-        &decision,
-        [stable.as_ref(), canary.as_ref()],
-    )
-    .await?;
-    let releases: Api<RecommenderRelease> = Api::namespaced(ctx.client.clone(), namespace);
-    if rr.status.as_ref() != Some(&decision.status) {
-        let patch = json!({
-            "apiVersion": RecommenderRelease::api_version(&()),
-            "kind": RecommenderRelease::kind(&()),
-            "status": decision.status,
-        });
-        releases
-            .patch_status(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(kube_err("patch status"))?;
-        ctx.metrics.wrote("status");
+    // What differs from the cluster.
+    let selection = Selection::of(live.deployments.iter().flatten());
+    let desired = desired_children(rr, &decision, &selection)?;
+    let mut stale = Vec::new();
+    for child in desired {
+        if !child.is_current(live_object(ctx, namespace, &child).await?.as_ref()) {
+            stale.push(child);
+        }
     }
-    if decision.remove_action {
-        let patch = json!({"metadata": {"annotations": {ACTION_ANNOTATION: null}}});
-        releases
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(kube_err("remove the action annotation"))?;
-        ctx.metrics.wrote("annotation");
+    let mut retire = Vec::new();
+    for step in retirements(rr, &decision)? {
+        if let Retire::Apply(child) = &step
+            && child.is_current(live_object(ctx, namespace, child).await?.as_ref())
+        {
+            continue;
+        }
+        retire.push(step);
     }
-    publish_events(rr, ctx, &decision).await;
-    announce(rr, ctx, namespace, &decision.announcements);
 
-    let labels = ReleaseLabels {
-        namespace: namespace.to_owned(),
-        release: name.to_owned(),
-    };
+    // Commit: status first, conditional on the resourceVersion read.
+    let status_changed = rr.status.as_ref() != Some(&decision.status);
+    if status_changed || !stale.is_empty() || !retire.is_empty() {
+        match commit_status(rr, ctx, name, namespace, &decision).await {
+            Ok(()) => {}
+            Err(Error::Kube {
+                source: kube::Error::Api(response),
+                ..
+            }) if response.code == 409 => {
+                ctx.metrics.reconcile_failed("stale");
+                info!("the release changed since it was read (409); re-queued");
+                return Ok(Action::requeue(STALE_REQUEUE));
+            }
+            Err(error) => return Err(error),
+        }
+        if status_changed {
+            ctx.metrics.wrote("status");
+        }
+    }
+
+    // Apply.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for child in &stale {
+        apply_child(ctx, namespace, child, &params).await?;
+    }
+    for step in retire {
+        match step {
+            Retire::Apply(child) => apply_child(ctx, namespace, &child, &params).await?,
+            Retire::Delete(child) => delete_child(ctx, namespace, &child).await?,
+        }
+    }
+    if status_changed {
+        publish_events(rr, ctx, &decision).await;
+        announce(rr, ctx, namespace, &decision.announcements);
+        for a in &decision.announcements {
+            ctx.metrics
+                .rollout_finished(&labels_of(namespace, name), a.outcome);
+        }
+    }
     ctx.metrics.release_state(
-        &labels,
+        &labels_of(namespace, name),
         decision.status.phase,
         decision.status.canary_weight,
         decision.status.last_analysis.as_ref(),
     );
-    for a in &decision.announcements {
-        ctx.metrics.rollout_finished(&labels, a.outcome);
-    }
     Ok(decision
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))
 }
 
-/// The desired children in apply order: Services, routing objects, then Deployments.
-pub fn desired_children(
+/// What a reconcile observed: the plan's input and the live Deployments.
+struct Live {
+    observed: Observed,
+    deployments: [Option<Deployment>; 2],
+}
+
+async fn observe<S, N>(
     rr: &RecommenderRelease,
-    decision: &Plan,
-) -> Result<Vec<Child>, ChildError> {
-    let mut out = vec![
-        children::child(&children::service(rr, Some(Track::Stable))?)?,
-        children::child(&children::service(rr, Some(Track::Canary))?)?,
-        children::child(&children::service(rr, None)?)?,
-    ];
-    out.extend(router_for(rr.spec.traffic.provider).routes(rr, decision.children.canary_weight)?);
-    if let Some(w) = &decision.children.stable {
-        out.push(children::child(&children::deployment(
-            rr,
-            Track::Stable,
-            w,
-        )?)?);
+    ctx: &Context<S, N>,
+    namespace: &str,
+    name: &str,
+) -> Result<Live, Error> {
+    let mut deployments = [None, None];
+    for (slot, track) in deployments.iter_mut().zip([Track::Stable, Track::Canary]) {
+        let child_name = children::track_name(name, track);
+        *slot = if ctx.caches.watched(Kind::Deployment) {
+            ctx.caches.deployment(namespace, &child_name)
+        } else {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+            api.get_opt(&child_name)
+                .await
+                .map_err(kube_err(format!("get Deployment {child_name}")))?
+        };
     }
-    if let Some(w) = &decision.children.canary {
-        out.push(children::child(&children::deployment(
-            rr,
-            Track::Canary,
-            w,
-        )?)?);
+    let rollout_version = rr
+        .status
+        .as_ref()
+        .and_then(|s| s.rollout.as_ref())
+        .map(|r| r.version.clone());
+    let canary_restarts = rollout_version.map_or(0, |v| {
+        children::restarts(&ctx.caches.track_pods(namespace, name, Track::Canary), &v)
+    });
+    let (route_problem, other_routes) = observe_routes(rr, ctx, namespace, name);
+    Ok(Live {
+        observed: Observed {
+            stable: deployments[0].as_ref().map(children::deployment_state),
+            canary: deployments[1].as_ref().map(children::deployment_state),
+            analysis: None,
+            metrics_unreachable: false,
+            canary_restarts,
+            route_problem,
+            other_routes,
+        },
+        deployments,
+    })
+}
+
+/// From the caches: the Gateway's verdict on the spec's `HTTPRoute`, and the routing objects
+/// this release owns under providers other than the spec's.
+fn observe_routes<S, N>(
+    rr: &RecommenderRelease,
+    ctx: &Context<S, N>,
+    namespace: &str,
+    name: &str,
+) -> (Option<String>, Vec<LiveRoutes>) {
+    let uid = rr.metadata.uid.clone().unwrap_or_default();
+    let owned = |meta: &kube::api::ObjectMeta| {
+        meta.owner_references
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|o| o.uid == uid))
+    };
+    let route = ctx
+        .caches
+        .watched(Kind::HttpRoute)
+        .then(|| {
+            ctx.caches
+                .routes
+                .get(&ObjectRef::new_with(name, http_route_resource()).within(namespace))
+        })
+        .flatten()
+        .filter(|r| owned(&r.metadata));
+    let provider = rr.spec.traffic.provider;
+    let problem = route
+        .as_ref()
+        .filter(|_| provider == TrafficProvider::GatewayApi)
+        .and_then(|r| live::route_problem(r));
+    let mut others = Vec::new();
+    if provider != TrafficProvider::GatewayApi
+        && let Some(r) = &route
+    {
+        others.push(LiveRoutes {
+            provider: TrafficProvider::GatewayApi,
+            canary_weight: live::http_route_canary_weight(r),
+        });
+    }
+    if provider != TrafficProvider::IngressNginx && ctx.caches.watched(Kind::Ingress) {
+        let ingresses: Vec<_> = [name.to_owned(), children::track_name(name, Track::Canary)]
+            .iter()
+            .filter_map(|n| {
+                ctx.caches
+                    .ingresses
+                    .get(&ObjectRef::new(n).within(namespace))
+            })
+            .filter(|i| owned(&i.metadata))
+            .collect();
+        if !ingresses.is_empty() {
+            others.push(LiveRoutes {
+                provider: TrafficProvider::IngressNginx,
+                canary_weight: ingresses
+                    .iter()
+                    .find_map(|i| live::ingress_canary_weight(i)),
+            });
+        }
+    }
+    (problem, others)
+}
+
+/// The live object of a desired child: from its watch cache, or a GET when not watched.
+async fn live_object<S, N>(
+    ctx: &Context<S, N>,
+    namespace: &str,
+    child: &Child,
+) -> Result<Option<serde_json::Value>, Error> {
+    match ctx.caches.lookup(&child.resource, namespace, &child.name()) {
+        Lookup::Cached(found) => Ok(found),
+        Lookup::NotWatched => {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), namespace, &child.resource);
+            let name = child.name();
+            let found = api
+                .get_opt(&name)
+                .await
+                .map_err(kube_err(format!("get {} {name}", child.resource.kind)))?;
+            Ok(found.and_then(|o| serde_json::to_value(o).ok()))
+        }
+    }
+}
+
+/// Writes the planned status with the `resourceVersion` that was read (no force): a stale
+/// read gets 409. An unchanged status is a no-op on the server but still checks the version.
+async fn commit_status<S, N>(
+    rr: &RecommenderRelease,
+    ctx: &Context<S, N>,
+    name: &str,
+    namespace: &str,
+    decision: &Plan,
+) -> Result<(), Error> {
+    let releases: Api<RecommenderRelease> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({
+        "apiVersion": RecommenderRelease::api_version(&()),
+        "kind": RecommenderRelease::kind(&()),
+        "metadata": {"name": name, "resourceVersion": rr.metadata.resource_version},
+        "status": decision.status,
+    });
+    releases
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_err("patch status"))?;
+    Ok(())
+}
+
+async fn apply_child<S, N>(
+    ctx: &Context<S, N>,
+    namespace: &str,
+    child: &Child,
+    params: &PatchParams,
+) -> Result<(), Error> {
+    let name = child.name();
+    let kind = &child.resource.kind;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), namespace, &child.resource);
+    api.patch(&name, params, &Patch::Apply(&child.object))
+        .await
+        .map_err(kube_err(format!("apply {kind} {name}")))?;
+    ctx.metrics.wrote(kind);
+    info!(kind = %kind, object = %name, "applied");
+    Ok(())
+}
+
+async fn delete_child<S, N>(
+    ctx: &Context<S, N>,
+    namespace: &str,
+    child: &Child,
+) -> Result<(), Error> {
+    let name = child.name();
+    let kind = &child.resource.kind;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), namespace, &child.resource);
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => {
+            ctx.metrics.wrote(kind);
+            info!(kind = %kind, object = %name, "deleted (provider retired)");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(source) => Err(Error::Kube {
+            action: format!("delete {kind} {name}"),
+            source,
+        }),
+    }
+}
+
+/// One step of retiring an earlier provider's routing objects.
+enum Retire {
+    /// Apply (canary weight 0).
+    Apply(Child),
+    /// Delete.
+    Delete(Child),
+}
+
+fn retirements(rr: &RecommenderRelease, decision: &Plan) -> Result<Vec<Retire>, ChildError> {
+    let mut out = Vec::new();
+    for step in &decision.children.retire {
+        match *step {
+            Retirement::ZeroWeight(p) => {
+                out.extend(router_for(p).routes(rr, 0)?.into_iter().map(Retire::Apply));
+            }
+            Retirement::Delete(p) => {
+                out.extend(router_for(p).routes(rr, 0)?.into_iter().map(Retire::Delete));
+            }
+        }
     }
     Ok(out)
 }
 
-async fn apply_children<S, N>(
+/// The desired children in apply order: Services, routing objects, Deployments, then
+/// autoscalers.
+pub fn desired_children(
     rr: &RecommenderRelease,
-    ctx: &Context<S, N>,
-    namespace: &str,
     decision: &Plan,
-    live_deployments: [Option<&Deployment>; 2],
-) -> Result<(), Error> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    for child in desired_children(rr, decision)? {
-        let name = child.name();
-        let kind = child.resource.kind.clone();
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), namespace, &child.resource);
-        let live = if kind == "Deployment" {
-            live_deployments
-                .iter()
-                .flatten()
-                .find(|d| d.metadata.name.as_deref() == Some(name.as_str()))
-                .map(|d| {
-                    let mut meta_only = DynamicObject::new(&name, &child.resource);
-                    meta_only.metadata = d.metadata.clone();
-                    meta_only
-                })
-        } else {
-            api.get_opt(&name)
-                .await
-                .map_err(kube_err(format!("get {kind} {name}")))?
-        };
-        if child.matches(live.as_ref()) {
-            continue;
-        }
-        api.patch(&name, &params, &Patch::Apply(&child.object))
-            .await
-            .map_err(kube_err(format!("apply {kind} {name}")))?;
-        ctx.metrics.wrote(&kind);
-        info!(kind = %kind, object = %name, "applied");
+    selection: &Selection,
+) -> Result<Vec<Child>, ChildError> {
+    if decision.deleting {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let mut out = vec![
+        children::child(&children::service(rr, Some(Track::Stable), selection)?)?,
+        children::child(&children::service(rr, Some(Track::Canary), selection)?)?,
+        children::child(&children::service(rr, None, selection)?)?,
+    ];
+    out.extend(router_for(rr.spec.traffic.provider).routes(rr, decision.children.canary_weight)?);
+    let c = &decision.children;
+    for (track, workload) in [(Track::Stable, &c.stable), (Track::Canary, &c.canary)] {
+        if let Some(w) = workload {
+            out.push(children::child(&children::deployment(
+                rr, track, w, selection,
+            )?)?);
+        }
+    }
+    for (track, scaler) in [
+        (Track::Stable, &c.stable_scaler),
+        (Track::Canary, &c.canary_scaler),
+    ] {
+        if let Some(s) = scaler {
+            out.push(children::child(&children::autoscaler(rr, track, s)?)?);
+        }
+    }
+    Ok(out)
 }
 
 async fn publish_events<S, N>(rr: &RecommenderRelease, ctx: &Context<S, N>, decision: &Plan) {
@@ -414,7 +645,87 @@ pub fn error_policy<S, N>(
     Action::requeue(ERROR_REQUEUE)
 }
 
+/// What wakes a release: a new generation (spec), annotations (the action annotation), the
+/// start of its deletion, or a new object under the same name. Status-only changes do not.
+pub fn release_trigger(rr: &RecommenderRelease) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rr.metadata.uid.hash(&mut h);
+    rr.metadata.generation.hash(&mut h);
+    rr.annotations().hash(&mut h);
+    rr.metadata.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+/// The watch configuration of every child kind: only objects labelled with a release.
+fn children_config() -> watcher::Config {
+    watcher::Config::default().labels(RELEASE_LABEL)
+}
+
+/// May the operator list and watch `resource` in `group` everywhere (and is it served)?
+async fn can_watch(client: &Client, group: &str, version: &str, resource: &str) -> bool {
+    let served = client
+        .list_api_group_resources(&format!("{group}/{version}"))
+        .await
+        .is_ok_and(|list| list.resources.iter().any(|r| r.name == resource));
+    if !served {
+        return false;
+    }
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    for verb in ["list", "watch"] {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(group.to_owned()),
+                    resource: Some(resource.to_owned()),
+                    verb: Some(verb.to_owned()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let allowed = reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .is_ok_and(|r| r.status.is_some_and(|s| s.allowed));
+        if !allowed {
+            return false;
+        }
+    }
+    true
+}
+
+/// Drops `managedFields` before an object enters a cache (the largest part of it, unused).
+fn slim<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+/// The watch of one child kind, feeding its cache; yields every touched object.
+fn owned<K>(
+    client: &Client,
+    writer: reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(Api::<K>::all(client.clone()), children_config())
+        .default_backoff()
+        .modify(slim::<K>)
+        .reflect(writer)
+        .touched_objects()
+}
+
 /// Runs the controller until `shutdown` resolves.
+///
+/// Watches releases (status-only changes filtered out), the Deployments, Services,
+/// autoscalers and pods they own, and the Ingresses and `HTTPRoutes` when RBAC allows
+/// watching them; every release is also reconciled every [`RESYNC`].
 pub async fn run<S, N>(
     ctx: Arc<Context<S, N>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -422,18 +733,100 @@ pub async fn run<S, N>(
     S: MetricsSource + 'static,
     N: Notifier + 'static,
 {
-    let releases = Api::<RecommenderRelease>::all(ctx.client.clone());
-    let owned = Api::<Deployment>::all(ctx.client.clone());
-    let managed =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    Controller::new(releases, watcher::Config::default())
-        .owns(owned, managed)
+    let client = ctx.client.clone();
+    let Some(writers) = ctx.caches.take_writers() else {
+        warn!("the controller runs once per context");
+        return;
+    };
+    let Writers {
+        deployments,
+        services,
+        ingresses,
+        routes,
+        autoscalers,
+        pods,
+    } = writers;
+    let watch_ingresses =
+        Box::pin(can_watch(&client, "networking.k8s.io", "v1", "ingresses")).await;
+    let watch_routes = Box::pin(can_watch(
+        &client,
+        "gateway.networking.k8s.io",
+        "v1",
+        "httproutes",
+    ))
+    .await;
+    for (kind, on) in [
+        (Kind::Deployment, true),
+        (Kind::Service, true),
+        (Kind::Autoscaler, true),
+        (Kind::Pod, true),
+        (Kind::Ingress, watch_ingresses),
+        (Kind::HttpRoute, watch_routes),
+    ] {
+        ctx.caches.set_watched(kind, on);
+    }
+    info!(
+        ingresses = watch_ingresses,
+        httproutes = watch_routes,
+        "watching children"
+    );
+
+    let (reader, writer) = reflector::store();
+    let metrics = ctx.metrics.clone();
+    let releases = watcher(
+        Api::<RecommenderRelease>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(slim::<RecommenderRelease>)
+    .reflect(writer)
+    .inspect_ok(move |event| {
+        if let watcher::Event::Delete(rr) = event {
+            metrics.forget(&labels_of(
+                &rr.namespace().unwrap_or_default(),
+                &rr.name_any(),
+            ));
+        }
+    })
+    .applied_objects()
+    .predicate_filter(release_trigger, PredicateConfig::default());
+
+    let resync = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(RESYNC).await;
+        Some(((), ()))
+    });
+    let pod_release = |pod: Pod| {
+        let release = pod.labels().get(RELEASE_LABEL).cloned()?;
+        Some(ObjectRef::<RecommenderRelease>::new(&release).within(&pod.namespace()?))
+    };
+    let mut controller = Controller::for_stream(releases, reader)
+        .owns_stream(owned::<Deployment>(&client, deployments))
+        .owns_stream(owned::<Service>(&client, services))
+        .owns_stream(owned::<HorizontalPodAutoscaler>(&client, autoscalers))
+        .watches_stream(owned::<Pod>(&client, pods), pod_release);
+    if watch_ingresses {
+        controller = controller.owns_stream(owned::<Ingress>(&client, ingresses));
+    }
+    if watch_routes {
+        let resource = http_route_resource();
+        let stream = watcher(
+            Api::<DynamicObject>::all_with(client.clone(), &resource),
+            children_config(),
+        )
+        .default_backoff()
+        .modify(slim::<DynamicObject>)
+        .reflect(routes)
+        .touched_objects();
+        controller = controller.owns_stream_with(stream, resource);
+    }
+    let running = controller
+        .reconcile_all_on(resync)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(error = %analysis::error_chain(&error), "controller");
             }
-        })
-        .await;
+        });
+    Box::pin(running).await;
 }

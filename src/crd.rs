@@ -72,6 +72,53 @@ pub struct RecommenderReleaseSpec {
     /// Where promotions, rollbacks and rejections are announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifySpec>,
+    /// A `HorizontalPodAutoscaler` owns the stable replicas (and optionally the canary's);
+    /// `replicas` is then only the starting point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// Seconds a terminating inference pod keeps serving before it is sent SIGTERM (a
+    /// `preStop` `sleep`), so endpoints and routers stop sending it requests first; 0 turns
+    /// the drain off.
+    #[serde(default = "default_drain_seconds")]
+    #[schemars(range(min = 0, max = 120))]
+    pub drain_seconds: i32,
+}
+
+fn default_drain_seconds() -> i32 {
+    5
+}
+
+/// Autoscaling of the inference Deployments by `HorizontalPodAutoscalers` the operator
+/// applies (`<name>-stable`, and `<name>-canary` when `canary` is set).
+///
+/// # Caveats
+/// The operator stops setting `spec.replicas` of an autoscaled Deployment. Server-side apply
+/// then drops the field the operator used to own, so switching an existing release to
+/// autoscaling starts the stable Deployment from one pod until the HPA scales it up.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(cel)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas")
+    .message("spec.autoscaling.minReplicas must not exceed maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Fewest stable pods.
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Most stable pods.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average CPU utilisation (percent of the request) the HPA aims for.
+    #[serde(default = "default_target_cpu")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percent: i32,
+    /// Give the canary its own HPA while a rollout runs (its floor is the canary's share of
+    /// the observed stable pods); without it the canary is sized once from that share.
+    #[serde(default)]
+    pub canary: bool,
+}
+
+fn default_target_cpu() -> i32 {
+    70
 }
 
 fn default_replicas() -> i32 {
@@ -131,7 +178,7 @@ pub struct TrafficSpec {
 }
 
 /// The traffic router implementation.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrafficProvider {
     /// Legacy (ingress-nginx is retired upstream since March 2026): primary Ingress plus a
@@ -205,6 +252,11 @@ pub struct CanarySpec {
     /// inconclusive beyond `failureLimit × interval`).
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: DurationString,
+    /// Container restarts of the canary pods that roll the canary back at once (a crash loop
+    /// that Prometheus never sees).
+    #[serde(default = "default_max_restarts")]
+    #[schemars(range(min = 0))]
+    pub max_restarts: i32,
     /// Refuse to start a canary whose `model.offlineRmse` is above this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.canary.maxRmse must be > 0"))]
@@ -227,6 +279,7 @@ impl Default for CanarySpec {
             min_requests: default_min_requests(),
             failure_limit: default_failure_limit(),
             progress_deadline: default_progress_deadline(),
+            max_restarts: default_max_restarts(),
             max_rmse: None,
             prometheus: PrometheusSpec::default(),
         }
@@ -256,6 +309,9 @@ fn default_failure_limit() -> i32 {
 }
 fn default_progress_deadline() -> DurationString {
     DurationString::from("10m")
+}
+fn default_max_restarts() -> i32 {
+    3
 }
 
 /// Prometheus connection.
@@ -495,6 +551,14 @@ pub struct RecommenderReleaseStatus {
     /// The last [`HISTORY_LIMIT`] finished rollouts, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// The traffic provider whose routing objects the operator applied last; a different
+    /// `spec.traffic.provider` retires them (canary weight 0, then deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_provider: Option<TrafficProvider>,
+    /// The `movrek.dev/action` value already acted on. The annotation is never removed (a
+    /// value kept in Git must not fire on every sync); a new value fires once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_action: Option<String>,
 }
 
 /// Lifecycle phase of a release.
@@ -613,6 +677,16 @@ pub struct RolloutProgress {
     /// When the canary stopped being ready after having been ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_unready_since: Option<Time>,
+    /// Seconds the canary was unready after first becoming ready, summed over every
+    /// unready spell that ended (a crash loop that is briefly ready still runs out of time).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub canary_unready_seconds: i64,
+    /// Most container restarts seen across the canary pods.
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub canary_restarts: i32,
+    /// When the last fail-fast check of the soak ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_check_at: Option<Time>,
     /// When promotion began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoting_at: Option<Time>,
@@ -625,6 +699,16 @@ pub struct RolloutProgress {
     /// The stable model before promotion began, restored if the promotion is aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_stable: Option<TrackStatus>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero_i32(n: &i32) -> bool {
+    *n == 0
 }
 
 /// One canary check as recorded in status.

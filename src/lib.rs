@@ -2,6 +2,7 @@
 //! Prometheus analysis, promotion and rollback.
 
 pub mod analysis;
+pub mod cache;
 pub mod children;
 pub mod controller;
 pub mod crd;

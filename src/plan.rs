@@ -50,6 +50,35 @@ pub struct Observed {
     pub canary: Option<DeploymentState>,
     /// The analysis run for this reconcile (only when the previous plan asked for one).
     pub analysis: Option<Analysis>,
+    /// The metrics backend could not be reached for [`Observed::analysis`]: the analysis
+    /// clock pauses instead of spending the inconclusive budget.
+    pub metrics_unreachable: bool,
+    /// Container restarts summed over the pods of the canary Deployment that run the
+    /// rollout's model.
+    pub canary_restarts: i32,
+    /// Why the router refuses the routing object (an `HTTPRoute` whose parent reports
+    /// `Accepted` or `ResolvedRefs` False), if it does.
+    pub route_problem: Option<String>,
+    /// Routing objects of providers other than the spec's that still exist.
+    pub other_routes: Vec<LiveRoutes>,
+}
+
+/// Routing objects of one provider found in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveRoutes {
+    /// Their provider.
+    pub provider: TrafficProvider,
+    /// The weight their canary route still sends (`None` when it has no canary route).
+    pub canary_weight: Option<i32>,
+}
+
+/// What to do with the routing objects of a provider the spec no longer names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retirement {
+    /// Apply them once more with canary weight 0.
+    ZeroWeight(TrafficProvider),
+    /// Delete them (their canary route already sends nothing).
+    Delete(TrafficProvider),
 }
 
 /// The parts of a Deployment the plan reads.
@@ -101,20 +130,32 @@ pub enum ManualAction {
     Abort,
     /// Try a rolled-back or rejected target again.
     Retry,
-    /// Anything else: reported and removed.
+    /// Anything else: reported once.
     Unknown(String),
 }
 
 impl ManualAction {
-    /// Reads the action annotation of a release.
-    pub fn of(release: &RecommenderRelease) -> Option<Self> {
-        let value = release.annotations().get(ACTION_ANNOTATION)?;
-        Some(match value.trim() {
+    /// Reads a value of the action annotation: `promote`, `abort` or `retry`, optionally
+    /// followed by `:<anything>` so the same action can be asked for again with a new value.
+    pub fn parse(value: &str) -> Self {
+        let value = value.trim();
+        match value.split_once(':').map_or(value, |(verb, _)| verb) {
             "promote" => Self::Promote,
             "abort" => Self::Abort,
             "retry" => Self::Retry,
-            other => Self::Unknown(other.to_owned()),
-        })
+            _ => Self::Unknown(value.to_owned()),
+        }
+    }
+
+    /// The action a release asks for that was not acted on yet: its annotation value differs
+    /// from `status.lastHandledAction`.
+    pub fn pending(release: &RecommenderRelease) -> Option<Self> {
+        let value = release.annotations().get(ACTION_ANNOTATION)?;
+        let handled = release
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_action.as_deref());
+        (handled != Some(value.as_str())).then(|| Self::parse(value))
     }
 }
 
@@ -156,8 +197,21 @@ pub struct Announcement {
 pub struct WorkloadPlan {
     /// The model and image to run.
     pub target: TrackStatus,
-    /// Pods to run.
+    /// Pods to run (the autoscaler's floor when `autoscaled`).
     pub replicas: i32,
+    /// An HPA owns the replica count: the apply omits `spec.replicas`.
+    pub autoscaled: bool,
+}
+
+/// One desired `HorizontalPodAutoscaler`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScalerPlan {
+    /// Fewest pods.
+    pub min_replicas: i32,
+    /// Most pods.
+    pub max_replicas: i32,
+    /// Average CPU utilisation aimed for, percent.
+    pub target_cpu_utilization_percent: i32,
 }
 
 /// The desired children.
@@ -169,6 +223,12 @@ pub struct Children {
     pub canary: Option<WorkloadPlan>,
     /// Percent of traffic for the canary.
     pub canary_weight: i32,
+    /// HPA of `<name>-stable` (`spec.autoscaling`).
+    pub stable_scaler: Option<ScalerPlan>,
+    /// HPA of `<name>-canary` (`spec.autoscaling.canary`).
+    pub canary_scaler: Option<ScalerPlan>,
+    /// Routing objects of an earlier provider to retire, in order.
+    pub retire: Vec<Retirement>,
 }
 
 /// Everything the controller must do after one observation.
@@ -185,8 +245,9 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     /// Notifications to send.
     pub announcements: Vec<Announcement>,
-    /// Remove the `movrek.dev/action` annotation (it was consumed).
-    pub remove_action: bool,
+    /// The release is being deleted (`deletionTimestamp` set): apply and write nothing, and
+    /// forget its metric series; the garbage collector removes the children.
+    pub deleting: bool,
     /// Look again after this long even if nothing changes (`None`: wait for a change).
     pub requeue_after: Option<Duration>,
 }
@@ -380,7 +441,31 @@ fn classify(
 
 /// Decides the next step for `release`. Pure: same inputs, same plan.
 pub fn plan(release: &RecommenderRelease, observed: &Observed, now: Timestamp) -> Plan {
+    if release.metadata.deletion_timestamp.is_some() {
+        return deleting(release);
+    }
     Planner::new(release, observed, now).run()
+}
+
+/// The plan for a release being deleted: nothing to apply, status left as it is.
+fn deleting(release: &RecommenderRelease) -> Plan {
+    let status = release.status.clone().unwrap_or_default();
+    Plan {
+        analysis_needed: None,
+        children: Children {
+            stable: None,
+            canary: None,
+            canary_weight: status.canary_weight,
+            stable_scaler: None,
+            canary_scaler: None,
+            retire: Vec::new(),
+        },
+        status,
+        events: Vec::new(),
+        announcements: Vec::new(),
+        deleting: true,
+        requeue_after: None,
+    }
 }
 
 struct Planner<'a> {
@@ -411,7 +496,7 @@ impl<'a> Planner<'a> {
             next: release.status.clone().unwrap_or_default(),
             target: spec_target(spec),
             fingerprint: rollout_fingerprint(spec),
-            action: ManualAction::of(release),
+            action: ManualAction::pending(release),
             action_used: false,
             events: Vec::new(),
             announcements: Vec::new(),
@@ -799,6 +884,9 @@ impl<'a> Planner<'a> {
             analysis_started_at: None,
             last_check_at: None,
             canary_unready_since: None,
+            canary_unready_seconds: 0,
+            canary_restarts: 0,
+            soak_check_at: None,
             promoting_at: None,
             rolling_back_at: None,
             reason: None,
@@ -858,6 +946,9 @@ impl<'a> Planner<'a> {
             Some(_) => self.ignore_action(&format!("not applicable in phase {phase}")),
             None => {}
         }
+        if in_flight && (self.canary_crashing() || self.route_refused(phase)) {
+            return;
+        }
         match phase {
             Phase::Progressing => self.progressing(s),
             Phase::Soaking => self.soaking(s),
@@ -876,6 +967,36 @@ impl<'a> Planner<'a> {
                 self.progressing(s);
             }
         }
+    }
+
+    /// True (after starting a rollback) when the canary's containers restarted more than
+    /// `maxRestarts` times.
+    fn canary_crashing(&mut self) -> bool {
+        let restarts = self.observed.canary_restarts;
+        let seen = &mut self.rollout_mut().canary_restarts;
+        *seen = (*seen).max(restarts);
+        let max = self.spec.canary.max_restarts;
+        if restarts > max {
+            let reason = format!(
+                "canary {} containers restarted {restarts} times (maxRestarts {max})",
+                self.target.version
+            );
+            self.rollback(&reason);
+            return true;
+        }
+        false
+    }
+
+    /// True when the router refuses the route: the rollout waits (no soak or check can see
+    /// traffic that cannot come), and a step's inconclusive budget restarts afterwards.
+    fn route_refused(&mut self, phase: Phase) -> bool {
+        if self.observed.route_problem.is_none() {
+            return false;
+        }
+        if phase == Phase::Analyzing {
+            self.rollout_mut().analysis_started_at = Some(Time(self.now));
+        }
+        true
     }
 
     fn rollout(&self) -> &RolloutProgress {
@@ -931,12 +1052,21 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// True (after scheduling a rollback) when an unready canary ran out of time.
+    /// True (after scheduling a rollback) when an unready canary ran out of time: unready
+    /// spells since it first became ready add up against `progressDeadline`.
     fn canary_lost(&mut self, s: &Settings) -> bool {
+        let now = self.now;
         if self.canary_ready() {
-            self.rollout_mut().canary_unready_since = None;
+            let r = self.rollout_mut();
+            if let Some(since) = r.canary_unready_since.take() {
+                let spell = i64::try_from(elapsed(&since, now).as_secs()).unwrap_or(i64::MAX);
+                r.canary_unready_seconds = r.canary_unready_seconds.saturating_add(spell);
+            }
             return false;
         }
+        let spent =
+            Duration::from_secs(u64::try_from(self.rollout().canary_unready_seconds).unwrap_or(0));
+        let budget = s.progress_deadline.saturating_sub(spent);
         let since = if let Some(t) = self.rollout().canary_unready_since.clone() {
             t
         } else {
@@ -947,15 +1077,15 @@ impl<'a> Planner<'a> {
                     "canary {} lost readiness ({}); rollback in {} unless it recovers",
                     self.target.version,
                     Self::ready_figure(self.observed.canary.as_ref()),
-                    fmt_duration(s.progress_deadline)
+                    fmt_duration(budget)
                 ),
             );
             self.rollout_mut().canary_unready_since = Some(Time(self.now));
             Time(self.now)
         };
-        if self.deadline_passed(&since, s.progress_deadline) {
+        if self.deadline_passed(&since, budget) {
             let reason = format!(
-                "canary {} unready for progressDeadline {} ({})",
+                "canary {} unready for progressDeadline {} in all ({})",
                 self.target.version,
                 fmt_duration(s.progress_deadline),
                 Self::ready_figure(self.observed.canary.as_ref())
@@ -996,6 +1126,34 @@ impl<'a> Planner<'a> {
                 ),
             );
             self.analyzing(s);
+            return;
+        }
+        self.soak_guard(s, &ready_at);
+    }
+
+    /// The fail-fast check of the soak: every `interval`, a canary answering errors above
+    /// `maxErrorRate` (on `minRequests`) is rolled back without waiting for the soak to end.
+    fn soak_guard(&mut self, s: &Settings, ready_at: &Time) {
+        let last = self
+            .rollout()
+            .soak_check_at
+            .clone()
+            .unwrap_or_else(|| ready_at.clone());
+        if !self.deadline_passed(&last, s.interval) {
+            return;
+        }
+        let Some(analysis) = self.observed.analysis.clone() else {
+            self.analysis_needed = Some(self.analysis_request(s));
+            self.wake_in(ANALYSIS_PENDING_RETRY);
+            return;
+        };
+        self.rollout_mut().soak_check_at = Some(Time(self.now));
+        self.wake_in(s.interval);
+        let c = &self.spec.canary;
+        if let Some(reason) = fail_fast(&analysis, c.max_error_rate, c.min_requests) {
+            self.next.last_analysis =
+                Some(AnalysisRecord::from_analysis(&analysis, Time(self.now)));
+            self.rollback(&format!("fail-fast during the soak: {reason}"));
         }
     }
 
@@ -1015,7 +1173,12 @@ impl<'a> Planner<'a> {
         };
         let record = AnalysisRecord::from_analysis(&analysis, Time(self.now));
         self.next.last_analysis = Some(record);
-        self.rollout_mut().last_check_at = Some(Time(self.now));
+        let now = self.now;
+        let previous_check = self.rollout_mut().last_check_at.replace(Time(now));
+        if analysis.verdict == Verdict::Inconclusive && self.observed.metrics_unreachable {
+            self.pause_analysis_clock(s, previous_check.as_ref(), &analysis.reason);
+            return;
+        }
         match analysis.verdict {
             Verdict::Pass => self.check_passed(s, &analysis),
             Verdict::Fail => {
@@ -1063,6 +1226,27 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+    }
+
+    /// A check that could not reach the metrics backend spends none of the inconclusive
+    /// budget: the step's start moves forward by the time since the previous check.
+    fn pause_analysis_clock(&mut self, s: &Settings, previous_check: Option<&Time>, why: &str) {
+        let paused = previous_check.map_or(Duration::ZERO, |t| elapsed(t, self.now));
+        let now = self.now;
+        let r = self.rollout_mut();
+        let started = r.analysis_started_at.clone().unwrap_or(Time(now));
+        let moved = started
+            .0
+            .checked_add(jiff::SignedDuration::try_from(paused).unwrap_or_default())
+            .unwrap_or(started.0);
+        r.analysis_started_at = Some(Time(moved.min(now)));
+        self.event(
+            EventKind::Warning,
+            "AnalysisPaused",
+            format!("analysis clock paused: {why}"),
+        );
+        self.next.message = Some(format!("analysis clock paused: {why}"));
+        self.wake_in(s.interval);
     }
 
     fn check_passed(&mut self, s: &Settings, analysis: &Analysis) {
@@ -1233,17 +1417,26 @@ impl<'a> Planner<'a> {
     }
 
     fn finish(mut self) -> Plan {
-        // Unconsumed actions (e.g. an unknown value in a phase that never looked) are removed too.
+        // Unconsumed actions (e.g. an unknown value in a phase that never looked) are reported.
         if self.action.is_some() && !self.action_used {
             self.ignore_action("nothing to act on");
+        }
+        // The annotation stays; status records the value acted on (or forgets it once the
+        // annotation is gone, so the same value set again fires again).
+        self.next.last_handled_action = self.release.annotations().get(ACTION_ANNOTATION).cloned();
+        if let Some(problem) = self.observed.route_problem.clone() {
+            self.stalled = true;
+            self.next.message = Some(format!("traffic cannot reach the release: {problem}"));
         }
         let stable_ready = self
             .next
             .stable
             .as_ref()
-            .is_some_and(|t| self.stable_serves(t));
+            .is_some_and(|t| self.stable_serves(t))
+            && self.observed.route_problem.is_none();
+        let stable_pods = self.stable_pods();
         if let Some(stable) = self.next.stable.as_mut() {
-            stable.replicas = self.spec.replicas;
+            stable.replicas = stable_pods;
             stable.ready_replicas = self
                 .observed
                 .stable
@@ -1255,12 +1448,10 @@ impl<'a> Planner<'a> {
             .rollout
             .as_ref()
             .is_some_and(|r| r.rolling_back_at.is_none());
+        let provider = self.spec.traffic.provider;
+        let canary_weight = self.next.canary_weight.max(steps(self.spec)[0]);
         let canary_pods = if rollout_running {
-            canary_replicas(
-                self.spec.traffic.provider,
-                self.spec.replicas,
-                self.next.canary_weight.max(steps(self.spec)[0]),
-            )
+            canary_replicas(provider, stable_pods, canary_weight)
         } else {
             0
         };
@@ -1272,6 +1463,7 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .map_or(0, |d| d.ready_replicas);
         }
+        self.next.traffic_provider = Some(provider);
         self.next.observed_generation = self.release.metadata.generation;
         self.next.conditions = conditions(
             &self
@@ -1287,27 +1479,89 @@ impl<'a> Planner<'a> {
             self.release.metadata.generation,
             self.now,
         );
-        let children = Children {
-            stable: self.next.stable.as_ref().map(|t| WorkloadPlan {
-                target: t.clone(),
-                replicas: self.spec.replicas,
-            }),
-            canary: self.next.canary.as_ref().map(|t| WorkloadPlan {
-                target: t.clone(),
-                replicas: t.replicas,
-            }),
-            canary_weight: self.next.canary_weight,
-        };
+        let children = self.children(stable_pods, rollout_running, canary_weight);
         Plan {
             analysis_needed: self.analysis_needed,
             status: self.next,
             children,
             events: self.events,
             announcements: self.announcements,
-            remove_action: self.action.is_some(),
+            deleting: false,
             requeue_after: self.wake,
         }
     }
+
+    /// Stable pods: the spec's count, or what the autoscaler set (observed) when one owns it.
+    fn stable_pods(&self) -> i32 {
+        match (&self.spec.autoscaling, &self.observed.stable) {
+            (Some(a), Some(d)) => d
+                .replicas
+                .clamp(a.min_replicas.max(1), a.max_replicas.max(1)),
+            (Some(a), None) => a.min_replicas.max(1),
+            (None, _) => self.spec.replicas,
+        }
+    }
+
+    fn children(&self, stable_pods: i32, rollout_running: bool, canary_weight: i32) -> Children {
+        let scaling = self.spec.autoscaling.as_ref();
+        let provider = self.spec.traffic.provider;
+        let canary_scaled = rollout_running && scaling.is_some_and(|a| a.canary);
+        Children {
+            stable: self.next.stable.as_ref().map(|t| WorkloadPlan {
+                target: t.clone(),
+                replicas: stable_pods,
+                autoscaled: scaling.is_some(),
+            }),
+            canary: self.next.canary.as_ref().map(|t| WorkloadPlan {
+                target: t.clone(),
+                replicas: t.replicas,
+                autoscaled: canary_scaled,
+            }),
+            canary_weight: self.next.canary_weight,
+            stable_scaler: scaling.map(|a| ScalerPlan {
+                min_replicas: a.min_replicas.max(1),
+                max_replicas: a.max_replicas.max(a.min_replicas).max(1),
+                target_cpu_utilization_percent: a.target_cpu_utilization_percent,
+            }),
+            canary_scaler: scaling.filter(|a| a.canary).map(|a| {
+                let floor = canary_replicas(provider, stable_pods, canary_weight);
+                ScalerPlan {
+                    min_replicas: floor,
+                    max_replicas: canary_replicas(provider, a.max_replicas, canary_weight)
+                        .max(floor),
+                    target_cpu_utilization_percent: a.target_cpu_utilization_percent,
+                }
+            }),
+            retire: retirements(provider, &self.observed.other_routes),
+        }
+    }
+}
+
+/// Routing objects of other providers: first their canary route goes to weight 0, then,
+/// once it sends nothing, they are deleted.
+fn retirements(spec_provider: TrafficProvider, live: &[LiveRoutes]) -> Vec<Retirement> {
+    live.iter()
+        .filter(|r| r.provider != spec_provider)
+        .map(|r| match r.canary_weight {
+            Some(w) if w > 0 => Retirement::ZeroWeight(r.provider),
+            _ => Retirement::Delete(r.provider),
+        })
+        .collect()
+}
+
+/// Why a check run during the soak ends the rollout at once: the canary answers errors
+/// above `maxErrorRate` on at least `minRequests` requests. Latency is judged only after
+/// the soak.
+pub fn fail_fast(analysis: &Analysis, max_error_rate: f64, min_requests: i64) -> Option<String> {
+    let m = &analysis.metrics;
+    let (rate, requests) = (m.error_rate?, m.requests?);
+    (requests >= min_requests as f64 && rate > max_error_rate).then(|| {
+        format!(
+            "error rate {:.1}% over {requests:.0} requests is above maxErrorRate {:.1}%",
+            rate * 100.0,
+            max_error_rate * 100.0
+        )
+    })
 }
 
 /// kstatus-compatible conditions for `phase`, keeping `lastTransitionTime` of conditions
@@ -1330,10 +1584,17 @@ fn conditions(
             | Phase::Promoting
             | Phase::RollingBack
     );
+    // Soaking and Analyzing only wait for a timer: `Reconciling` stays False there, so
+    // kstatus readers (Flux `wait: true`, cli-utils) see the release as current during a
+    // 12 h soak instead of timing out; `Progressing` still says a rollout runs.
+    let waiting_on_children = matches!(
+        phase,
+        Phase::Initializing | Phase::Progressing | Phase::Promoting | Phase::RollingBack
+    );
     let settled = matches!(phase, Phase::Stable | Phase::Succeeded);
     let bad_end = matches!(phase, Phase::RolledBack | Phase::Rejected | Phase::Failed);
     let ready = settled && stable_ready;
-    let degraded = bad_end || (settled && !stable_ready);
+    let degraded = bad_end || (settled && !stable_ready) || (settled && stalled);
     let reason = phase.as_str();
     let wanted = [
         (
@@ -1348,7 +1609,7 @@ fn conditions(
             },
         ),
         ("Progressing", moving, reason),
-        ("Reconciling", moving && !stalled, reason),
+        ("Reconciling", waiting_on_children && !stalled, reason),
         (
             "Degraded",
             degraded,

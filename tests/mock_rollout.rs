@@ -1,12 +1,15 @@
 //! The controller against a fake API server (tower-test): pins the API calls of a whole
-//! rollout step by step, proves an unchanged release costs zero writes, and that a rollback
-//! takes the canary's weight away before it scales the canary down.
+//! rollout step by step, proves an unchanged release costs zero API requests (children come
+//! from the watch caches), that status is written first and conditionally (a stale release
+//! gets 409 and changes nothing), and that a rollback takes the canary's weight away before
+//! it scales the canary down.
 //!
-//! The fake keeps objects in memory: GET answers from the store (404 when absent),
-//! server-side apply stores the applied object (bumping `metadata.generation` when the
-//! spec changes), status patches replace `status`, merge patches edit annotations, and
-//! Events are echoed. Between reconciles the test "runs the kubelet" by marking every
-//! Deployment ready.
+//! The fake keeps objects in memory with a `resourceVersion` each: server-side apply stores
+//! the applied object (bumping `metadata.generation` when the spec changes), a status apply
+//! carrying a `resourceVersion` other than the stored one gets 409, DELETE removes, and Events
+//! are echoed. Before each reconcile the test "delivers the watch events" by loading every
+//! stored child into the controller's caches, and between reconciles it "runs the kubelet" by
+//! marking every Deployment ready.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,8 +18,12 @@ use std::sync::{Arc, Mutex};
 use http::{Method, Request, Response, StatusCode};
 use jiff::Timestamp;
 use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use movrek_operator::analysis::{AnalysisQuery, CanaryMetrics, MetricsError, MetricsSource};
+use movrek_operator::cache::{Kind, Writers};
 use movrek_operator::controller::{Context, reconcile};
 use movrek_operator::crd::{Phase, RecommenderRelease, RecommenderReleaseSpec};
 use movrek_operator::metrics::Metrics;
@@ -30,6 +37,15 @@ const RELEASE_PATH: &str = "/apis/movrek.dev/v1alpha1/namespaces/prod/recommende
 struct FakeApi {
     objects: Mutex<BTreeMap<String, Value>>,
     log: Mutex<Vec<String>>,
+    version: AtomicI64,
+}
+
+fn conflict() -> (StatusCode, Value) {
+    (
+        StatusCode::CONFLICT,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+               "code": 409, "message": "the object has been modified; please apply your changes to the latest version and try again"}),
+    )
 }
 
 impl FakeApi {
@@ -62,11 +78,29 @@ impl FakeApi {
     }
 
     fn edit_spec(&self, edit: impl FnOnce(&mut Value)) {
+        self.edit_release(|release| {
+            edit(&mut release["spec"]);
+            let generation = release["metadata"]["generation"].as_i64().unwrap();
+            release["metadata"]["generation"] = json!(generation + 1);
+        });
+    }
+
+    /// Edits the stored release as a person would (a new `resourceVersion`).
+    fn edit_release(&self, edit: impl FnOnce(&mut Value)) {
+        self.edit(RELEASE_PATH, edit);
+    }
+
+    /// Edits any stored object (a new `resourceVersion`).
+    fn edit(&self, path: &str, edit: impl FnOnce(&mut Value)) {
+        let version = self.next_version();
         let mut objects = self.objects.lock().unwrap();
-        let release = objects.get_mut(RELEASE_PATH).unwrap();
-        edit(&mut release["spec"]);
-        let generation = release["metadata"]["generation"].as_i64().unwrap();
-        release["metadata"]["generation"] = json!(generation + 1);
+        let object = objects.get_mut(path).unwrap();
+        edit(object);
+        object["metadata"]["resourceVersion"] = json!(version);
+    }
+
+    fn next_version(&self) -> String {
+        (self.version.fetch_add(1, Ordering::SeqCst) + 1).to_string()
     }
 
     fn handle(
@@ -111,9 +145,27 @@ impl FakeApi {
             Method::PATCH if path.contains("/events/") => (StatusCode::OK, body),
             Method::PATCH if path.ends_with("/status") => {
                 let object = objects.get_mut(path.trim_end_matches("/status")).unwrap();
-                object["status"] = body["status"].clone();
+                let read = &body["metadata"]["resourceVersion"];
+                if !read.is_null() && *read != object["metadata"]["resourceVersion"] {
+                    return conflict();
+                }
+                if object["status"] != body["status"] {
+                    object["status"] = body["status"].clone();
+                    object["metadata"]["resourceVersion"] = json!(self.next_version());
+                }
                 (StatusCode::OK, object.clone())
             }
+            Method::DELETE => match objects.remove(path) {
+                Some(_) => (
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+                ),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "NotFound", "code": 404, "message": "not found"}),
+                ),
+            },
             Method::PATCH if content_type.starts_with("application/apply-patch") => {
                 let mut stored = body;
                 let previous = objects.get(path);
@@ -125,6 +177,7 @@ impl FakeApi {
                     None => 1,
                 };
                 stored["metadata"]["generation"] = json!(generation);
+                stored["metadata"]["resourceVersion"] = json!(self.next_version());
                 if let Some(status) = previous.map(|p| p["status"].clone()) {
                     stored["status"] = status;
                 }
@@ -181,6 +234,7 @@ impl Notifier for Recorded {
 
 struct Harness {
     api: Arc<FakeApi>,
+    writers: Mutex<Writers>,
     ctx: Arc<Context<FixedMetrics, Recorded>>,
     metrics: Arc<Metrics>,
     figures: FixedMetrics,
@@ -220,6 +274,8 @@ impl Harness {
         rr.metadata.namespace = Some("prod".into());
         rr.metadata.uid = Some("0d9c6f1e-uid".into());
         rr.metadata.generation = Some(1);
+        rr.metadata.resource_version = Some("1".into());
+        api.version.store(1, Ordering::SeqCst);
         api.objects
             .lock()
             .unwrap()
@@ -259,8 +315,13 @@ impl Harness {
         );
         let tick = clock.clone();
         ctx.clock = Arc::new(move || Timestamp::from_second(tick.load(Ordering::SeqCst)).unwrap());
+        let writers = ctx.caches.take_writers().expect("fresh caches");
+        for kind in Kind::ALL {
+            ctx.caches.set_watched(kind, true);
+        }
         Self {
             api,
+            writers: Mutex::new(writers),
             ctx: Arc::new(ctx),
             metrics,
             figures,
@@ -269,16 +330,51 @@ impl Harness {
         }
     }
 
-    /// One reconcile at `t` seconds after the start; returns the API calls it made.
+    /// The watches deliver: every stored child is in the caches, deleted ones are gone.
+    fn sync_caches(&self) {
+        fn load<K: serde::de::DeserializeOwned + kube::Resource + Clone>(
+            writer: &mut Writer<K>,
+            objects: &BTreeMap<String, Value>,
+            marker: &str,
+        ) where
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            writer.apply_watcher_event(&watcher::Event::Init);
+            for (path, object) in objects {
+                if path.contains(marker) {
+                    let typed: K = serde_json::from_value(object.clone()).unwrap();
+                    writer.apply_watcher_event(&watcher::Event::InitApply(typed));
+                }
+            }
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+        }
+        let objects = self.api.objects.lock().unwrap().clone();
+        let mut w = self.writers.lock().unwrap();
+        load(&mut w.deployments, &objects, "/deployments/");
+        load(&mut w.services, &objects, "/services/");
+        load(&mut w.ingresses, &objects, "/ingresses/");
+        load(&mut w.routes, &objects, "/httproutes/");
+        load(&mut w.autoscalers, &objects, "/horizontalpodautoscalers/");
+        load(&mut w.pods, &objects, "/pods/");
+    }
+
+    /// One reconcile at `t` seconds after the start of the stored release; returns the API
+    /// calls it made.
     async fn reconcile_at(&self, t: i64) -> Vec<String> {
+        self.reconcile_with(t, self.api.release()).await.1
+    }
+
+    /// One reconcile at `t` of `release` as the (possibly stale) cache has it.
+    async fn reconcile_with(&self, t: i64, release: RecommenderRelease) -> (Action, Vec<String>) {
         self.clock.store(1_767_225_600 + t, Ordering::SeqCst);
+        self.sync_caches();
         self.api.take_log();
-        reconcile(Arc::new(self.api.release()), self.ctx.clone())
+        let action = reconcile(Arc::new(release), self.ctx.clone())
             .await
             .expect("reconcile succeeds");
         // Notifications go out on a spawned task; let it run.
         tokio::task::yield_now().await;
-        self.api.take_log()
+        (action, self.api.take_log())
     }
 
     fn phase(&self) -> Phase {
@@ -297,23 +393,11 @@ impl Harness {
     }
 }
 
-const OBSERVE: [&str; 2] = [
-    "GET deployments/movies-stable",
-    "GET deployments/movies-canary",
-];
-const READ_ROUTING: [&str; 5] = [
-    "GET services/movies-stable",
-    "GET services/movies-canary",
-    "GET services/movies",
-    "GET ingresses/movies",
-    "GET ingresses/movies-canary",
-];
+const STATUS: &str = "PATCH movies/status";
+const EVENT: &str = "POST prod/events";
 
-fn calls(parts: &[&[&str]]) -> Vec<String> {
-    parts
-        .iter()
-        .flat_map(|p| p.iter().map(|s| (*s).to_owned()))
-        .collect()
+fn calls(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn writes(log: &[String]) -> usize {
@@ -325,47 +409,32 @@ fn writes(log: &[String]) -> usize {
 async fn a_full_rollout_makes_exactly_these_calls() {
     let h = Harness::new();
 
-    // First apply: every child created, stable straight to v1.
+    // First apply: status first (the commit), then every child created, stable straight to v1.
     let log = h.reconcile_at(0).await;
     assert_eq!(
         log,
         calls(&[
-            &OBSERVE,
-            &[
-                "GET services/movies-stable",
-                "PATCH services/movies-stable",
-                "GET services/movies-canary",
-                "PATCH services/movies-canary",
-                "GET services/movies",
-                "PATCH services/movies",
-                "GET ingresses/movies",
-                "PATCH ingresses/movies",
-                "GET ingresses/movies-canary",
-                "PATCH ingresses/movies-canary",
-                "PATCH deployments/movies-stable",
-                "PATCH movies/status",
-                "POST prod/events",
-            ]
+            STATUS,
+            "PATCH services/movies-stable",
+            "PATCH services/movies-canary",
+            "PATCH services/movies",
+            "PATCH ingresses/movies",
+            "PATCH ingresses/movies-canary",
+            "PATCH deployments/movies-stable",
+            EVENT,
         ])
     );
     assert_eq!(h.phase(), Phase::Initializing);
 
-    // Pods ready: status only.
+    // Pods ready: status only, and not a single read.
     h.api.kubelet();
     let log = h.reconcile_at(10).await;
-    assert_eq!(
-        log,
-        calls(&[
-            &OBSERVE,
-            &READ_ROUTING,
-            &["PATCH movies/status", "POST prod/events"]
-        ])
-    );
+    assert_eq!(log, calls(&[STATUS, EVENT]));
     assert_eq!(h.phase(), Phase::Stable);
 
-    // Idle: reads only.
+    // Idle: no API request at all.
     let log = h.reconcile_at(100).await;
-    assert_eq!(log, calls(&[&OBSERVE, &READ_ROUTING]));
+    assert_eq!(log, calls(&[]), "API requests per idle reconcile");
 
     // New model: the canary Deployment appears, no traffic yet.
     h.api.edit_spec(|spec| {
@@ -375,15 +444,7 @@ async fn a_full_rollout_makes_exactly_these_calls() {
     let log = h.reconcile_at(200).await;
     assert_eq!(
         log,
-        calls(&[
-            &OBSERVE,
-            &READ_ROUTING,
-            &[
-                "PATCH deployments/movies-canary",
-                "PATCH movies/status",
-                "POST prod/events"
-            ]
-        ])
+        calls(&[STATUS, "PATCH deployments/movies-canary", EVENT])
     );
     assert_eq!(h.phase(), Phase::Progressing);
     assert_eq!(h.canary_weight_annotation(), "0");
@@ -393,15 +454,7 @@ async fn a_full_rollout_makes_exactly_these_calls() {
     let log = h.reconcile_at(230).await;
     assert_eq!(
         log,
-        calls(&[
-            &OBSERVE,
-            &READ_ROUTING,
-            &[
-                "PATCH ingresses/movies-canary",
-                "PATCH movies/status",
-                "POST prod/events"
-            ]
-        ])
+        calls(&[STATUS, "PATCH ingresses/movies-canary", EVENT])
     );
     assert_eq!(h.canary_weight_annotation(), "20");
     assert_eq!(h.phase(), Phase::Soaking);
@@ -412,15 +465,11 @@ async fn a_full_rollout_makes_exactly_these_calls() {
     assert_eq!(
         log,
         calls(&[
-            &OBSERVE,
-            &READ_ROUTING,
-            &[
-                "PATCH deployments/movies-stable",
-                "PATCH movies/status",
-                "POST prod/events",
-                "POST prod/events",
-                "POST prod/events",
-            ]
+            STATUS,
+            "PATCH deployments/movies-stable",
+            EVENT,
+            EVENT,
+            EVENT,
         ])
     );
     assert_eq!(h.phase(), Phase::Promoting);
@@ -431,14 +480,10 @@ async fn a_full_rollout_makes_exactly_these_calls() {
     assert_eq!(
         log,
         calls(&[
-            &OBSERVE,
-            &READ_ROUTING,
-            &[
-                "PATCH ingresses/movies-canary",
-                "PATCH deployments/movies-canary",
-                "PATCH movies/status",
-                "POST prod/events",
-            ]
+            STATUS,
+            "PATCH ingresses/movies-canary",
+            "PATCH deployments/movies-canary",
+            EVENT,
         ])
     );
     assert_eq!(h.phase(), Phase::Succeeded);
@@ -453,7 +498,7 @@ async fn a_full_rollout_makes_exactly_these_calls() {
     h.reconcile_at(910).await;
     let before = h.metrics.writes_total();
     let log = h.reconcile_at(5000).await;
-    assert_eq!(writes(&log), 0, "writes per idle reconcile: {log:?}");
+    assert!(log.is_empty(), "API requests per idle reconcile: {log:?}");
     assert_eq!(h.metrics.writes_total(), before);
     let stable = h
         .api
@@ -473,8 +518,8 @@ async fn a_full_rollout_makes_exactly_these_calls() {
     );
 }
 
-#[tokio::test]
-async fn the_failing_check_that_reaches_the_limit_removes_traffic_before_pods() {
+/// v1 stable, v2 soaking with slow figures until one check failed; returns the harness.
+async fn analysing_a_slow_canary() -> Harness {
     let h = Harness::new();
     h.reconcile_at(0).await;
     h.api.kubelet();
@@ -489,22 +534,24 @@ async fn the_failing_check_that_reaches_the_limit_removes_traffic_before_pods() 
     h.reconcile_at(603).await;
     h.reconcile_at(663).await;
     assert_eq!(h.phase(), Phase::Analyzing);
+    h
+}
+
+#[tokio::test]
+async fn the_failing_check_that_reaches_the_limit_removes_traffic_before_pods() {
+    let h = analysing_a_slow_canary().await;
     let started = std::time::Instant::now();
     let log = h.reconcile_at(723).await;
     let took = started.elapsed();
     assert_eq!(
         log,
         calls(&[
-            &OBSERVE,
-            &READ_ROUTING,
-            &[
-                "PATCH ingresses/movies-canary",
-                "PATCH deployments/movies-canary",
-                "PATCH movies/status",
-                // The third AnalysisFailed repeats the first two: kube's recorder makes it a series.
-                "PATCH event-series",
-                "POST prod/events",
-            ]
+            STATUS,
+            "PATCH ingresses/movies-canary",
+            "PATCH deployments/movies-canary",
+            // The third AnalysisFailed repeats the first two: kube's recorder makes it a series.
+            "PATCH event-series",
+            EVENT,
         ])
     );
     assert_eq!(h.canary_weight_annotation(), "0");
@@ -523,7 +570,57 @@ async fn the_failing_check_that_reaches_the_limit_removes_traffic_before_pods() 
 }
 
 #[tokio::test]
-async fn the_action_annotation_is_removed_once_consumed() {
+async fn a_stale_release_gets_409_and_acts_on_nothing() {
+    let h = analysing_a_slow_canary().await;
+    // The cache still holds the release as it was before the rollback below.
+    let stale = h.api.release();
+    h.reconcile_at(723).await;
+    assert_eq!(h.phase(), Phase::RollingBack);
+    h.api.kubelet();
+    assert_eq!(h.sent.0.lock().unwrap().len(), 1);
+
+    // The owned watch wakes the controller with fresh Deployments and the stale release,
+    // whose status is still Analyzing; the figures now look healthy. Acting on it would
+    // promote the canary that was just rolled back.
+    *h.figures.0.lock().unwrap() = Some(healthy());
+    let (action, log) = h.reconcile_with(724, stale.clone()).await;
+    assert_eq!(log, calls(&[STATUS]), "only the refused commit");
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(1)));
+    assert_eq!(h.phase(), Phase::RollingBack);
+    let stable_deployment = h
+        .api
+        .object("/apis/apps/v1/namespaces/prod/deployments/movies-stable")
+        .unwrap();
+    assert!(
+        stable_deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "MOVREK_MODEL_VERSION" && e["value"] == "v1"),
+        "the stable track was not moved to the rolled-back model"
+    );
+    assert_eq!(h.canary_weight_annotation(), "0");
+    assert_eq!(
+        h.sent.0.lock().unwrap().len(),
+        1,
+        "one notification per rollout"
+    );
+
+    // Children that differ from a stale status are not applied either: the commit comes first.
+    h.api.edit(
+        "/apis/networking.k8s.io/v1/namespaces/prod/ingresses/movies-canary",
+        |i| i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] = json!("20"),
+    );
+    let (_, log) = h.reconcile_with(725, stale).await;
+    assert_eq!(log, calls(&[STATUS]));
+    // The fresh release heals the hand edit (after a no-op, version-checked commit).
+    let log = h.reconcile_at(726).await;
+    assert_eq!(log, calls(&[STATUS, "PATCH ingresses/movies-canary"]));
+    assert_eq!(h.canary_weight_annotation(), "0");
+}
+
+#[tokio::test]
+async fn the_action_annotation_is_recorded_in_status_not_removed() {
     let h = Harness::new();
     h.reconcile_at(0).await;
     h.api.kubelet();
@@ -533,21 +630,77 @@ async fn the_action_annotation_is_removed_once_consumed() {
     h.reconcile_at(2).await;
     h.api.kubelet();
     h.reconcile_at(3).await;
-    {
-        let mut objects = h.api.objects.lock().unwrap();
-        objects.get_mut(RELEASE_PATH).unwrap()["metadata"]["annotations"] =
-            json!({"movrek.dev/action": "promote", "team": "recs"});
-    }
+    h.api.edit_release(|rr| {
+        rr["metadata"]["annotations"] = json!({"movrek.dev/action": "promote", "team": "recs"});
+    });
     let log = h.reconcile_at(4).await;
     assert!(
-        log.contains(&"PATCH recommenderreleases/movies".to_owned()),
-        "{log:?}"
+        !log.iter()
+            .any(|c| c.starts_with("PATCH recommenderreleases/")),
+        "the release itself is never patched: {log:?}"
     );
     let release = h.api.release();
     assert_eq!(
-        release.annotations().get("team").map(String::as_str),
-        Some("recs")
+        release
+            .annotations()
+            .get("movrek.dev/action")
+            .map(String::as_str),
+        Some("promote"),
+        "the annotation stays (a GitOps tool keeps it)"
     );
-    assert!(!release.annotations().contains_key("movrek.dev/action"));
-    assert_eq!(h.phase(), Phase::Promoting);
+    let status = release.status.unwrap();
+    assert_eq!(status.last_handled_action.as_deref(), Some("promote"));
+    assert_eq!(status.phase, Phase::Promoting);
+}
+
+#[tokio::test]
+async fn a_release_being_deleted_gets_no_request_and_its_series_go() {
+    let h = Harness::new();
+    h.reconcile_at(0).await;
+    assert!(h.metrics.render().contains(r#"release="movies""#));
+    h.api.edit_release(|rr| {
+        rr["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:10:00Z");
+        rr["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+    });
+    let log = h.reconcile_at(5).await;
+    assert!(log.is_empty(), "{log:?}");
+    assert!(!h.metrics.render().contains(r#"release="movies""#));
+}
+
+#[tokio::test]
+async fn a_provider_change_zeroes_the_old_canary_route_then_deletes_it() {
+    let h = Harness::new();
+    h.reconcile_at(0).await;
+    h.api.kubelet();
+    h.reconcile_at(1).await;
+    h.api
+        .edit_spec(|spec| spec["model"]["version"] = json!("v2"));
+    h.reconcile_at(2).await;
+    h.api.kubelet();
+    h.reconcile_at(3).await;
+    assert_eq!(h.canary_weight_annotation(), "20");
+    h.api
+        .edit_spec(|spec| spec["traffic"] = json!({"provider": "replicas"}));
+    let log = h.reconcile_at(4).await;
+    assert!(
+        log.contains(&"PATCH ingresses/movies-canary".to_owned()),
+        "{log:?}"
+    );
+    assert!(!log.iter().any(|c| c.starts_with("DELETE")), "{log:?}");
+    assert_eq!(h.canary_weight_annotation(), "0");
+    let log = h.reconcile_at(5).await;
+    assert_eq!(
+        log,
+        calls(&[
+            STATUS,
+            "DELETE ingresses/movies",
+            "DELETE ingresses/movies-canary"
+        ])
+    );
+    assert_eq!(
+        h.api.release().status.unwrap().traffic_provider,
+        Some(movrek_operator::crd::TrafficProvider::Replicas)
+    );
+    let log = h.reconcile_at(6).await;
+    assert!(log.is_empty(), "{log:?}");
 }

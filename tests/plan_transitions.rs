@@ -59,12 +59,23 @@ fn analysis(verdict: Verdict) -> Analysis {
     }
 }
 
+/// A canary that served too few requests for any verdict.
+fn quiet() -> Analysis {
+    Analysis {
+        metrics: CanaryMetrics::default(),
+        verdict: Verdict::Inconclusive,
+        reason: "no data".to_owned(),
+    }
+}
+
 /// A tiny cluster: the release and its two Deployments, which converge on request.
 struct World {
     rr: RecommenderRelease,
     stable: Option<DeploymentState>,
     canary: Option<DeploymentState>,
     children: Option<Children>,
+    /// What else the controller observes (restarts, routes, Prometheus reachability).
+    observed: Observed,
 }
 
 fn serving(version: &str, image: &str, replicas: i32) -> DeploymentState {
@@ -87,6 +98,7 @@ impl World {
             stable: None,
             canary: None,
             children: None,
+            observed: Observed::default(),
         }
     }
 
@@ -99,21 +111,22 @@ impl World {
         let mut observed = Observed {
             stable: self.stable.clone(),
             canary: self.canary.clone(),
-            analysis: None,
+            ..self.observed.clone()
         };
         let mut p = plan(&self.rr, &observed, now);
         if p.analysis_needed.is_some() {
-            let Some(v) = verdict else {
-                return p;
+            // The soak's fail-fast check sees a quiet canary unless the test says otherwise.
+            let soak_check = p.status.phase == Phase::Soaking;
+            let result = match verdict {
+                Some(v) => analysis(v),
+                None if soak_check => quiet(),
+                None => return p,
             };
-            observed.analysis = Some(analysis(v));
+            observed.analysis = Some(result);
             p = plan(&self.rr, &observed, now);
             assert!(p.analysis_needed.is_none(), "an analysis was supplied");
         }
         self.rr.status = Some(p.status.clone());
-        if p.remove_action {
-            self.rr.metadata.annotations = None;
-        }
         self.children = Some(p.children.clone());
         p
     }
@@ -228,13 +241,13 @@ fn an_unchanged_stable_release_plans_no_change() {
     let before = w.rr.status.clone();
     let p = w.reconcile(at(5000), None);
     assert_eq!(
-        Some(p.status),
+        Some(p.status.clone()),
         before,
         "idle reconcile must not change status"
     );
     assert!(p.events.is_empty());
     assert_eq!(p.requeue_after, None);
-    assert!(!p.remove_action);
+    assert_eq!(p.status.last_handled_action, None);
 }
 
 #[test]
@@ -387,10 +400,10 @@ fn a_rolled_back_version_is_not_retried_until_retry_or_a_spec_change() {
     assert_eq!(Some(p.status.clone()), before);
     assert!(p.events.is_empty());
     assert_eq!(p.children.canary.as_ref().unwrap().replicas, 0);
-    // retry: a new rollout of the same version, annotation removed.
+    // retry: a new rollout of the same version; the value is recorded as handled.
     w.annotate("retry");
     let p = w.reconcile(at(90_001), None);
-    assert!(p.remove_action);
+    assert_eq!(p.status.last_handled_action.as_deref(), Some("retry"));
     assert_eq!(w.phase(), Phase::Progressing);
     assert_eq!(reasons(&p), ["RetryRequested", "CanaryStarted"]);
 }
@@ -497,7 +510,7 @@ fn promote_annotation_skips_the_remaining_checks() {
     let mut w = canary_soaking(0);
     w.annotate("promote");
     let p = w.reconcile(at(10), None);
-    assert!(p.remove_action);
+    assert_eq!(p.status.last_handled_action.as_deref(), Some("promote"));
     assert_eq!(w.phase(), Phase::Promoting);
     assert_eq!(p.children.stable.as_ref().unwrap().target.version, "v2");
 }
@@ -515,16 +528,18 @@ fn abort_during_promotion_restores_the_previous_stable_model() {
 }
 
 #[test]
-fn unknown_and_inapplicable_actions_are_reported_and_removed() {
+fn unknown_and_inapplicable_actions_are_reported_once() {
     let mut w = canary_soaking(0);
     w.annotate("yolo");
     let p = w.reconcile(at(5), None);
-    assert!(p.remove_action);
+    assert_eq!(p.status.last_handled_action.as_deref(), Some("yolo"));
     assert_eq!(reasons(&p), ["UnknownAction"]);
     assert_eq!(w.phase(), Phase::Soaking);
-    w.annotate("retry");
     let p = w.reconcile(at(6), None);
-    assert!(p.remove_action);
+    assert!(p.events.is_empty(), "a handled value is not reported again");
+    w.annotate("retry");
+    let p = w.reconcile(at(7), None);
+    assert_eq!(p.status.last_handled_action.as_deref(), Some("retry"));
     assert_eq!(reasons(&p), ["ActionIgnored"]);
 }
 
@@ -671,4 +686,298 @@ fn model_spec_changes_other_than_version_also_start_a_rollout() {
     };
     w.reconcile(at(1), None);
     assert_eq!(w.phase(), Phase::Progressing);
+}
+
+// --- operator hardening (issue 8) -----------------------------------------------------
+
+fn status_of(w: &World) -> &movrek_operator::crd::RecommenderReleaseStatus {
+    w.rr.status.as_ref().unwrap()
+}
+
+#[test]
+fn an_action_kept_in_git_fires_once_and_a_new_value_fires_again() {
+    let mut w = canary_soaking(0);
+    w.annotate("promote");
+    w.reconcile(at(10), None);
+    w.converge();
+    w.reconcile(at(11), None);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    // The annotation stays (GitOps re-applies it); the next version is not promoted by it.
+    w.set_version("v3");
+    let p = w.reconcile(at(20), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(reasons(&p), ["CanaryStarted"]);
+    w.converge();
+    w.reconcile(at(21), None);
+    assert_eq!(w.phase(), Phase::Soaking);
+    assert_eq!(
+        status_of(&w).last_handled_action.as_deref(),
+        Some("promote")
+    );
+    // A new value (any suffix after ':') is a new request.
+    w.annotate("promote:v3");
+    w.reconcile(at(22), None);
+    assert_eq!(w.phase(), Phase::Promoting);
+    // Removing the annotation forgets the handled value, so `promote` can be used again.
+    w.rr.metadata.annotations = None;
+    let p = w.reconcile(at(23), None);
+    assert_eq!(p.status.last_handled_action, None);
+}
+
+#[test]
+fn reconciling_is_false_while_only_a_timer_is_pending() {
+    let mut w = World::new("v1");
+    w.reconcile(at(0), None);
+    w.converge();
+    w.reconcile(at(1), None);
+    w.set_version("v2");
+    w.reconcile(at(2), None);
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(
+        condition(&w, "Reconciling"),
+        "True",
+        "waiting for canary pods"
+    );
+    w.converge();
+    w.reconcile(at(3), None);
+    assert_eq!(w.phase(), Phase::Soaking);
+    assert_eq!(condition(&w, "Reconciling"), "False", "only the soak timer");
+    assert_eq!(condition(&w, "Progressing"), "True");
+    assert_eq!(condition(&w, "Stalled"), "False");
+    w.reconcile(at(SOAK + 3), Some(Verdict::Fail));
+    assert_eq!(w.phase(), Phase::Analyzing);
+    assert_eq!(
+        condition(&w, "Reconciling"),
+        "False",
+        "only the check timer"
+    );
+}
+
+#[test]
+fn a_crash_looping_canary_is_rolled_back_on_restarts() {
+    let mut w = canary_soaking(0);
+    w.observed.canary_restarts = 3;
+    w.reconcile(at(5), None);
+    assert_eq!(
+        w.phase(),
+        Phase::Soaking,
+        "3 restarts are within maxRestarts 3"
+    );
+    assert_eq!(status_of(&w).rollout.as_ref().unwrap().canary_restarts, 3);
+    w.observed.canary_restarts = 4;
+    let p = w.reconcile(at(6), None);
+    assert_eq!(w.phase(), Phase::RollingBack);
+    assert_eq!(p.children.canary_weight, 0);
+    assert!(
+        status_of(&w)
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("restarted 4 times"),
+        "{:?}",
+        status_of(&w).message
+    );
+}
+
+#[test]
+fn unready_spells_add_up_against_the_progress_deadline() {
+    let mut w = canary_soaking(0);
+    let flap = |w: &mut World, ready: bool| {
+        let c = w.canary.as_mut().unwrap();
+        c.ready_replicas = if ready { c.replicas } else { 0 };
+    };
+    // Unready 200 s, ready for 1 s, unready again: the second spell has only 100 s left.
+    flap(&mut w, false);
+    w.reconcile(at(10), None);
+    flap(&mut w, true);
+    w.reconcile(at(210), None);
+    assert_eq!(w.phase(), Phase::Soaking);
+    assert_eq!(
+        status_of(&w)
+            .rollout
+            .as_ref()
+            .unwrap()
+            .canary_unready_seconds,
+        200
+    );
+    flap(&mut w, false);
+    let p = w.reconcile(at(211), None);
+    assert!(p.requeue_after <= Some(Duration::from_secs(100)), "{p:?}");
+    w.reconcile(at(290), None);
+    assert_eq!(w.phase(), Phase::Soaking);
+    w.reconcile(at(311), None);
+    assert_eq!(w.phase(), Phase::RollingBack, "300 s unready in all");
+}
+
+#[test]
+fn the_soak_fails_fast_on_a_canary_answering_errors() {
+    let mut w = canary_soaking(0);
+    // Before the first interval no check runs.
+    let p = w.reconcile(at(30), None);
+    assert!(p.analysis_needed.is_none());
+    // At the interval: a check; healthy figures keep it soaking.
+    let p = w.reconcile(at(INTERVAL), Some(Verdict::Pass));
+    assert_eq!(w.phase(), Phase::Soaking);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(60)));
+    // All errors on enough requests: rolled back long before the soak ends.
+    let mut observed = Observed {
+        stable: w.stable.clone(),
+        canary: w.canary.clone(),
+        ..Observed::default()
+    };
+    let p = plan(&w.rr, &observed, at(2 * INTERVAL));
+    assert!(p.analysis_needed.is_some());
+    observed.analysis = Some(Analysis {
+        metrics: CanaryMetrics {
+            error_rate: Some(1.0),
+            requests: Some(400.0),
+            ..CanaryMetrics::default()
+        },
+        verdict: Verdict::Fail,
+        reason: "errors 100%".into(),
+    });
+    let p = plan(&w.rr, &observed, at(2 * INTERVAL));
+    assert_eq!(p.status.phase, Phase::RollingBack);
+    assert_eq!(p.children.canary_weight, 0);
+    assert!(
+        p.status.message.as_deref().unwrap().contains("fail-fast"),
+        "{:?}",
+        p.status.message
+    );
+    assert_eq!(p.announcements.len(), 1);
+    // Errors on too few requests are no evidence.
+    observed.analysis.as_mut().unwrap().metrics.requests = Some(5.0);
+    let p = plan(&w.rr, &observed, at(2 * INTERVAL));
+    assert_eq!(p.status.phase, Phase::Soaking);
+}
+
+#[test]
+fn an_unreachable_prometheus_pauses_the_analysis_clock() {
+    fn run(unreachable: bool) -> Phase {
+        let mut w = canary_soaking(0);
+        w.observed.metrics_unreachable = unreachable;
+        // Checks every minute for 10 minutes, none conclusive; the budget is 5 minutes.
+        for i in 0..=10 {
+            w.reconcile(at(SOAK + i * INTERVAL), Some(Verdict::Inconclusive));
+        }
+        w.phase()
+    }
+    assert_eq!(run(false), Phase::RollingBack, "no data spends the budget");
+    assert_eq!(run(true), Phase::Analyzing, "an outage does not");
+    let mut w = canary_soaking(0);
+    w.observed.metrics_unreachable = true;
+    w.reconcile(at(SOAK), Some(Verdict::Inconclusive));
+    w.reconcile(at(SOAK + 600), Some(Verdict::Inconclusive));
+    // Prometheus is back: the budget starts where it stopped, and a pass promotes.
+    w.observed.metrics_unreachable = false;
+    w.reconcile(at(SOAK + 660), Some(Verdict::Pass));
+    assert_eq!(w.phase(), Phase::Promoting);
+}
+
+#[test]
+fn a_refused_http_route_stalls_with_the_gateways_message() {
+    let mut w = canary_soaking(0);
+    w.rr.spec.traffic.provider = TrafficProvider::GatewayApi;
+    w.observed.route_problem = Some(
+        "HTTPRoute movies on Gateway public: Accepted False (NotAllowedByListeners): no".into(),
+    );
+    let p = w.reconcile(at(SOAK), Some(Verdict::Inconclusive));
+    assert_eq!(
+        w.phase(),
+        Phase::Soaking,
+        "no analysis of traffic that cannot come"
+    );
+    assert!(p.analysis_needed.is_none());
+    assert_eq!(condition(&w, "Stalled"), "True");
+    assert!(
+        status_of(&w)
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("NotAllowedByListeners"),
+        "{:?}",
+        status_of(&w).message
+    );
+    w.observed.route_problem = None;
+    w.reconcile(at(SOAK + 1), Some(Verdict::Pass));
+    assert_eq!(w.phase(), Phase::Promoting);
+    assert_eq!(condition(&w, "Stalled"), "False");
+}
+
+#[test]
+fn a_provider_change_zeroes_then_deletes_the_old_routes() {
+    use movrek_operator::plan::{LiveRoutes, Retirement};
+    let mut w = canary_soaking(0);
+    w.rr.spec.traffic.provider = TrafficProvider::IngressNginx;
+    w.reconcile(at(1), None);
+    assert_eq!(
+        status_of(&w).traffic_provider,
+        Some(TrafficProvider::IngressNginx)
+    );
+    w.rr.spec.traffic.provider = TrafficProvider::GatewayApi;
+    w.observed.other_routes = vec![LiveRoutes {
+        provider: TrafficProvider::IngressNginx,
+        canary_weight: Some(20),
+    }];
+    let p = w.reconcile(at(5), None);
+    assert_eq!(
+        p.children.retire,
+        [Retirement::ZeroWeight(TrafficProvider::IngressNginx)]
+    );
+    assert_eq!(p.status.traffic_provider, Some(TrafficProvider::GatewayApi));
+    w.observed.other_routes[0].canary_weight = Some(0);
+    let p = w.reconcile(at(6), None);
+    assert_eq!(
+        p.children.retire,
+        [Retirement::Delete(TrafficProvider::IngressNginx)]
+    );
+    w.observed.other_routes.clear();
+    let p = w.reconcile(at(7), None);
+    assert!(p.children.retire.is_empty());
+}
+
+#[test]
+fn a_release_being_deleted_applies_nothing() {
+    let mut w = canary_soaking(0);
+    w.rr.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(50)));
+    let before = w.rr.status.clone();
+    let p = plan(&w.rr, &Observed::default(), at(SOAK));
+    assert!(p.deleting);
+    assert!(p.children.stable.is_none() && p.children.canary.is_none());
+    assert!(p.events.is_empty() && p.announcements.is_empty());
+    assert_eq!(Some(p.status), before);
+}
+
+#[test]
+fn an_autoscaled_release_sizes_the_canary_from_the_observed_stable_pods() {
+    use movrek_operator::crd::AutoscalingSpec;
+    let mut w = canary_soaking(0);
+    w.rr.spec.traffic.provider = TrafficProvider::Replicas;
+    w.rr.spec.canary.weight = 50;
+    w.rr.spec.autoscaling = Some(AutoscalingSpec {
+        min_replicas: 2,
+        max_replicas: 10,
+        target_cpu_utilization_percent: 70,
+        canary: true,
+    });
+    // The spec change restarts the rollout; the HPA has scaled stable to 6.
+    w.stable.as_mut().unwrap().replicas = 6;
+    let p = w.reconcile(at(5), None);
+    let stable = p.children.stable.as_ref().unwrap();
+    assert!(stable.autoscaled, "the HPA owns stable replicas");
+    assert_eq!(stable.replicas, 6);
+    let canary = p.children.canary.as_ref().unwrap();
+    assert_eq!(
+        canary.replicas, 6,
+        "replicas provider at 50%: as many as stable"
+    );
+    assert!(canary.autoscaled);
+    let scaler = p.children.canary_scaler.unwrap();
+    assert_eq!((scaler.min_replicas, scaler.max_replicas), (6, 10));
+    let stable_scaler = p.children.stable_scaler.unwrap();
+    assert_eq!(
+        (stable_scaler.min_replicas, stable_scaler.max_replicas),
+        (2, 10)
+    );
 }

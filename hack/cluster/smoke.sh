@@ -78,7 +78,7 @@ done <"$DIR/pids"
 step "all control-plane listeners are on 127.0.0.1"
 
 CHART="$ROOT/charts/movrek-operator"
-ALL='serviceMonitor.enabled=true,podMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,replicaCount=2,rbac.secretNamespaces={default}'
+ALL='serviceMonitor.enabled=true,podMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,replicaCount=2,rbac.secretNamespaces={default},networkPolicy.enabled=true,networkPolicy.apiServer.cidrs={127.0.0.1/32},networkPolicy.webhooks.to[0].ipBlock.cidr=0.0.0.0/0,egress.allowedPrometheusHosts={prometheus.monitoring:9090,*.svc.cluster.local:9090},egress.allowedWebhookHosts={hooks.slack.com:443}'
 helm lint --strict "$CHART" >"$WORK/lint.log" 2>&1 || fail "helm lint (defaults): $(cat "$WORK/lint.log")"
 helm lint --strict "$CHART" --set "$ALL" >>"$WORK/lint.log" 2>&1 || fail "helm lint (all features): $(cat "$WORK/lint.log")"
 helm template smoke "$CHART" --set "$ALL" >"$WORK/all.yaml" || fail "helm template with every feature"
@@ -95,6 +95,14 @@ else
   step "helm lint clean; every optional object renders (promtool not installed: rules not checked)"
 fi
 
+# The optional NetworkPolicy is valid to the API server, and the allow-lists reach the args.
+helm template smoke "$CHART" --set "$ALL" --show-only templates/networkpolicy.yaml >"$WORK/netpol.yaml"
+kubectl apply --dry-run=server -n default -f "$WORK/netpol.yaml" >"$WORK/netpol.log" 2>&1 ||
+  fail "NetworkPolicy rejected by the API server: $(cat "$WORK/netpol.log")"
+grep -q -- '--allowed-prometheus-hosts=prometheus.monitoring:9090,\*.svc.cluster.local:9090' "$WORK/all.yaml" ||
+  fail "egress.allowedPrometheusHosts did not reach the operator's args"
+step "NetworkPolicy (metrics ingress; DNS, API server, Prometheus, webhook egress) accepted by the API server (dry run)"
+
 step "helm install (CRD from the chart's crds/, 2 replicas, Secrets readable in default only)"
 kubectl create namespace "$NS" >/dev/null
 helm install movrek "$CHART" -n "$NS" --set replicaCount=2 --set 'rbac.secretNamespaces={default}' \
@@ -108,7 +116,7 @@ step "installed: 2/2 operator pods Ready (kwok) on: $node"
 # RBAC as the operator's ServiceAccount sees it.
 SA=system:serviceaccount:$NS:movrek-movrek-operator
 can() { kubectl auth can-i --as="$SA" "$@" 2>/dev/null; }
-for want in "patch recommenderreleases.movrek.dev" "patch recommenderreleases.movrek.dev --subresource=status" \
+for want in "watch recommenderreleases.movrek.dev" "patch recommenderreleases.movrek.dev --subresource=status" \
             "create deployments -n default" "patch services -n default" "create ingresses.networking.k8s.io -n default" \
             "create events.events.k8s.io -n default" "get secrets -n default" "update leases/movrek-operator -n $NS"; do
   [ "$(can $want)" = yes ] || fail "the operator cannot: $want"
@@ -204,13 +212,17 @@ EOF
   start_operator smoke-operator-2
   sleep 6
   holder smoke-operator || fail "the Lease moved while its holder was renewing it"
-  kill "$LEADER_PID"
+  kill "$LEADER_PID" # SIGTERM, as in a rolling update: the leader releases the Lease
   stopped=$EPOCHREALTIME
   wait_until 30 "second replica takes the Lease" holder smoke-operator-2
   handover=$(awk -v a="$stopped" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-  kubectl annotate rr movies movrek.dev/action=retry >/dev/null
+  # Released, not expired: the hand-over comes before the 4 s Lease could have run out.
+  awk -v h="$handover" 'BEGIN { exit !(h < 4) }' || fail "hand-over took ${handover} s: the Lease was not released"
+  [ "$(kubectl -n "$NS" get lease movrek-operator -o jsonpath='{.spec.leaseTransitions}')" -ge 1 ] ||
+    fail "no lease transition recorded"
+  kubectl annotate --overwrite rr movies movrek.dev/action=retry >/dev/null
   wait_until 60 "the new leader reconciles (retry → canary again)" phase Analyzing
-  step "2 replicas: follower waited 6 s; leader stopped → follower leads after ${handover} s and runs the retry"
+  step "2 replicas: follower waited 6 s; leader got SIGTERM and released the Lease → follower leads after ${handover} s and runs the retry"
   if grep -qi forbidden "$WORK/smoke-operator-2.log"; then fail "replica 2 hit a Forbidden error"; fi
 
   if command -v lua5.1 >/dev/null; then

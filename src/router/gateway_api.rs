@@ -25,6 +25,53 @@ pub fn http_route_resource() -> ApiResource {
     )
 }
 
+/// The weight the live route sends to the canary backend (`<name>-canary`), if it has one.
+pub fn canary_weight(route: &DynamicObject) -> Option<i32> {
+    let canary = track_name(&route.name_any(), Track::Canary);
+    route.data["spec"]["rules"]
+        .as_array()?
+        .iter()
+        .filter_map(|rule| rule["backendRefs"].as_array())
+        .flatten()
+        .find(|b| b["name"].as_str() == Some(canary.as_str()))
+        .map(|b| {
+            b["weight"]
+                .as_i64()
+                .map_or(1, |w| i32::try_from(w).unwrap_or(i32::MAX))
+        })
+}
+
+/// Why the Gateway refuses the live route: the first parent whose `Accepted` or
+/// `ResolvedRefs` condition is False for the route's current generation, with its reason
+/// and message. `None` while the route is accepted or not yet judged.
+pub fn route_problem(route: &DynamicObject) -> Option<String> {
+    let generation = route.metadata.generation;
+    route.data["status"]["parents"]
+        .as_array()?
+        .iter()
+        .find_map(|parent| {
+            let gateway = parent["parentRef"]["name"].as_str().unwrap_or("?");
+            parent["conditions"].as_array()?.iter().find_map(|c| {
+                let type_ = c["type"].as_str()?;
+                let current = match (generation, c["observedGeneration"].as_i64()) {
+                    (Some(g), Some(o)) => o >= g,
+                    _ => true,
+                };
+                (matches!(type_, "Accepted" | "ResolvedRefs")
+                    && c["status"].as_str() == Some("False")
+                    && current)
+                    .then(|| {
+                        format!(
+                            "HTTPRoute {} on Gateway {gateway}: {type_} False ({}): {}",
+                            route.name_any(),
+                            c["reason"].as_str().unwrap_or(""),
+                            c["message"].as_str().unwrap_or("")
+                        )
+                    })
+            })
+        })
+}
+
 impl TrafficRouter for GatewayApi {
     fn routes(&self, rr: &RecommenderRelease, weight: i32) -> Result<Vec<Child>, ChildError> {
         let release = rr.name_any();

@@ -74,6 +74,20 @@ pub fn ingress(
     })
 }
 
+/// The weight a live canary Ingress sends to the canary (its `canary-weight` annotation).
+pub fn canary_weight(ingress: &Ingress) -> Option<i32> {
+    let annotations = ingress.metadata.annotations.as_ref()?;
+    if annotations.get(CANARY_ANNOTATION).map(String::as_str) != Some("true") {
+        return None;
+    }
+    Some(
+        annotations
+            .get(CANARY_WEIGHT_ANNOTATION)
+            .and_then(|w| w.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 impl TrafficRouter for IngressNginx {
     fn routes(&self, rr: &RecommenderRelease, weight: i32) -> Result<Vec<Child>, ChildError> {
         let release = rr.name_any();

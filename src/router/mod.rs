@@ -8,9 +8,15 @@ mod gateway_api;
 mod ingress_nginx;
 mod replicas;
 
-pub use gateway_api::GatewayApi;
+pub use gateway_api::{GatewayApi, http_route_resource};
 pub use ingress_nginx::IngressNginx;
 pub use replicas::Replicas;
+
+/// Reading live routing objects back (weights, the Gateway's verdict).
+pub mod live {
+    pub use super::gateway_api::{canary_weight as http_route_canary_weight, route_problem};
+    pub use super::ingress_nginx::canary_weight as ingress_canary_weight;
+}
 
 use crate::children::{Child, ChildError};
 use crate::crd::{RecommenderRelease, TrafficProvider};
