@@ -425,7 +425,10 @@ fn sigterm_lets_an_in_flight_request_finish() {
     // The 1.5 s request started before SIGTERM finishes inside the 2 s drain period.
     let mut server = Server::start(
         &["--model", path(&model)],
-        &[("MOVREK_FAULT_DELAY_MS", "1500"), ("MOVREK_DRAIN_SECS", "2")],
+        &[
+            ("MOVREK_FAULT_DELAY_MS", "1500"),
+            ("MOVREK_DRAIN_SECS", "2"),
+        ],
     );
     server.wait_ready(Duration::from_secs(30));
     let addr = server.addr;

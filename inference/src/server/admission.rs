@@ -151,8 +151,8 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Starts `config.threads` compute threads (none when it is 0). They live as long as the
-    /// process: a stopping server simply stops feeding them.
+    /// Starts `config.threads` compute threads (none when it is 0). They finish the queue and
+    /// exit once the last handle of the pool is dropped.
     pub fn start(config: AdmissionConfig) -> Pool {
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
