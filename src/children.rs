@@ -789,4 +789,192 @@ mod tests {
         assert_eq!(label_value("2024/05 model!"), "2024_05_model");
         assert_eq!(label_value(&"x".repeat(80)).len(), 63);
     }
+
+    #[test]
+    fn a_live_object_with_defaults_and_sidecars_is_current_and_a_hand_edit_is_not() {
+        let rr = release();
+        let desired = child(
+            &deployment(
+                &rr,
+                Track::Stable,
+                &workload("v1", 2),
+                &Selection::default(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut live = serde_json::to_value(&desired.object).unwrap();
+        // Server defaults, status and an injected sidecar: still current.
+        live["metadata"]["resourceVersion"] = "42".into();
+        live["spec"]["revisionHistoryLimit"] = 10.into();
+        live["status"] = serde_json::json!({"readyReplicas": 2});
+        live["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "proxy", "image": "envoy"}));
+        live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] =
+            "536870912".into();
+        assert!(desired.is_current(Some(&live)));
+        // Scaled by hand: not current, so the next reconcile applies it again.
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = 5.into();
+        assert!(!desired.is_current(Some(&scaled)));
+        // An env var removed by hand: not current.
+        let mut edited = live.clone();
+        edited["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
+        assert!(!desired.is_current(Some(&edited)));
+        assert!(!desired.is_current(None), "deleted by hand");
+    }
+
+    #[test]
+    fn quantities_compare_by_value() {
+        assert_eq!(quantity("500m"), Some(0.5));
+        assert_eq!(quantity("1Gi"), Some(1_073_741_824.0));
+        assert_eq!(quantity("v1"), None);
+        let a = serde_json::json!({"cpu": "0.5"});
+        assert!(contains(&a, &serde_json::json!({"cpu": "500m"})));
+        assert!(!contains(&a, &serde_json::json!({"cpu": "600m"})));
+    }
+
+    #[test]
+    fn an_autoscaled_deployment_leaves_replicas_to_the_hpa() {
+        let rr = release();
+        let mut w = workload("v1", 3);
+        w.autoscaled = true;
+        let d = deployment(&rr, Track::Stable, &w, &Selection::default()).unwrap();
+        assert_eq!(d.spec.as_ref().unwrap().replicas, None);
+        let hpa = autoscaler(
+            &rr,
+            Track::Stable,
+            &ScalerPlan {
+                min_replicas: 2,
+                max_replicas: 8,
+                target_cpu_utilization_percent: 70,
+            },
+        )
+        .unwrap();
+        let spec = hpa.spec.unwrap();
+        assert_eq!(spec.scale_target_ref.name, "movies-stable");
+        assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 8));
+        let metrics = spec.metrics.unwrap();
+        let target = &metrics[0].resource.as_ref().unwrap().target;
+        assert_eq!(target.average_utilization, Some(70));
+    }
+
+    #[test]
+    fn pods_drain_with_the_kubelets_sleep_before_sigterm() {
+        let mut rr = release();
+        let d = deployment(
+            &rr,
+            Track::Canary,
+            &workload("v1", 1),
+            &Selection::default(),
+        )
+        .unwrap();
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let sleep = pod.containers[0]
+            .lifecycle
+            .as_ref()
+            .unwrap()
+            .pre_stop
+            .as_ref()
+            .unwrap()
+            .sleep
+            .as_ref()
+            .unwrap()
+            .seconds;
+        assert_eq!(sleep, 5);
+        assert_eq!(
+            pod.termination_grace_period_seconds,
+            Some(5 + SHUTDOWN_GRACE)
+        );
+        rr.spec.drain_seconds = 0;
+        let d = deployment(
+            &rr,
+            Track::Canary,
+            &workload("v1", 1),
+            &Selection::default(),
+        )
+        .unwrap();
+        assert!(
+            d.spec.unwrap().template.spec.unwrap().containers[0]
+                .lifecycle
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_legacy_selector_is_kept_until_its_deployment_is_recreated() {
+        let rr = release();
+        let mut old = deployment(
+            &rr,
+            Track::Stable,
+            &workload("v1", 2),
+            &Selection::default(),
+        )
+        .unwrap();
+        old.spec.as_mut().unwrap().selector.match_labels =
+            Some(legacy_track_selector("movies", Track::Stable));
+        let selection = Selection::of([&old]);
+        assert!(selection.legacy);
+        for track in [Track::Stable, Track::Canary] {
+            let d = deployment(&rr, track, &workload("v1", 2), &selection).unwrap();
+            let spec = d.spec.unwrap();
+            let selector = spec.selector.match_labels.unwrap();
+            assert_eq!(selector[LEGACY_INSTANCE_LABEL], "movies", "immutable: kept");
+            let labels = spec.template.metadata.unwrap().labels.unwrap();
+            assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+            assert_eq!(labels[RELEASE_LABEL], "movies");
+        }
+        let shared = service(&rr, None, &selection).unwrap();
+        assert_eq!(
+            shared.spec.unwrap().selector.unwrap()[LEGACY_INSTANCE_LABEL],
+            "movies"
+        );
+        let fresh = deployment(
+            &rr,
+            Track::Stable,
+            &workload("v1", 2),
+            &Selection::default(),
+        )
+        .unwrap();
+        assert!(!Selection::of([&fresh]).legacy);
+    }
+
+    #[test]
+    fn restarts_count_only_live_pods_of_the_version() {
+        let rr = release();
+        let d = deployment(
+            &rr,
+            Track::Canary,
+            &workload("v8", 1),
+            &Selection::default(),
+        )
+        .unwrap();
+        let pod = |restarts: i32, deleting: bool| Pod {
+            metadata: ObjectMeta {
+                deletion_timestamp: deleting.then_some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        jiff::Timestamp::UNIX_EPOCH,
+                    ),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: d.spec.as_ref().unwrap().template.spec.clone(),
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                container_statuses: Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
+                    name: CONTAINER.to_owned(),
+                    restart_count: restarts,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        };
+        let pods = [pod(2, false), pod(3, false), pod(7, true)];
+        assert_eq!(restarts(&pods, "v8"), 5);
+        assert_eq!(restarts(&pods, "v9"), 0);
+    }
 }

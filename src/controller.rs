@@ -238,7 +238,7 @@ where
                 source: kube::Error::Api(response),
                 ..
             }) if response.code == 409 => {
-                ctx.metrics.reconcile_failed("stale");
+                ctx.metrics.stale_read();
                 info!("the release changed since it was read (409); re-queued");
                 return Ok(Action::requeue(STALE_REQUEUE));
             }
@@ -829,4 +829,43 @@ pub async fn run<S, N>(
             }
         });
     Box::pin(running).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RecommenderReleaseSpec;
+
+    #[test]
+    fn only_spec_annotation_and_deletion_changes_trigger_a_reconcile() {
+        let spec: RecommenderReleaseSpec = serde_json::from_value(json!({
+            "image": "img:1",
+            "model": {"version": "v1", "uri": "file:///m", "sha256": "a".repeat(64)}
+        }))
+        .unwrap();
+        let mut rr = RecommenderRelease::new("movies", spec);
+        rr.metadata.generation = Some(1);
+        let base = release_trigger(&rr);
+        let mut status_only = rr.clone();
+        status_only.status = Some(crate::crd::RecommenderReleaseStatus::default());
+        status_only.metadata.resource_version = Some("9".into());
+        assert_eq!(
+            release_trigger(&status_only),
+            base,
+            "status-only: no reconcile"
+        );
+        let mut new_spec = rr.clone();
+        new_spec.metadata.generation = Some(2);
+        assert_ne!(release_trigger(&new_spec), base);
+        let mut annotated = rr.clone();
+        annotated
+            .annotations_mut()
+            .insert("movrek.dev/action".into(), "promote".into());
+        assert_ne!(release_trigger(&annotated), base);
+        let mut deleting = rr.clone();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH),
+        );
+        assert_ne!(release_trigger(&deleting), base);
+    }
 }

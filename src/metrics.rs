@@ -62,6 +62,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     reconcile_errors: Family<KindLabels, Counter>,
     writes: Family<KindLabels, Counter>,
+    stale_reads: Counter,
     phase: Family<PhaseLabels, Gauge>,
     canary_weight: Family<ReleaseLabels, Gauge>,
     analysis_average_latency: Family<ReleaseLabels, FloatGauge>,
@@ -100,6 +101,12 @@ impl Metrics {
             "api_writes",
             "Write requests to the API server by kind",
             writes.clone(),
+        );
+        let stale_reads = Counter::default();
+        registry.register(
+            "stale_reads",
+            "Reconciles that read a stale release (their status write got 409) and did nothing",
+            stale_reads.clone(),
         );
         let phase = Family::default();
         registry.register(
@@ -144,6 +151,7 @@ impl Metrics {
             reconcile_duration,
             reconcile_errors,
             writes,
+            stale_reads,
             phase,
             canary_weight,
             analysis_average_latency,
@@ -166,6 +174,11 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a reconcile that read a stale release and was re-queued without acting.
+    pub fn stale_read(&self) {
+        self.stale_reads.inc();
     }
 
     /// Counts one write request of `kind` (e.g. `Deployment`, `status`, `Event`).

@@ -449,10 +449,42 @@ impl Env {
         }
     }
 
+    /// Asserts that every finished rollout in the release's history (promoted, rolled back or
+    /// rejected; superseded ones are not announced) got exactly one webhook notification.
+    async fn assert_one_notification_per_rollout(&self) {
+        let Ok(Some(rr)) = self.releases().get_opt(RELEASE).await else {
+            return;
+        };
+        let finished = rr
+            .status
+            .map(|s| s.history)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| h.outcome != Outcome::Superseded)
+            .count();
+        // Notifications are sent in the background: give the last one time to arrive.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.webhook.texts().len() < finished && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let texts = self.webhook.texts();
+        self.timeline.mark(&format!(
+            "{} notifications for {finished} finished rollouts",
+            texts.len()
+        ));
+        assert_eq!(
+            texts.len(),
+            finished,
+            "exactly one notification per finished rollout: {texts:?}"
+        );
+    }
+
     /// Prints resource figures of the operator(s), asserts that no reconcile of a running
     /// operator failed (an RBAC denial of the chart's least-privilege role would), and stops
     /// everything by pid.
     async fn finish(mut self) {
+        self.assert_one_notification_per_rollout().await;
         for (i, op) in self.operators.iter().enumerate() {
             if op.process.pid().is_none() {
                 continue;
@@ -591,9 +623,16 @@ async fn s01_install_and_first_deploy() {
         ("patch", "recommenderreleases.movrek.dev/status", true),
         ("create", "events.events.k8s.io", true),
         ("get", "secrets", true),
+        ("watch", "services", true),
+        ("watch", "pods", true),
+        ("watch", "ingresses.networking.k8s.io", true),
+        ("delete", "ingresses.networking.k8s.io", true),
+        ("patch", "horizontalpodautoscalers.autoscaling", true),
         ("delete", "deployments.apps", false),
+        ("delete", "services", false),
         ("list", "secrets", false),
         ("get", "pods", false),
+        ("patch", "recommenderreleases.movrek.dev", false),
         ("update", "recommenderreleases.movrek.dev", false),
     ] {
         let out = env.cluster.kubectl(&[
@@ -886,11 +925,27 @@ impl Env {
         ));
     }
 
-    async fn wait_annotation_removed(&self) {
-        self.wait_for("movrek.dev/action removed", Duration::from_secs(30), |rr| {
-            !rr.annotations().contains_key("movrek.dev/action")
-        })
-        .await;
+    /// Waits until status records `value` as the handled action; the annotation stays.
+    async fn wait_action_handled(&self, value: &str) {
+        let rr = self
+            .wait_for(
+                &format!("movrek.dev/action={value} handled"),
+                Duration::from_secs(30),
+                |rr| {
+                    rr.status
+                        .as_ref()
+                        .and_then(|s| s.last_handled_action.as_deref())
+                        == Some(value)
+                },
+            )
+            .await;
+        assert_eq!(
+            rr.annotations()
+                .get("movrek.dev/action")
+                .map(String::as_str),
+            Some(value),
+            "the annotation is kept (a GitOps tool would re-apply it)"
+        );
     }
 
     /// Waits for `phase` with `stable` serving.
@@ -952,11 +1007,19 @@ async fn s07_manual_promote_abort_retry() {
     env.apply_version("v2", MANUAL_CANARY);
     env.wait_phase(Phase::Soaking, Duration::from_secs(60))
         .await;
+    // A 10-minute soak only waits for a timer: kstatus readers see no reconciliation.
+    let out = env.cluster.kubectl(&[
+        "wait",
+        "--for=condition=Reconciling=False",
+        &format!("rr/{RELEASE}"),
+        "--timeout=10s",
+    ]);
+    assert!(out.status.success(), "Reconciling is False while soaking");
     env.annotate("promote");
     let rr = env
         .wait_outcome(Phase::Succeeded, "v2", Duration::from_secs(60))
         .await;
-    env.wait_annotation_removed().await;
+    env.wait_action_handled("promote").await;
     let status = rr.status.expect("status");
     assert_eq!(status.history[0].version, "v2");
     assert_eq!(status.history[0].outcome, Outcome::Promoted);
@@ -980,7 +1043,7 @@ async fn s07_manual_promote_abort_retry() {
     let rr = env
         .wait_outcome(Phase::RolledBack, "v2", Duration::from_secs(60))
         .await;
-    env.wait_annotation_removed().await;
+    env.wait_action_handled("abort").await;
     let status = rr.status.expect("status");
     assert_eq!(status.canary_weight, 0);
     assert_eq!(status.history[0].version, "v3");
@@ -1004,7 +1067,7 @@ async fn s07_manual_promote_abort_retry() {
         })
     })
     .await;
-    env.wait_annotation_removed().await;
+    env.wait_action_handled("retry").await;
     env.annotate("promote");
     env.wait_outcome(Phase::Succeeded, "v3", Duration::from_secs(60))
         .await;
@@ -1210,9 +1273,9 @@ fn operator_requests(apiserver_metrics: &str) -> (f64, f64) {
     (gets, writes)
 }
 
-/// Scenario 1 addendum (a figure, not a scenario of the issue): the API requests of one
-/// idle reconcile. A metadata-only change (an unrelated annotation) triggers reconciles that
-/// must read and write nothing beyond the few GETs of the children.
+/// Scenario 1 addendum: the API requests of one idle reconcile. A metadata-only change (an
+/// unrelated annotation) triggers reconciles that must read and write nothing: the children
+/// come from the watch caches. A status-only change (edited by hand) triggers no reconcile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s01b_idle_reconcile_api_requests() {
@@ -1245,6 +1308,10 @@ async fn s01b_idle_reconcile_api_requests() {
     ));
     assert!(reconciles >= 1.0, "touches trigger reconciles");
     assert!(
+        (g1 - g0).abs() < f64::EPSILON,
+        "an idle reconcile reads nothing from the API server"
+    );
+    assert!(
         (w1 - w0).abs() < f64::EPSILON,
         "an idle reconcile writes nothing"
     );
@@ -1252,7 +1319,145 @@ async fn s01b_idle_reconcile_api_requests() {
         (x1 - x0).abs() < f64::EPSILON,
         "the API server saw no write"
     );
+
+    // A status-only change does not wake the operator.
+    env.cluster.kubectl_ok(&[
+        "patch",
+        &format!("rr/{RELEASE}"),
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"message":"edited by hand"}}"#,
+    ]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (r2, _) = env.operator_counts(0).await;
+    env.timeline.mark(&format!(
+        "FIGURE reconciles after a status-only change: {}",
+        r2 - r1
+    ));
+    assert!(
+        (r2 - r1).abs() < f64::EPSILON,
+        "a status-only change triggers no reconcile"
+    );
     env.finish().await;
+}
+
+/// Scenario 12 (issue 8): object lifecycle on the real API server. A Service deleted by hand
+/// and a canary weight edited by hand are healed from the watches; a provider change zeroes
+/// and then deletes the old Ingresses (status records the provider); a foreground deletion
+/// (as Argo CD does it) gets no more writes and the release's metric series go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s12_lifecycle_heal_provider_change_deletion() {
+    let env = Env::start("s12", &["v1"]).await;
+    env.deploy_stable("v1").await;
+
+    env.cluster
+        .kubectl_ok(&["delete", "service", "movies-canary", "--wait=true"]);
+    env.timeline.mark("kubectl delete service movies-canary");
+    env.wait_until("Service movies-canary recreated", || {
+        env.cluster
+            .kubectl(&["get", "service", "movies-canary"])
+            .status
+            .success()
+    })
+    .await;
+
+    env.cluster.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "ingress",
+        "movies-canary",
+        "nginx.ingress.kubernetes.io/canary-weight=50",
+    ]);
+    env.timeline.mark("canary Ingress weight set to 50 by hand");
+    env.wait_until("canary Ingress weight healed to 0", || {
+        env.cluster.kubectl_ok(&[
+            "get",
+            "ingress",
+            "movies-canary",
+            "-o",
+            "jsonpath={.metadata.annotations.nginx\\.ingress\\.kubernetes\\.io/canary-weight}",
+        ]) == "0"
+    })
+    .await;
+
+    let replicas = env
+        .manifest("v1", FAST_CANARY)
+        .replace("provider: ingress-nginx", "provider: replicas");
+    env.cluster.apply(&replicas);
+    env.timeline
+        .mark("kubectl apply: traffic.provider replicas");
+    env.wait_until("old Ingresses deleted", || {
+        env.cluster
+            .kubectl_ok(&["get", "ingress", "-o", "name"])
+            .trim()
+            .is_empty()
+    })
+    .await;
+    let rr = env
+        .wait_for(
+            "status records provider replicas",
+            Duration::from_secs(30),
+            |rr| {
+                rr.status.as_ref().and_then(|s| s.traffic_provider)
+                    == Some(movrek_operator::crd::TrafficProvider::Replicas)
+            },
+        )
+        .await;
+    assert_eq!(rr.status.expect("status").phase, Phase::Stable);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, writes_before) = env.operator_counts(0).await;
+    env.cluster.kubectl_ok(&[
+        "delete",
+        &format!("rr/{RELEASE}"),
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    env.timeline
+        .mark("kubectl delete rr --cascade=foreground (as Argo CD does)");
+    let op = &env.operators[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = op.metrics().await.unwrap_or_default();
+        if !text.contains(&format!("release=\"{RELEASE}\"")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the release's metric series are still exported"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    env.timeline
+        .mark("operator forgot the release's metric series");
+    env.wait_until("release and children gone", || {
+        env.cluster
+            .kubectl_ok(&["get", "rr,deployments,services", "-o", "name"])
+            .lines()
+            .all(|l| l.ends_with("/kubernetes"))
+    })
+    .await;
+    let (_, writes_after) = env.operator_counts(0).await;
+    assert!(
+        (writes_after - writes_before).abs() < f64::EPSILON,
+        "no write to a release being deleted ({} writes)",
+        writes_after - writes_before
+    );
+    env.finish().await;
+}
+
+impl Env {
+    /// Polls `check` every 200 ms for up to 30 s.
+    async fn wait_until(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.timeline.mark(&format!("reached: {what}"));
+    }
 }
 
 /// Scenario 6: the operator is killed (SIGKILL) during the soak, during analysis (after the

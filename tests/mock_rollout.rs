@@ -586,6 +586,12 @@ async fn a_stale_release_gets_409_and_acts_on_nothing() {
     let (action, log) = h.reconcile_with(724, stale.clone()).await;
     assert_eq!(log, calls(&[STATUS]), "only the refused commit");
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(1)));
+    assert!(
+        h.metrics
+            .render()
+            .contains("movrek_operator_stale_reads_total 1"),
+        "counted as a stale read, not as a failure"
+    );
     assert_eq!(h.phase(), Phase::RollingBack);
     let stable_deployment = h
         .api

@@ -155,4 +155,50 @@ mod tests {
             "100"
         );
     }
+
+    #[test]
+    fn live_weights_are_read_back() {
+        let rr = release(json!({"provider": "gateway-api", "parentRefs": [{"name": "public"}]}));
+        let route = GatewayApi.routes(&rr, 30).unwrap().remove(0).object;
+        assert_eq!(live::http_route_canary_weight(&route), Some(30));
+        let rr = release(json!({"provider": "ingress-nginx"}));
+        let routes = IngressNginx.routes(&rr, 20).unwrap();
+        let canary: k8s_openapi::api::networking::v1::Ingress =
+            serde_json::from_value(json_of(&routes[1])).unwrap();
+        let primary: k8s_openapi::api::networking::v1::Ingress =
+            serde_json::from_value(json_of(&routes[0])).unwrap();
+        assert_eq!(live::ingress_canary_weight(&canary), Some(20));
+        assert_eq!(live::ingress_canary_weight(&primary), None);
+    }
+
+    #[test]
+    fn a_refused_http_route_is_reported_with_the_gateways_words() {
+        let rr = release(json!({"provider": "gateway-api", "parentRefs": [{"name": "public"}]}));
+        let mut route = GatewayApi.routes(&rr, 0).unwrap().remove(0).object;
+        route.metadata.generation = Some(2);
+        assert_eq!(live::route_problem(&route), None, "not judged yet");
+        let parent = |accepted: &str, generation: i64| {
+            json!({"parents": [{"parentRef": {"name": "public"}, "conditions": [
+                {"type": "Accepted", "status": accepted, "reason": "NotAllowedByListeners",
+                 "message": "no listener allows this namespace", "observedGeneration": generation},
+                {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs",
+                 "message": "", "observedGeneration": generation}
+            ]}]})
+        };
+        route.data["status"] = parent("False", 2);
+        let problem = live::route_problem(&route).unwrap();
+        assert!(
+            problem.contains("Accepted False (NotAllowedByListeners)"),
+            "{problem}"
+        );
+        assert!(problem.contains("no listener allows"), "{problem}");
+        route.data["status"] = parent("False", 1);
+        assert_eq!(
+            live::route_problem(&route),
+            None,
+            "a verdict on an older generation"
+        );
+        route.data["status"] = parent("True", 2);
+        assert_eq!(live::route_problem(&route), None);
+    }
 }
