@@ -27,7 +27,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use crate::analysis::Track;
-use crate::crd::RecommenderRelease;
+use crate::crd::{RecommenderRelease, TrackStatus};
 use crate::plan::{DeploymentState, ScalerPlan, WorkloadPlan};
 
 /// The one field manager of every server-side apply the operator makes.
@@ -318,6 +318,59 @@ fn http_probe(path: &str, initial_delay: i32, period: i32, failures: i32) -> Pro
     }
 }
 
+/// The inference container of a track: the pod contract (env, port, probes), the drain and
+/// the restricted security context.
+fn inference_container(
+    rr: &RecommenderRelease,
+    release: &str,
+    track: Track,
+    target: &TrackStatus,
+    drain: i64,
+) -> Container {
+    let port = rr.spec.port;
+    Container {
+        name: CONTAINER.to_owned(),
+        image: Some(target.image.clone()),
+        args: Some(vec!["serve".to_owned()]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: port,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(vec![
+            env("MOVREK_MODEL_URI", &target.model_uri),
+            env("MOVREK_MODEL_SHA256", &target.model_sha256),
+            env("MOVREK_MODEL_VERSION", &target.version),
+            env("MOVREK_RELEASE", release),
+            env("MOVREK_TRACK", track.as_label()),
+            env("MOVREK_PORT", port.to_string()),
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 1, 5, 3)),
+        // The image is FROM scratch (no shell for an exec hook): the kubelet's own sleep.
+        lifecycle: (drain > 0).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: drain }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        liveness_probe: Some(http_probe("/healthz", 10, 10, 6)),
+        resources: rr.spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
 /// The Deployment of one track running `workload`. `selection` says how pods are selected
 /// (see [`Selection`]).
 pub fn deployment(
@@ -344,47 +397,7 @@ pub fn deployment(
         ("prometheus.io/port".to_owned(), port.to_string()),
         ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
     ]);
-    let container = Container {
-        name: CONTAINER.to_owned(),
-        image: Some(target.image.clone()),
-        args: Some(vec!["serve".to_owned()]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: port,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
-        env: Some(vec![
-            env("MOVREK_MODEL_URI", &target.model_uri),
-            env("MOVREK_MODEL_SHA256", &target.model_sha256),
-            env("MOVREK_MODEL_VERSION", &target.version),
-            env("MOVREK_RELEASE", &release),
-            env("MOVREK_TRACK", track.as_label()),
-            env("MOVREK_PORT", port.to_string()),
-        ]),
-        readiness_probe: Some(http_probe("/readyz", 1, 5, 3)),
-        // The image is FROM scratch (no shell for an exec hook): the kubelet's own sleep.
-        lifecycle: (drain > 0).then(|| Lifecycle {
-            pre_stop: Some(LifecycleHandler {
-                sleep: Some(SleepAction { seconds: drain }),
-                ..LifecycleHandler::default()
-            }),
-            ..Lifecycle::default()
-        }),
-        liveness_probe: Some(http_probe("/healthz", 10, 10, 6)),
-        resources: rr.spec.resources.clone(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
-        ..Container::default()
-    };
+    let container = inference_container(rr, &release, track, target, drain);
     Ok(Deployment {
         metadata: meta(rr, track_name(&release, track), labels.clone())?,
         spec: Some(DeploymentSpec {
@@ -573,7 +586,7 @@ pub fn deployment_state(d: &Deployment) -> DeploymentState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{RecommenderReleaseSpec, TrackStatus};
+    use crate::crd::RecommenderReleaseSpec;
 
     fn release() -> RecommenderRelease {
         let spec: RecommenderReleaseSpec = serde_json::from_value(serde_json::json!({

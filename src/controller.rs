@@ -199,35 +199,9 @@ where
     let live = observe(rr, ctx, namespace, name).await?;
     let mut observed = live.observed.clone();
 
-    // Plan (and check the canary when a check is due).
-    let mut decision = plan::plan(rr, &observed, now);
-    if let Some(request) = decision.analysis_needed.take() {
-        let fetched = ctx.source.canary_metrics(&request.query).await;
-        observed.metrics_unreachable = matches!(fetched, Err(MetricsError::Unreachable { .. }));
-        let result = analysis::conclude(fetched, &request.thresholds);
-        info!(verdict = %result.verdict, reason = %result.reason, "canary check");
-        observed.analysis = Some(result);
-        decision = plan::plan(rr, &observed, now);
-    }
-
-    // What differs from the cluster.
-    let selection = Selection::of(live.deployments.iter().flatten());
-    let desired = desired_children(rr, &decision, &selection)?;
-    let mut stale = Vec::new();
-    for child in desired {
-        if !child.is_current(live_object(ctx, namespace, &child).await?.as_ref()) {
-            stale.push(child);
-        }
-    }
-    let mut retire = Vec::new();
-    for step in retirements(rr, &decision)? {
-        if let Retire::Apply(child) = &step
-            && child.is_current(live_object(ctx, namespace, child).await?.as_ref())
-        {
-            continue;
-        }
-        retire.push(step);
-    }
+    // Plan (with a canary check when one is due), and what differs from the cluster.
+    let decision = plan_with_analysis(rr, ctx, &mut observed, now).await;
+    let (stale, retire) = differences(rr, ctx, namespace, &live, &decision).await?;
 
     // Commit: status first, conditional on the resourceVersion read.
     let status_changed = rr.status.as_ref() != Some(&decision.status);
@@ -277,6 +251,55 @@ where
     Ok(decision
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Plans, and when the plan asks for a canary check, runs it and plans again.
+async fn plan_with_analysis<S, N>(
+    rr: &RecommenderRelease,
+    ctx: &Context<S, N>,
+    observed: &mut Observed,
+    now: Timestamp,
+) -> Plan
+where
+    S: MetricsSource + 'static,
+{
+    let mut decision = plan::plan(rr, observed, now);
+    if let Some(request) = decision.analysis_needed.take() {
+        let fetched = ctx.source.canary_metrics(&request.query).await;
+        observed.metrics_unreachable = matches!(fetched, Err(MetricsError::Unreachable { .. }));
+        let result = analysis::conclude(fetched, &request.thresholds);
+        info!(verdict = %result.verdict, reason = %result.reason, "canary check");
+        observed.analysis = Some(result);
+        decision = plan::plan(rr, observed, now);
+    }
+    decision
+}
+
+/// The desired children the cluster does not have yet, and the retirement steps still to do.
+async fn differences<S, N>(
+    rr: &RecommenderRelease,
+    ctx: &Context<S, N>,
+    namespace: &str,
+    live: &Live,
+    decision: &Plan,
+) -> Result<(Vec<Child>, Vec<Retire>), Error> {
+    let selection = Selection::of(live.deployments.iter().flatten());
+    let mut stale = Vec::new();
+    for child in desired_children(rr, decision, &selection)? {
+        if !child.is_current(live_object(ctx, namespace, &child).await?.as_ref()) {
+            stale.push(child);
+        }
+    }
+    let mut retire = Vec::new();
+    for step in retirements(rr, decision)? {
+        if let Retire::Apply(child) = &step
+            && child.is_current(live_object(ctx, namespace, child).await?.as_ref())
+        {
+            continue;
+        }
+        retire.push(step);
+    }
+    Ok((stale, retire))
 }
 
 /// What a reconcile observed: the plan's input and the live Deployments.
@@ -700,6 +723,57 @@ fn slim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
+/// Marks which child kinds are watched: Ingresses and `HTTPRoutes` only when they are served
+/// and RBAC lets the operator list and watch them. Returns (ingresses, httproutes).
+async fn choose_watches(caches: &Caches, client: &Client) -> (bool, bool) {
+    let ingresses = Box::pin(can_watch(client, "networking.k8s.io", "v1", "ingresses")).await;
+    let routes = Box::pin(can_watch(
+        client,
+        "gateway.networking.k8s.io",
+        "v1",
+        "httproutes",
+    ))
+    .await;
+    for (kind, on) in [
+        (Kind::Deployment, true),
+        (Kind::Service, true),
+        (Kind::Autoscaler, true),
+        (Kind::Pod, true),
+        (Kind::Ingress, ingresses),
+        (Kind::HttpRoute, routes),
+    ] {
+        caches.set_watched(kind, on);
+    }
+    info!(ingresses, httproutes = routes, "watching children");
+    (ingresses, routes)
+}
+
+/// The release watch: fills the controller's store, forgets the series of deleted releases,
+/// and yields a release only when [`release_trigger`] changed.
+fn release_triggers(
+    client: &Client,
+    writer: reflector::store::Writer<RecommenderRelease>,
+    metrics: Arc<Metrics>,
+) -> impl futures::Stream<Item = Result<RecommenderRelease, watcher::Error>> + Send + 'static {
+    watcher(
+        Api::<RecommenderRelease>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(slim::<RecommenderRelease>)
+    .reflect(writer)
+    .inspect_ok(move |event| {
+        if let watcher::Event::Delete(rr) = event {
+            metrics.forget(&labels_of(
+                &rr.namespace().unwrap_or_default(),
+                &rr.name_any(),
+            ));
+        }
+    })
+    .applied_objects()
+    .predicate_filter(release_trigger, PredicateConfig::default())
+}
+
 /// The watch of one child kind, feeding its cache; yields every touched object.
 fn owned<K>(
     client: &Client,
@@ -746,50 +820,9 @@ pub async fn run<S, N>(
         autoscalers,
         pods,
     } = writers;
-    let watch_ingresses =
-        Box::pin(can_watch(&client, "networking.k8s.io", "v1", "ingresses")).await;
-    let watch_routes = Box::pin(can_watch(
-        &client,
-        "gateway.networking.k8s.io",
-        "v1",
-        "httproutes",
-    ))
-    .await;
-    for (kind, on) in [
-        (Kind::Deployment, true),
-        (Kind::Service, true),
-        (Kind::Autoscaler, true),
-        (Kind::Pod, true),
-        (Kind::Ingress, watch_ingresses),
-        (Kind::HttpRoute, watch_routes),
-    ] {
-        ctx.caches.set_watched(kind, on);
-    }
-    info!(
-        ingresses = watch_ingresses,
-        httproutes = watch_routes,
-        "watching children"
-    );
-
+    let (watch_ingresses, watch_routes) = Box::pin(choose_watches(&ctx.caches, &client)).await;
     let (reader, writer) = reflector::store();
-    let metrics = ctx.metrics.clone();
-    let releases = watcher(
-        Api::<RecommenderRelease>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(slim::<RecommenderRelease>)
-    .reflect(writer)
-    .inspect_ok(move |event| {
-        if let watcher::Event::Delete(rr) = event {
-            metrics.forget(&labels_of(
-                &rr.namespace().unwrap_or_default(),
-                &rr.name_any(),
-            ));
-        }
-    })
-    .applied_objects()
-    .predicate_filter(release_trigger, PredicateConfig::default());
+    let releases = release_triggers(&client, writer, ctx.metrics.clone());
 
     let resync = futures::stream::unfold((), |()| async {
         tokio::time::sleep(RESYNC).await;
