@@ -14,6 +14,13 @@ BIN="$CACHE/bin"
 STAMP="$BIN/.versions"
 WANT="k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION"
 mkdir -p "$BIN"
+# One build at a time per cache: a second run (another clone, CI beside a session) waits here and
+# then finds the binaries built. The lock is released when this script exits.
+exec 9>"$CACHE/.build.lock"
+if ! flock -n 9; then
+  echo "build.sh: another build holds $CACHE/.build.lock; waiting for it"
+  flock 9
+fi
 all_built() {
   local b
   for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm; do
