@@ -145,20 +145,26 @@ run_slow() {
 }
 
 run_fdlimit() {
-    local entry label bin p
+    local entry label bin p i
     for entry in "${BINS[@]}"; do
         label=${entry%%:*} bin=${entry#*:}
         section "fdlimit: ulimit -n 1024, 1,100 silent connections reopened when closed ($label)"
         next_port; p=$port
         start "$bin" "$p" "fdlimit-$label" bash -c 'ulimit -n 1024 && exec "$@"' fd
-        timeout 60 "${ADV[@]}" hold "127.0.0.1:$p" --n 1100 --mode silent --seconds 14 --reconnect \
-            | sed 's/^/  hostile: /' &
+        rm -f "$WORK/hostile.ready"
+        timeout 90 "${ADV[@]}" hold "127.0.0.1:$p" --n 1100 --mode silent --seconds 60 --reconnect \
+            --ready-file "$WORK/hostile.ready" >"$WORK/hostile.out" &
         local h=$!
-        sleep 3
+        for ((i = 0; i < 300; i++)); do [ -f "$WORK/hostile.ready" ] && break; sleep 0.1; done
+        sleep 1
+        echo "  hostile connections opened before the good client starts: $(cat "$WORK/hostile.ready" 2>/dev/null)"
         echo "  descriptors of the server: $(fds "$SRV") (limit 1024)"
         timeout 60 "${ADV[@]}" probe "127.0.0.1:$p" --requests 300 --interval 0.02 --timeout 2 \
             | sed 's/^/  good client: /'
-        wait "$h" || true
+        echo "  descriptors of the server after: $(fds "$SRV")"
+        kill "$h" 2>/dev/null || true
+        wait "$h" 2>/dev/null || true
+        echo "  accept errors logged: $(grep -c 'accept' "$WORK/fdlimit-$label.log" || true)"
         echo "  exit after SIGTERM: $(stop "$SRV") s"
     done
 }
@@ -174,8 +180,9 @@ run_sigterm() {
         local a=$!
         timeout 60 "${ADV[@]}" hold "127.0.0.1:$p" --n 200 --mode silent --seconds 40 >/dev/null &
         local b=$!
-        # Load for 3 s before and 4 s into the 5 s drain period: a server that drains answers all.
-        timeout 60 "${ADV[@]}" steady "127.0.0.1:$p" --seconds 7 --workers 8 | sed 's/^/  load: /' &
+        # Load from before the signal until well inside the 5 s drain period: a server that
+        # drains answers all of it.
+        timeout 60 "${ADV[@]}" steady "127.0.0.1:$p" --seconds 6 --workers 8 | sed 's/^/  load: /' &
         local c=$!
         sleep 3
         echo "  time from SIGTERM to exit: $(stop "$SRV") s"
@@ -186,19 +193,34 @@ run_sigterm() {
 }
 
 run_overload() {
-    local threads p rate
-    for threads in 1 0; do
-        section "overload: 4 ms model CPU per request, --model-threads $threads, --threads 1 (new binary)"
-        next_port; p=$port
-        SERVE_ARGS=(--model-threads "$threads" --threads 1)
-        start "$MOVREK" "$p" "overload-$threads" env MOVREK_FAULT_CPU_US=4000
-        SERVE_ARGS=()
-        for rate in 250 1000; do
-            timeout 120 "${ADV[@]}" openloop "127.0.0.1:$p" --rate "$rate" --seconds 10 --workers 300 \
-                | sed "s/^/  $rate req\/s: /"
-        done
-        echo "  exit after SIGTERM: $(stop "$SRV") s"
-    done
+    section "overload: 4 ms model CPU per request (MOVREK_FAULT_CPU_US=4000), --threads 1 (new binary)"
+    local p line cap rate
+    # Capacity: what one compute thread serves per second when saturated (1,000 req/s offered).
+    next_port; p=$port
+    SERVE_ARGS=(--model-threads 1 --threads 1)
+    start "$MOVREK" "$p" overload-cap env MOVREK_FAULT_CPU_US=4000
+    line=$(timeout 120 "${ADV[@]}" openloop "127.0.0.1:$p" --rate 1000 --seconds 10 --workers 300)
+    echo "  saturation, 1000 req/s: ${line#RESULT }"
+    cap=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$line")
+    cap=$((cap / 10))
+    rate=$((cap * 4))
+    echo "  capacity: $cap req/s served; 4x capacity: $rate req/s"
+    line=$(timeout 120 "${ADV[@]}" openloop "127.0.0.1:$p" --rate "$rate" --seconds 10 --workers 300)
+    echo "  pool, queue wait <= 50 ms (default), $rate req/s: ${line#RESULT }"
+    stop "$SRV" >/dev/null
+    next_port; p=$port
+    SERVE_ARGS=(--model-threads 1 --threads 1 --max-queue-wait-ms 10)
+    start "$MOVREK" "$p" overload-10ms env MOVREK_FAULT_CPU_US=4000
+    line=$(timeout 120 "${ADV[@]}" openloop "127.0.0.1:$p" --rate "$rate" --seconds 10 --workers 300)
+    echo "  pool, queue wait <= 10 ms, $rate req/s: ${line#RESULT }"
+    stop "$SRV" >/dev/null
+    next_port; p=$port
+    SERVE_ARGS=(--model-threads 0 --threads 1)
+    start "$MOVREK" "$p" overload-inline env MOVREK_FAULT_CPU_US=4000
+    line=$(timeout 180 "${ADV[@]}" openloop "127.0.0.1:$p" --rate "$rate" --seconds 10 --workers 300)
+    echo "  inline (--model-threads 0, no queue to shed from), $rate req/s: ${line#RESULT }"
+    stop "$SRV" >/dev/null
+    SERVE_ARGS=()
 }
 
 nginx_conf() { # port backends... -> writes $WORK/nginx/nginx.conf ($RETRY: on|off)
@@ -291,14 +313,19 @@ run_rolling() {
 run_throughput() {
     command -v wrk >/dev/null || die "wrk missing (bench/http.sh installs it)"
     section "throughput: wrk -t2 -c8 $DURATION, server on CPU 0 with one worker thread, wrk on CPU 1"
-    local round entry label bin p line
-    SERVE_ARGS=(--threads 1)
+    local round entry label bin p line variants=()
+    # new: default (one compute thread on the pinned CPU); new-inline: --model-threads 0, the
+    # same single thread as the old binary (under CPU contention a second thread alone earns
+    # the process a larger CPU share, so both are shown).
+    variants=("new:$MOVREK:" "new-inline:$MOVREK:--model-threads 0")
+    [ -n "${OLD_MOVREK:-}" ] && variants+=("old:$OLD_MOVREK:")
     for round in 1 2; do
-        for entry in "${BINS[@]}"; do
-            label=${entry%%:*} bin=${entry#*:}
+        for entry in "${variants[@]}"; do
+            IFS=: read -r label bin extra <<<"$entry"
             next_port; p=$port
+            # shellcheck disable=SC2206
+            SERVE_ARGS=(--threads 1 $extra)
             MOVREK_LOG_LEVEL="info,movrek::request=off" start "$bin" "$p" "wrk-$label" taskset -c 0 env --
-            # shellcheck disable=SC2086
             WRK_USERS=671 taskset -c 1 wrk -t2 -c8 -d3s -s "$ROOT/bench/http/users.lua" "http://127.0.0.1:$p" >/dev/null
             line=$(WRK_USERS=671 taskset -c 1 wrk -t2 -c8 -d"$DURATION" --timeout 10s -s "$ROOT/bench/http/users.lua" \
                 "http://127.0.0.1:$p" | grep '^WRK_RESULT')

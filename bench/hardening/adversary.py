@@ -69,7 +69,16 @@ async def hold_reconnecting(args):
                 pass
             w.close()
 
-    await asyncio.gather(*(slot() for _ in range(args.n)))
+    async def announce():
+        # Tells the driver when every slot has connected once (or after 20 s).
+        deadline = time.perf_counter() + 20
+        while opened < args.n and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        if args.ready_file:
+            with open(args.ready_file, "w") as f:
+                f.write(f"{opened}\n")
+
+    await asyncio.gather(announce(), *(slot() for _ in range(args.n)))
     print(f"RESULT mode=silent-reconnecting slots={args.n} opened={opened} connect_failed={failed}")
 
 
@@ -305,14 +314,29 @@ async def steady(args):
     t_end = time.perf_counter() + args.seconds
     counts = {}
 
+    async def send(r, w):
+        w.write(f"GET /recommend/{random.randint(1, args.users)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return await read_response(r, 10)
+
     async def worker(k):
         r = w = None
         while time.perf_counter() < t_end:
             try:
+                reused = w is not None
                 if w is None:
                     r, w = await asyncio.open_connection(host, port)
-                w.write(f"GET /recommend/{random.randint(1, args.users)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                status, headers, _ = await read_response(r, 10)
+                try:
+                    status, headers, _ = await send(r, w)
+                except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as e:
+                    # A keep-alive connection the peer closed before answering anything: retry
+                    # once on a new connection, as HTTP clients do for idempotent requests
+                    # (RFC 9112 section 9.3.1). Only a reused connection qualifies.
+                    if not reused or (isinstance(e, asyncio.IncompleteReadError) and e.partial):
+                        raise
+                    w.close()
+                    counts["retried-stale-keepalive"] = counts.get("retried-stale-keepalive", 0) + 1
+                    r, w = await asyncio.open_connection(host, port)
+                    status, headers, _ = await send(r, w)
                 counts[status] = counts.get(status, 0) + 1
                 if headers.get("connection") == "close":
                     w.close()
@@ -329,7 +353,8 @@ async def steady(args):
             w.close()
 
     await asyncio.gather(*(worker(k) for k in range(args.workers)))
-    total = sum(counts.values())
+    retried = counts.get("retried-stale-keepalive", 0)
+    total = sum(counts.values()) - retried
     lost = total - counts.get(200, 0)
     detail = ",".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=str))
     print(f"RESULT requests={total} ok={counts.get(200, 0)} lost={lost} detail={detail}")
@@ -345,6 +370,7 @@ def main():
     h.add_argument("--mode", choices=["silent", "trickle", "idle"], default="silent")
     h.add_argument("--seconds", type=float, default=15)
     h.add_argument("--reconnect", action="store_true")
+    h.add_argument("--ready-file")
     pr = sub.add_parser("probe")
     pr.add_argument("addr")
     pr.add_argument("--requests", type=int, default=200)
