@@ -108,7 +108,10 @@ pub struct AutoscalingSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub max_replicas: i32,
     /// Average CPU utilisation (percent of the request) the HPA aims for.
-    #[serde(default = "default_target_cpu")]
+    #[serde(
+        default = "default_target_cpu",
+        rename = "targetCPUUtilizationPercentage"
+    )]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percent: i32,
     /// Give the canary its own HPA while a rollout runs (its floor is the canary's share of

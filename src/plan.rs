@@ -22,8 +22,24 @@
 //!   fingerprint (target + canary settings) changes or `movrek.dev/action=retry` is set.
 //! - A spec change mid-rollout restarts the rollout with the newest spec (the old one goes
 //!   to history as `Superseded`); a spec reverted to the stable model cancels it.
-//! - `movrek.dev/action=promote|abort|retry` is consumed (the plan asks to remove it);
-//!   `promote` skips the remaining checks, `abort` rolls back, `retry` unblocks.
+//! - `movrek.dev/action=promote|abort|retry` (optionally `:<anything>` after it) acts once
+//!   per value: status records the value handled (`lastHandledAction`) and the annotation
+//!   stays, so a value kept in Git does not fire on every sync; `promote` skips the remaining
+//!   checks, `abort` rolls back, `retry` unblocks.
+//! - Canary health Prometheus cannot see: more than `maxRestarts` container restarts roll
+//!   back at once; unready spells after the canary was first ready add up against
+//!   `progressDeadline`; during the soak a check every `interval` rolls back a canary whose
+//!   error rate is above `maxErrorRate` on `minRequests` (fail-fast).
+//! - A check that cannot reach Prometheus pauses the analysis clock (the inconclusive budget
+//!   is not spent); a check that reaches it and finds no data spends it.
+//! - An `HTTPRoute` its Gateway refuses (`Accepted` or `ResolvedRefs` False) stalls the
+//!   rollout with the Gateway's message.
+//! - Routing objects of an earlier `traffic.provider` get canary weight 0, then are deleted.
+//! - With `spec.autoscaling` an HPA owns the stable replicas; the canary is sized from the
+//!   observed stable replicas.
+//! - A release being deleted gets an empty plan: nothing is applied.
+//! - `Reconciling` is True only while the operator waits for children (pods, routes); a soak
+//!   or the time between checks leaves it False.
 
 use std::time::Duration;
 

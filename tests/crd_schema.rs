@@ -212,6 +212,12 @@ fn every_example_deserializes_and_passes_the_cel_rules() {
         let release: RecommenderRelease = serde_yaml::from_str(&text)
             .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
         let spec = serde_json::to_value(&release.spec).unwrap();
+        let written: Value = serde_yaml::from_str(&text).unwrap();
+        assert!(
+            movrek_operator::children::contains(&written["spec"], &spec),
+            "{}: a field the types do not know (the API server would refuse it)",
+            path.display()
+        );
         let result = RecommenderReleaseSpec::validate_cel(&spec, None);
         assert!(result.is_ok(), "{}: {result:?}", path.display());
         seen += 1;
