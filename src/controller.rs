@@ -432,6 +432,7 @@ async fn live_object<S, N>(
 
 /// Writes the planned status with the `resourceVersion` that was read (no force): a stale
 /// read gets 409. An unchanged status is a no-op on the server but still checks the version.
+/// Only a conflict over field ownership (not over the version) is retried with force.
 async fn commit_status<S, N>(
     rr: &RecommenderRelease,
     ctx: &Context<S, N>,
@@ -446,14 +447,24 @@ async fn commit_status<S, N>(
         "metadata": {"name": name, "resourceVersion": rr.metadata.resource_version},
         "status": decision.status,
     });
-    releases
-        .patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(&patch),
-        )
+    let apply = PatchParams::apply(FIELD_MANAGER);
+    match releases
+        .patch_status(name, &apply, &Patch::Apply(&patch))
         .await
-        .map_err(kube_err("patch status"))?;
+    {
+        // Another field manager wrote a status field (e.g. `kubectl patch --subresource=status`):
+        // take it back, still conditional on the resourceVersion read.
+        Err(kube::Error::Api(e)) if e.code == 409 && e.message.starts_with("Apply failed") => {
+            warn!(conflict = %e.message, "status fields owned by another manager; taking them back");
+            releases
+                .patch_status(name, &apply.force(), &Patch::Apply(&patch))
+                .await
+                .map_err(kube_err("patch status"))?;
+        }
+        result => {
+            result.map_err(kube_err("patch status"))?;
+        }
+    }
     Ok(())
 }
 

@@ -65,6 +65,9 @@ pub struct RecommenderReleaseSpec {
     pub resources: Option<ResourceRequirements>,
     /// How traffic is split between the stable and canary tracks.
     #[serde(default)]
+    // No schema default: the default provider (gateway-api) needs `parentRefs`, so a default
+    // object would fail the CEL rule and the API server would refuse the CRD itself.
+    #[schemars(transform = without_default)]
     pub traffic: TrafficSpec,
     /// Canary rollout and analysis settings.
     #[serde(default)]
@@ -122,6 +125,11 @@ pub struct AutoscalingSpec {
 
 fn default_target_cpu() -> i32 {
     70
+}
+
+/// Drops the `default` keyword from a field's schema.
+fn without_default(schema: &mut Schema) {
+    schema.remove("default");
 }
 
 fn default_replicas() -> i32 {
