@@ -159,7 +159,7 @@ run_fdlimit() {
         sleep 1
         echo "  hostile connections opened before the good client starts: $(cat "$WORK/hostile.ready" 2>/dev/null)"
         echo "  descriptors of the server: $(fds "$SRV") (limit 1024)"
-        timeout 60 "${ADV[@]}" probe "127.0.0.1:$p" --requests 300 --interval 0.02 --timeout 2 \
+        timeout 60 "${ADV[@]}" probe "127.0.0.1:$p" --requests 300 --interval 0.02 --timeout 2 --budget 30 \
             | sed 's/^/  good client: /'
         echo "  descriptors of the server after: $(fds "$SRV")"
         kill "$h" 2>/dev/null || true
