@@ -314,17 +314,32 @@ async fn observe<S, N>(
     namespace: &str,
     name: &str,
 ) -> Result<Live, Error> {
+    // Status says which Deployments exist. One the cache lacks was deleted by hand or predates
+    // the release label (made by an operator before 0.1, so not watched): read it once, so its
+    // immutable selector is kept (see `children::Selection`).
+    let status = rr.status.as_ref();
+    let expected = [
+        status.is_some_and(|s| s.stable.is_some()),
+        status.is_some_and(|s| s.canary.is_some()),
+    ];
     let mut deployments = [None, None];
-    for (slot, track) in deployments.iter_mut().zip([Track::Stable, Track::Canary]) {
+    for ((slot, track), expected) in deployments
+        .iter_mut()
+        .zip([Track::Stable, Track::Canary])
+        .zip(expected)
+    {
         let child_name = children::track_name(name, track);
-        *slot = if ctx.caches.watched(Kind::Deployment) {
-            ctx.caches.deployment(namespace, &child_name)
-        } else {
+        let watched = ctx.caches.watched(Kind::Deployment);
+        *slot = watched
+            .then(|| ctx.caches.deployment(namespace, &child_name))
+            .flatten();
+        if slot.is_none() && (expected || !watched) {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-            api.get_opt(&child_name)
+            *slot = api
+                .get_opt(&child_name)
                 .await
-                .map_err(kube_err(format!("get Deployment {child_name}")))?
-        };
+                .map_err(kube_err(format!("get Deployment {child_name}")))?;
+        }
     }
     let rollout_version = rr
         .status

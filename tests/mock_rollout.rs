@@ -341,7 +341,9 @@ impl Harness {
         {
             writer.apply_watcher_event(&watcher::Event::Init);
             for (path, object) in objects {
-                if path.contains(marker) {
+                // The watches select on the release label.
+                let labelled = object["metadata"]["labels"]["movrek.dev/release"].is_string();
+                if path.contains(marker) && labelled {
                     let typed: K = serde_json::from_value(object.clone()).unwrap();
                     writer.apply_watcher_event(&watcher::Event::InitApply(typed));
                 }
@@ -708,5 +710,51 @@ async fn a_provider_change_zeroes_the_old_canary_route_then_deletes_it() {
         Some(movrek_operator::crd::TrafficProvider::Replicas)
     );
     let log = h.reconcile_at(6).await;
+    assert!(log.is_empty(), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_deployment_from_before_the_release_label_keeps_its_selector() {
+    let h = Harness::new();
+    h.reconcile_at(0).await;
+    h.api.kubelet();
+    h.reconcile_at(1).await;
+    const STABLE: &str = "/apis/apps/v1/namespaces/prod/deployments/movies-stable";
+    // As an operator before 0.1 made it: selected on app.kubernetes.io/instance, unlabelled.
+    h.api.edit(STABLE, |d| {
+        let legacy = json!({"app.kubernetes.io/instance": "movies", "movrek.dev/track": "stable"});
+        d["metadata"]["labels"] = legacy.clone();
+        d["spec"]["selector"]["matchLabels"] = legacy.clone();
+        d["spec"]["template"]["metadata"]["labels"] = legacy;
+    });
+    let log = h.reconcile_at(2).await;
+    assert_eq!(
+        &log[..1],
+        ["GET deployments/movies-stable"],
+        "read once: the cache cannot see it"
+    );
+    assert!(
+        log.contains(&"PATCH deployments/movies-stable".to_owned()),
+        "{log:?}"
+    );
+    let d = h.api.object(STABLE).unwrap();
+    assert_eq!(
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "movies",
+        "the immutable selector is kept"
+    );
+    let pod_labels = &d["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(pod_labels["movrek.dev/release"], "movies");
+    assert_eq!(pod_labels["app.kubernetes.io/instance"], "movies");
+    let service = h
+        .api
+        .object("/api/v1/namespaces/prod/services/movies-stable")
+        .unwrap();
+    assert_eq!(
+        service["spec"]["selector"]["app.kubernetes.io/instance"], "movies",
+        "the Service keeps selecting the pods the old selector has"
+    );
+    // Labelled now: back in the cache, and idle costs nothing again.
+    h.reconcile_at(3).await;
+    let log = h.reconcile_at(4).await;
     assert!(log.is_empty(), "{log:?}");
 }
