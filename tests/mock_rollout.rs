@@ -713,13 +713,14 @@ async fn a_provider_change_zeroes_the_old_canary_route_then_deletes_it() {
     assert!(log.is_empty(), "{log:?}");
 }
 
+const STABLE: &str = "/apis/apps/v1/namespaces/prod/deployments/movies-stable";
+
 #[tokio::test]
 async fn a_deployment_from_before_the_release_label_keeps_its_selector() {
     let h = Harness::new();
     h.reconcile_at(0).await;
     h.api.kubelet();
     h.reconcile_at(1).await;
-    const STABLE: &str = "/apis/apps/v1/namespaces/prod/deployments/movies-stable";
     // As an operator before 0.1 made it: selected on app.kubernetes.io/instance, unlabelled.
     h.api.edit(STABLE, |d| {
         let legacy = json!({"app.kubernetes.io/instance": "movies", "movrek.dev/track": "stable"});
