@@ -19,6 +19,8 @@
 #   rolling     nginx in front of two servers, rolling restart the Kubernetes way (SIGTERM
 #               and endpoint removal together, nginx learns 1 s later), load through nginx:
 #               requests lost, with nginx retries as ingress-nginx has them and with none
+#   flood       the closed loop: wrk -t2 -c4096 for 12 s (default flags, both CPUs)
+#               with a /healthz prober on fresh connections: 503 share, /healthz latency
 #   throughput  wrk -t2 -c8 like bench/http.sh (server on CPU 0, one worker thread), old and
 #               new alternately: throughput ratio
 #   (default: all of them)
@@ -310,6 +312,28 @@ run_rolling() {
     done
 }
 
+run_flood() {
+    command -v wrk >/dev/null || die "wrk missing (bench/http.sh installs it)"
+    ulimit -n 20000 2>/dev/null || true
+    local entry label bin p line
+    for entry in "${BINS[@]}"; do
+        label=${entry%%:*} bin=${entry#*:}
+        section "flood: wrk -t2 -c4096 12 s closed loop + /healthz every 50 ms ($label)"
+        next_port; p=$port
+        MOVREK_LOG_LEVEL="info,movrek::request=off" start "$bin" "$p" "flood-$label"
+        WRK_USERS=671 timeout 40 wrk -t2 -c4096 -d12s --timeout 10s -s "$ROOT/bench/http/users.lua" \
+            "http://127.0.0.1:$p" >"$WORK/wrk-flood-$label.txt" 2>&1 &
+        local w=$!
+        sleep 2
+        timeout 30 "${ADV[@]}" probe "127.0.0.1:$p" --requests 150 --interval 0.05 --timeout 5 \
+            --budget 9 --paths /healthz | sed 's/^/  \/healthz: /'
+        wait "$w" || true
+        line=$(grep '^WRK_RESULT' "$WORK/wrk-flood-$label.txt" || true)
+        echo "  wrk: ${line#WRK_RESULT }"
+        stop "$SRV" >/dev/null
+    done
+}
+
 run_throughput() {
     command -v wrk >/dev/null || die "wrk missing (bench/http.sh installs it)"
     section "throughput: wrk -t2 -c8 $DURATION, server on CPU 0 with one worker thread, wrk on CPU 1"
@@ -337,11 +361,11 @@ run_throughput() {
 }
 
 SECTIONS=("$@")
-[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(forms slow fdlimit sigterm overload rolling throughput)
+[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(forms slow fdlimit sigterm overload flood rolling throughput)
 echo "hardening suite: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); binaries: ${BINS[*]}"
 for s in "${SECTIONS[@]}"; do
     case $s in
-        forms | slow | fdlimit | sigterm | overload | rolling | throughput) "run_$s" ;;
+        forms | slow | fdlimit | sigterm | overload | flood | rolling | throughput) "run_$s" ;;
         *) die "unknown section $s" ;;
     esac
 done
