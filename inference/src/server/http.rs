@@ -91,8 +91,23 @@ pub async fn respond(state: &Arc<AppState>, method: &Method, path: &str) -> Resp
     }
 
     let elapsed = started.elapsed();
+    state.metrics.record(route.label(), status, elapsed);
+    log_request(state, method, path, route, status, elapsed, served);
+    response
+}
+
+/// One `movrek::request` line: INFO for `/recommend` (user, status, latency, model path),
+/// DEBUG for everything else.
+fn log_request(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    route: Route,
+    status: Status,
+    elapsed: std::time::Duration,
+    served: Option<ServedPath>,
+) {
     let label = route.label();
-    state.metrics.record(label, status, elapsed);
     let latency_us = elapsed.as_micros() as u64;
     let code = status.code().as_u16();
     if label == RouteLabel::Recommend {
@@ -120,7 +135,6 @@ pub async fn respond(state: &Arc<AppState>, method: &Method, path: &str) -> Resp
             route = label.as_str(),
         );
     }
-    response
 }
 
 /// The answer when the handler panicked (the panic itself is logged by the panic hook).

@@ -198,17 +198,7 @@ pub async fn run(
     // Stopping: no new connections; requests in progress get the grace, then all is dropped.
     stop_accepting.notify_one();
     let _ = acceptor.await;
-    registry.shut_all(true);
-    let grace = state.drain.policy().grace;
-    let finished = tokio::time::timeout(grace, registry.wait_empty())
-        .await
-        .is_ok();
-    if !finished {
-        registry.shut_all(false);
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), registry.wait_empty())
-            .await;
-    }
-    let left = registry.len();
+    let left = close_connections(&registry, state.drain.policy().grace).await;
     match failure {
         None => {
             tracing::info!(connections_dropped = left, "server stopped");
@@ -216,6 +206,24 @@ pub async fn run(
         }
         Some(error) => Err(ServerError::Load(error)),
     }
+}
+
+/// With the listener closed: idle connections close, requests in progress get `grace`, then
+/// every connection left is dropped (100 ms for their tasks to notice). Returns how many were
+/// still open after the grace.
+async fn close_connections(registry: &conn::Registry, grace: std::time::Duration) -> usize {
+    registry.shut_all(true);
+    if tokio::time::timeout(grace, registry.wait_empty())
+        .await
+        .is_ok()
+    {
+        return 0;
+    }
+    let left = registry.len();
+    registry.shut_all(false);
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_millis(100), registry.wait_empty()).await;
+    left
 }
 
 /// One message per SIGTERM or SIGINT.
