@@ -3,8 +3,8 @@
 //! Dependency direction, inner to outer: [`data`] (loading, synthetic generation, event-log
 //! ingestion, quality reports) → [`model`] (user-kNN maths, cold start, filters) →
 //! [`artifact`] (one versioned, checksummed model file) → [`eval`] (offline metrics) →
-//! [`server`] (HTTP, metrics, the only place that knows warp and tokio).
-//! The model never imports warp or tokio; the server never does maths.
+//! [`server`] (HTTP, metrics, the only place that knows hyper and tokio).
+//! The model never imports hyper or tokio; the server never does maths.
 
 pub mod artifact;
 pub mod data;
