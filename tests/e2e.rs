@@ -635,8 +635,21 @@ async fn s01_install_and_first_deploy() {
         ("patch", "recommenderreleases.movrek.dev", false),
         ("update", "recommenderreleases.movrek.dev", false),
     ] {
+        // `kind/status` would name an object called "status": ask for the subresource.
+        let (resource, subresource) = match resource.strip_suffix("/status") {
+            Some(r) => (r, "--subresource=status"),
+            None => (resource, "--subresource="),
+        };
         let out = env.cluster.kubectl(&[
-            "auth", "can-i", verb, resource, "--as", &sa, "-n", NAMESPACE,
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            subresource,
+            "--as",
+            &sa,
+            "-n",
+            NAMESPACE,
         ]);
         let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         assert_eq!(
