@@ -542,6 +542,61 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The chart's role allows what the operator does and nothing it does not.
+    fn assert_operator_permissions(&self) {
+        // The chart's role allows what the operator does and nothing it does not.
+        let sa = format!(
+            "system:serviceaccount:{}:{}",
+            cluster::OPERATOR_NAMESPACE,
+            cluster::OPERATOR_SERVICE_ACCOUNT
+        );
+        for (verb, resource, allowed) in [
+            ("patch", "deployments.apps", true),
+            ("watch", "recommenderreleases.movrek.dev", true),
+            ("patch", "recommenderreleases.movrek.dev/status", true),
+            ("create", "events.events.k8s.io", true),
+            ("get", "secrets", true),
+            ("watch", "services", true),
+            ("watch", "pods", true),
+            ("watch", "ingresses.networking.k8s.io", true),
+            ("delete", "ingresses.networking.k8s.io", true),
+            ("patch", "horizontalpodautoscalers.autoscaling", true),
+            ("delete", "deployments.apps", false),
+            ("delete", "services", false),
+            ("list", "secrets", false),
+            ("get", "pods", false),
+            ("patch", "recommenderreleases.movrek.dev", false),
+            ("update", "recommenderreleases.movrek.dev", false),
+        ] {
+            // `kind/status` would name an object called "status": ask for the subresource.
+            let (resource, subresource) = match resource.strip_suffix("/status") {
+                Some(r) => (r, "--subresource=status"),
+                None => (resource, "--subresource="),
+            };
+            let out = self.cluster.kubectl(&[
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                subresource,
+                "--as",
+                &sa,
+                "-n",
+                NAMESPACE,
+            ]);
+            let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            assert_eq!(
+                answer,
+                if allowed { "yes" } else { "no" },
+                "can the operator {verb} {resource}?"
+            );
+        }
+        self.timeline
+            .mark("kubectl auth can-i: the chart's ServiceAccount has exactly the expected verbs");
+    }
+}
+
 /// Scenario 1: `helm install`, `kubectl apply -f examples/recommenderrelease.yaml` (with this
 /// machine's model artifact): stable ready, `kubectl wait --for=condition=Ready` returns,
 /// `kubectl get rr` shows the printer columns, nginx serves the model.
@@ -611,55 +666,7 @@ async fn s01_install_and_first_deploy() {
     assert_eq!(row[3], "0", "{table}");
 
     assert_eq!(env.deployment_replicas("movies-stable").await, Some(2));
-    // The chart's role allows what the operator does and nothing it does not.
-    let sa = format!(
-        "system:serviceaccount:{}:{}",
-        cluster::OPERATOR_NAMESPACE,
-        cluster::OPERATOR_SERVICE_ACCOUNT
-    );
-    for (verb, resource, allowed) in [
-        ("patch", "deployments.apps", true),
-        ("watch", "recommenderreleases.movrek.dev", true),
-        ("patch", "recommenderreleases.movrek.dev/status", true),
-        ("create", "events.events.k8s.io", true),
-        ("get", "secrets", true),
-        ("watch", "services", true),
-        ("watch", "pods", true),
-        ("watch", "ingresses.networking.k8s.io", true),
-        ("delete", "ingresses.networking.k8s.io", true),
-        ("patch", "horizontalpodautoscalers.autoscaling", true),
-        ("delete", "deployments.apps", false),
-        ("delete", "services", false),
-        ("list", "secrets", false),
-        ("get", "pods", false),
-        ("patch", "recommenderreleases.movrek.dev", false),
-        ("update", "recommenderreleases.movrek.dev", false),
-    ] {
-        // `kind/status` would name an object called "status": ask for the subresource.
-        let (resource, subresource) = match resource.strip_suffix("/status") {
-            Some(r) => (r, "--subresource=status"),
-            None => (resource, "--subresource="),
-        };
-        let out = env.cluster.kubectl(&[
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            subresource,
-            "--as",
-            &sa,
-            "-n",
-            NAMESPACE,
-        ]);
-        let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        assert_eq!(
-            answer,
-            if allowed { "yes" } else { "no" },
-            "can the operator {verb} {resource}?"
-        );
-    }
-    env.timeline
-        .mark("kubectl auth can-i: the chart's ServiceAccount has exactly the expected verbs");
+    env.assert_operator_permissions();
     env.wait_serving("v1", Duration::from_secs(30)).await;
     let reasons = env.event_reasons().await;
     assert!(reasons.contains(&"Deploying".to_owned()), "{reasons:?}");
