@@ -38,6 +38,8 @@ struct FakeApi {
     objects: Mutex<BTreeMap<String, Value>>,
     log: Mutex<Vec<String>>,
     version: AtomicI64,
+    /// Another field manager owns a status field: an apply without force gets 409.
+    foreign_status_field: std::sync::atomic::AtomicBool,
 }
 
 fn conflict() -> (StatusCode, Value) {
@@ -286,6 +288,7 @@ impl Harness {
             while let Some((request, send)) = handle.next_request().await {
                 let method = request.method().clone();
                 let path = request.uri().path().to_owned();
+                let forced = request.uri().query().unwrap_or("").contains("force=true");
                 let content_type = request
                     .headers()
                     .get(http::header::CONTENT_TYPE)
@@ -293,7 +296,24 @@ impl Harness {
                     .unwrap_or("")
                     .to_owned();
                 let body = request.into_body().collect_bytes().await.unwrap();
-                let (status, answer) = server.handle(&method, &path, &content_type, &body);
+                let (status, answer) = if path.ends_with("/status")
+                    && !forced
+                    && server.foreign_status_field.load(Ordering::SeqCst)
+                {
+                    server
+                        .log
+                        .lock()
+                        .unwrap()
+                        .push("PATCH movies/status".to_owned());
+                    (
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "Conflict", "code": 409,
+                               "message": "Apply failed with 1 conflict: conflict with \"kubectl-patch\": .status.message"}),
+                    )
+                } else {
+                    server.handle(&method, &path, &content_type, &body)
+                };
                 send.send_response(
                     Response::builder()
                         .status(status)
@@ -758,4 +778,31 @@ async fn a_deployment_from_before_the_release_label_keeps_its_selector() {
     h.reconcile_at(3).await;
     let log = h.reconcile_at(4).await;
     assert!(log.is_empty(), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_status_field_owned_by_another_manager_is_taken_back_on_the_read_version() {
+    let h = Harness::new();
+    h.reconcile_at(0).await;
+    h.api.kubelet();
+    // Someone ran `kubectl patch --subresource=status`: a plain apply conflicts over fields.
+    h.api.foreign_status_field.store(true, Ordering::SeqCst);
+    let log = h.reconcile_at(10).await;
+    assert_eq!(
+        log,
+        calls(&[STATUS, STATUS, EVENT]),
+        "retried with force once"
+    );
+    assert_eq!(h.phase(), Phase::Stable);
+    // A stale read still gets 409 with force: the version check is not bypassed.
+    h.api.foreign_status_field.store(false, Ordering::SeqCst);
+    h.api
+        .edit_spec(|spec| spec["model"]["version"] = json!("v2"));
+    let stale = h.api.release();
+    h.reconcile_at(20).await;
+    assert_eq!(h.phase(), Phase::Progressing);
+    h.api.foreign_status_field.store(true, Ordering::SeqCst);
+    let (action, log) = h.reconcile_with(21, stale).await;
+    assert_eq!(log, calls(&[STATUS, STATUS]));
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(1)));
 }
