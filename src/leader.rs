@@ -57,7 +57,8 @@ pub struct LeaseConfig {
 impl LeaseConfig {
     /// The timings derived from one lease duration: renew deadline 2/3 of it, retry period
     /// 1/10 (1.5 s for the default 15 s, so a released lease is picked up well within 2 s),
-    /// call timeout 1/5.
+    /// call timeout the renew deadline (a slow API server that still answers within the
+    /// deadline keeps the leader; a renewal is further bounded by the time left to it).
     pub fn new(
         name: String,
         namespace: String,
@@ -71,7 +72,7 @@ impl LeaseConfig {
             identity,
             renew_deadline: lease_duration * 2 / 3,
             retry_period: (lease_duration / 10).max(Duration::from_millis(200)),
-            call_timeout: (lease_duration / 5).max(Duration::from_millis(300)),
+            call_timeout: lease_duration * 2 / 3,
             lease_duration,
         }
     }

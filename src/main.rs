@@ -195,27 +195,28 @@ async fn run(args: RunArgs) -> ExitCode {
         prometheus = %egress.prometheus, webhook = %egress.webhook,
         lease = ?lease_cfg, "egress allow-lists and lease timings"
     );
-    let ctx = match build_context(clients.gated, metrics, args.prometheus_timeout, egress) {
-        Ok(ctx) => Arc::new(ctx),
+    let shell = match Shell::new(clients.gated, metrics, args.prometheus_timeout, egress) {
+        Ok(shell) => shell,
         Err(code) => return code,
     };
     let leases: Api<Lease> = Api::namespaced(clients.plain, &lease_cfg.namespace);
-    let code = lead_while_elected(&leases, &lease_cfg, &gate, &ctx, &stop_rx).await;
+    let code = lead_while_elected(&leases, &lease_cfg, &gate, &shell, &stop_rx).await;
     signals.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;
     code
 }
 
-/// Follower → leader → follower … until a stop is requested: runs the controller only while
-/// holding the Lease. Losing it drops the controller at once (its writes are already refused
-/// by the gate) and rejoins as a follower; a stop lets in-flight reconciles finish while the
-/// Lease is still renewed, then releases it so the next replica takes over at once.
+/// Follower → leader → follower … until a stop is requested: runs the controller (with fresh
+/// watch caches each term) only while holding the Lease. Losing it drops the controller at
+/// once (its writes are already refused by the gate) and rejoins as a follower; a stop lets
+/// in-flight reconciles finish while the Lease is still renewed, then releases it so the next
+/// replica takes over at once. A controller that ends without a stop is a failure.
 async fn lead_while_elected(
     leases: &Api<Lease>,
     cfg: &LeaseConfig,
     gate: &LeaderGate,
-    ctx: &Arc<Context<Prometheus, Webhook>>,
+    shell: &Shell,
     stop_rx: &watch::Receiver<bool>,
 ) -> ExitCode {
     loop {
@@ -223,9 +224,10 @@ async fn lead_while_elected(
             held = leader::acquire(leases, cfg, gate) => held,
             () = stopped(stop_rx.clone()) => return ExitCode::SUCCESS,
         };
+        let ctx = Arc::new(shell.context());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let controller = async {
-            controller::run(ctx.clone(), stopped(stop_rx.clone())).await;
+            controller::run(ctx, stopped(stop_rx.clone())).await;
             let _ = done_tx.send(());
         };
         let holding = leader::hold(leases, cfg, gate, held, async {
@@ -243,6 +245,10 @@ async fn lead_while_elected(
                     && let Err(e) = leader::release(leases, cfg, gate, &held).await
                 {
                     warn!(error = %error_chain(&e), "cannot release the lease; it expires on its own");
+                }
+                if !*stop_rx.borrow() {
+                    error!("the controller ended without a stop request");
+                    return ExitCode::FAILURE;
                 }
                 info!("stopped");
                 return ExitCode::SUCCESS;
@@ -272,24 +278,51 @@ impl Egress {
     }
 }
 
-fn build_context(
+/// What every leadership term's controller context is built from.
+struct Shell {
     client: Client,
     metrics: Arc<Metrics>,
-    prometheus_timeout: u64,
-    egress: Egress,
-) -> Result<Context<Prometheus, Webhook>, ExitCode> {
-    let source =
-        Prometheus::with_allowed_hosts(Duration::from_secs(prometheus_timeout), egress.prometheus)
-            .map_err(|e| {
-                error!(error = %error_chain(&e), "cannot build the Prometheus client");
-                ExitCode::FAILURE
-            })?;
-    let notifier =
-        Webhook::with_allowed_hosts(RetryPolicy::default(), egress.webhook).map_err(|e| {
-            error!(error = %error_chain(&e), "cannot build the webhook client");
+    source: Prometheus,
+    notifier: Webhook,
+}
+
+impl Shell {
+    fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        prometheus_timeout: u64,
+        egress: Egress,
+    ) -> Result<Self, ExitCode> {
+        let source = Prometheus::with_allowed_hosts(
+            Duration::from_secs(prometheus_timeout),
+            egress.prometheus,
+        )
+        .map_err(|e| {
+            error!(error = %error_chain(&e), "cannot build the Prometheus client");
             ExitCode::FAILURE
         })?;
-    Ok(Context::new(client, source, notifier, metrics))
+        let notifier = Webhook::with_allowed_hosts(RetryPolicy::default(), egress.webhook)
+            .map_err(|e| {
+                error!(error = %error_chain(&e), "cannot build the webhook client");
+                ExitCode::FAILURE
+            })?;
+        Ok(Self {
+            client,
+            metrics,
+            source,
+            notifier,
+        })
+    }
+
+    /// A fresh context (its own, empty watch caches) for one leadership term.
+    fn context(&self) -> Context<Prometheus, Webhook> {
+        Context::new(
+            self.client.clone(),
+            self.source.clone(),
+            self.notifier.clone(),
+            self.metrics.clone(),
+        )
+    }
 }
 
 async fn shutdown_signal() {

@@ -5,12 +5,15 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use movrek_operator::analysis::prometheus::Prometheus;
 use movrek_operator::analysis::{
     Analysis, AnalysisQuery, MetricsError, MetricsSource, Thresholds, Track, Verdict, analyze,
 };
+use movrek_operator::egress::HostAllowList;
 use support::{Load, MovrekServer, PrometheusServer, Target};
 
 const RELEASE: &str = "movies";
@@ -304,5 +307,94 @@ async fn a_hanging_backend_is_unreachable_within_the_timeout() {
     assert!(
         took >= timeout && took < timeout + Duration::from_secs(1),
         "{took:?}"
+    );
+}
+
+/// A loopback server that counts the requests it gets and answers each with `reply`.
+async fn counting_server(
+    reply: impl Fn() -> warp::http::Response<String> + Clone + Send + Sync + 'static,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use warp::Filter;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let route = warp::any().map(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        reply()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (addr, hits)
+}
+
+/// `--allowed-prometheus-hosts`: an address off the list is refused before any request, the
+/// check is Inconclusive and its reason names the flag; an allowed host that redirects off the
+/// list is not followed.
+#[tokio::test]
+async fn prometheus_addresses_off_the_allow_list_are_never_contacted() {
+    let (addr, hits) =
+        counting_server(|| warp::http::Response::new("not prometheus".to_owned())).await;
+    let only = |entries: &[&str]| {
+        Prometheus::with_allowed_hosts(
+            Duration::from_secs(2),
+            HostAllowList::parse("--allowed-prometheus-hosts", entries).unwrap(),
+        )
+        .unwrap()
+    };
+    let query = AnalysisQuery {
+        address: format!("http://{addr}"),
+        namespace: None,
+        release: RELEASE.to_owned(),
+        track: Track::Canary,
+        window: WINDOW,
+    };
+    let source = only(&["prometheus.monitoring:9090"]);
+    let fetched = source.canary_metrics(&query).await;
+    assert!(
+        matches!(fetched, Err(MetricsError::NotAllowed(_))),
+        "{fetched:?}"
+    );
+    let a = analyze(&source, &query, &limits(1)).await;
+    assert_eq!(a.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        a.reason,
+        format!(
+            "Prometheus address refused: host {addr} is not allowed by \
+             --allowed-prometheus-hosts (prometheus.monitoring:9090)"
+        )
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing was sent");
+
+    // The same address on the list is queried (and is no Prometheus: a query error).
+    let fetched = only(&[&addr.to_string()]).canary_metrics(&query).await;
+    assert!(
+        matches!(fetched, Err(MetricsError::Query { .. })),
+        "{fetched:?}"
+    );
+    assert!(hits.load(Ordering::SeqCst) > 0);
+
+    // An allowed host that redirects to one off the list: the redirect is not followed.
+    let before = hits.load(Ordering::SeqCst);
+    let target = format!("http://{addr}/api/v1/query");
+    let (redirector, _) = counting_server(move || {
+        warp::http::Response::builder()
+            .status(302)
+            .header("location", target.clone())
+            .body(String::new())
+            .unwrap()
+    })
+    .await;
+    let query = AnalysisQuery {
+        address: format!("http://{redirector}"),
+        ..query
+    };
+    let fetched = only(&[&redirector.to_string()])
+        .canary_metrics(&query)
+        .await;
+    assert!(fetched.is_err(), "{fetched:?}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        before,
+        "the redirect off the list was not followed"
     );
 }

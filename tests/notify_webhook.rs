@@ -228,3 +228,51 @@ async fn invalid_urls_are_refused_before_sending() {
         assert!(matches!(err, NotifyError::InvalidUrl), "{url}: {err:?}");
     }
 }
+
+/// `--allowed-webhook-hosts`: a URL off the list is refused before sending, with a message
+/// naming the host and the flag; a URL on the list is delivered.
+#[tokio::test]
+async fn webhook_hosts_off_the_allow_list_are_never_contacted() {
+    use movrek_operator::egress::HostAllowList;
+    let receiver = Receiver::start(&[], 200, Duration::ZERO).await;
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .unwrap()
+        .to_owned();
+    let hook = |entries: &[&str]| {
+        Webhook::with_allowed_hosts(
+            quick_policy(2),
+            HostAllowList::parse("--allowed-webhook-hosts", entries).unwrap(),
+        )
+        .unwrap()
+    };
+    let err = hook(&["hooks.slack.com:443"])
+        .send(&receiver.url, &event())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NotifyError::NotAllowed(_)), "{err:?}");
+    assert_eq!(err.metric_label(), "not_allowed");
+    assert_eq!(
+        movrek_operator::analysis::error_chain(&err),
+        format!(
+            "webhook URL refused: host 127.0.0.1:{port} is not allowed by \
+             --allowed-webhook-hosts (hooks.slack.com:443)"
+        )
+    );
+    assert!(receiver.seen().is_empty(), "nothing was sent");
+
+    let delivered = hook(&["127.0.0.1"]).send(&receiver.url, &event()).await;
+    assert_eq!(delivered.unwrap().attempts, 1);
+    assert_eq!(receiver.seen().len(), 1);
+
+    // The default refuses link-local (cloud metadata) addresses without a request.
+    let err = Webhook::new(quick_policy(2))
+        .unwrap()
+        .send("http://169.254.169.254/latest/meta-data/", &event())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NotifyError::NotAllowed(_)), "{err:?}");
+}

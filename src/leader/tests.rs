@@ -50,7 +50,7 @@ fn timings_step_down_well_before_expiry() {
     assert_eq!(c.lease_duration, secs(15));
     assert_eq!(c.renew_deadline, secs(10));
     assert_eq!(c.retry_period, Duration::from_millis(1500));
-    assert_eq!(c.call_timeout, secs(3));
+    assert_eq!(c.call_timeout, secs(10));
 }
 
 #[test]
