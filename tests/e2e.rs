@@ -1809,3 +1809,61 @@ async fn s11_leadership_never_splits() {
     env.assert_all_traffic_on("v2").await;
     env.finish().await;
 }
+
+/// Scenario 13 (issue 8, item 5): a canary whose container restarts is rolled back during the
+/// soak on `maxRestarts` (default 3), with no help from Prometheus. The kubelet's restart count
+/// is written into one canary pod's status (kwok runs no containers to crash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s13_crash_looping_canary_is_rolled_back_on_restarts() {
+    let env = Env::start("s13", &["v1", "v2"]).await;
+    env.deploy_stable("v1").await;
+    env.apply_version("v2", MANUAL_CANARY);
+    env.wait_phase(Phase::Soaking, Duration::from_secs(60))
+        .await;
+    let pods = env.cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "movrek.dev/release=movies,movrek.dev/track=canary",
+        "-o",
+        "name",
+    ]);
+    let pod = pods.lines().next().expect("a canary pod").to_owned();
+    let status = r#"{"status":{"containerStatuses":[{"name":"inference","ready":true,
+        "started":true,"restartCount":4,"image":"registry.example/movrek-inference:0.1.0",
+        "imageID":"","state":{"running":{}}}]}}"#;
+    env.cluster.kubectl_ok(&[
+        "patch",
+        &pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+    env.timeline.mark(&format!(
+        "{pod}: 4 container restarts written to its status"
+    ));
+    let rr = env
+        .wait_outcome(Phase::RolledBack, "v1", Duration::from_secs(30))
+        .await;
+    let status = rr.status.expect("status");
+    let entry = status.history.first().expect("history entry");
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v2", Outcome::RolledBack)
+    );
+    assert!(
+        entry.reason.contains("restarted 4 times"),
+        "history says why: {}",
+        entry.reason
+    );
+    assert!(
+        status.last_analysis.is_none(),
+        "no Prometheus check was needed: {:?}",
+        status.last_analysis
+    );
+    env.wait_webhook("rolled back model v2", Duration::from_secs(10))
+        .await;
+    env.finish().await;
+}
