@@ -10,5 +10,6 @@ pub mod artifact;
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod online;
 pub mod server;
 pub mod train;

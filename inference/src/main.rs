@@ -43,6 +43,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the recommendation list of one user from an artifact.
     Recommend(RecommendArgs),
+    /// Score an event log offline with the online-evaluation rule, per answering host.
+    OnlineEval(OnlineEvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +135,33 @@ struct RecommendArgs {
     /// Expected SHA-256 of the artifact.
     #[arg(long)]
     sha256: Option<String>,
+}
+
+/// Runtime assumed for every movie when no `--movies` file is given: a typical feature
+/// length, so that watch fractions are comparable across versions.
+const DEFAULT_RUNTIME_MINUTES: u32 = 100;
+
+#[derive(Debug, Args)]
+struct OnlineEvalArgs {
+    /// Event log in the original line format (`-` reads standard input). Its
+    /// recommendation-request lines are the impressions; `<host>:<port>` names the version.
+    #[arg(long)]
+    log: PathBuf,
+    /// Movie metadata CSV with a header naming `movieId` and a runtime column (`runtime`,
+    /// `runtimeMinutes` or `length`, whole minutes). Watches of movies it lacks are
+    /// unscored unless `--default-runtime` is given.
+    #[arg(long)]
+    movies: Option<PathBuf>,
+    /// Runtime in minutes for movies without one (default without `--movies`: 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    default_runtime: Option<u32>,
+    /// Attribution window in seconds: an action counts for the user's latest list shown at
+    /// most this long before it.
+    #[arg(long, default_value_t = movrek_inference::online::DEFAULT_WINDOW_SECONDS)]
+    window_secs: i64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_user(value: &str) -> Result<u32, String> {
@@ -246,6 +275,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_cmd(&args),
         Command::Serve(args) => serve(args),
         Command::Recommend(args) => recommend(&args),
+        Command::OnlineEval(args) => online_eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -584,4 +614,58 @@ fn recommend(args: &RecommendArgs) -> Result<(), String> {
     );
     println!("{}", server::join_ids(&list.movies));
     Ok(())
+}
+
+fn online_eval(args: &OnlineEvalArgs) -> Result<(), String> {
+    use movrek_inference::online::{self, MovieKeys};
+    let mut movies = MovieKeys::default();
+    let (runtimes, source) = online_runtimes(args, &mut movies)?;
+    let mut evaluate = |input: &mut dyn std::io::BufRead| {
+        online::evaluate_log(input, &mut movies, &runtimes, args.window_secs, &source)
+    };
+    let report = if args.log.as_os_str() == "-" {
+        evaluate(&mut std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(&args.log)
+            .map_err(|e| format!("cannot open {}: {e}", args.log.display()))?;
+        evaluate(&mut std::io::BufReader::new(file))
+    }
+    .map_err(|e| format!("cannot read {}: {e}", args.log.display()))?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// Runtimes from `--movies` (others per `--default-runtime`, else unscored), or
+/// `--default-runtime` (100 min unless given) for every movie; and that choice in words.
+fn online_runtimes(
+    args: &OnlineEvalArgs,
+    movies: &mut movrek_inference::online::MovieKeys,
+) -> Result<(movrek_inference::online::Runtimes, String), String> {
+    use movrek_inference::online::{Runtimes, parse_runtimes};
+    let Some(path) = &args.movies else {
+        let minutes = args.default_runtime.unwrap_or(DEFAULT_RUNTIME_MINUTES);
+        let runtimes = Runtimes {
+            known: std::collections::HashMap::new(),
+            default: Some(minutes),
+        };
+        return Ok((runtimes, format!("every movie {minutes} min (no --movies)")));
+    };
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (known, bad) =
+        parse_runtimes(&bytes, movies).map_err(|e| format!("{}: {e}", path.display()))?;
+    let fallback = args.default_runtime.map_or_else(
+        || "others unscored".to_owned(),
+        |m| format!("others {m} min"),
+    );
+    let source = format!(
+        "{} movies from {} ({bad} unreadable rows), {fallback}",
+        known.len(),
+        path.display()
+    );
+    let default = args.default_runtime;
+    Ok((Runtimes { known, default }, source))
 }
