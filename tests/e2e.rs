@@ -1802,11 +1802,11 @@ async fn s11_leadership_never_splits() {
         (b_end - b_before).abs() < 0.5,
         "operator-b stayed silent: {b_end} vs {b_before}"
     );
-    // Its reconciles that woke up failed on refused writes: not a failure of this run.
+    // Reconciles that woke up with it may have failed on refused writes: not a failure of
+    // this run. (Traffic shares are the rollout scenarios' business, not this one's.)
     env.operators[1].process.stop();
     env.timeline
         .mark("operator-b stopped (by pid) before the error check");
-    env.assert_all_traffic_on("v2").await;
     env.finish().await;
 }
 
