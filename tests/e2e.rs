@@ -1867,3 +1867,62 @@ async fn s13_crash_looping_canary_is_rolled_back_on_restarts() {
         .await;
     env.finish().await;
 }
+
+/// Scenario 14 (issue 8, item 6): with `spec.autoscaling` the operator applies the HPA and
+/// leaves the stable Deployment's replicas to it: a scale to 4 (as the HPA would) stays, and
+/// the canary is sized from those 4 pods (50% with ingress-nginx: 2 pods).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s14_autoscaled_stable_replicas_are_left_to_the_hpa() {
+    let env = Env::start("s14", &["v1", "v2"]).await;
+    let autoscaled = |yaml: String| {
+        yaml.replace(
+            "  replicas: 2\n",
+            "  replicas: 2\n  autoscaling:\n    minReplicas: 2\n    maxReplicas: 6\n",
+        )
+    };
+    env.cluster
+        .apply(&autoscaled(env.manifest("v1", FAST_CANARY)));
+    env.wait_phase(Phase::Stable, Duration::from_secs(60)).await;
+    let hpa = env.cluster.kubectl_ok(&[
+        "get",
+        "hpa",
+        "movies-stable",
+        "-o",
+        "jsonpath={.spec.minReplicas}/{.spec.maxReplicas}/{.spec.scaleTargetRef.name}",
+    ]);
+    assert_eq!(hpa, "2/6/movies-stable");
+    env.cluster
+        .kubectl_ok(&["scale", "deployment", "movies-stable", "--replicas=4"]);
+    env.timeline
+        .mark("kubectl scale deployment movies-stable --replicas=4 (as the HPA would)");
+    env.wait_for("status sees 4 stable pods", Duration::from_secs(30), |rr| {
+        rr.status
+            .as_ref()
+            .and_then(|s| s.stable.as_ref())
+            .is_some_and(|t| t.replicas == 4 && t.ready_replicas == 4)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.deployment_replicas("movies-stable").await,
+        Some(4),
+        "the operator did not take the replicas back"
+    );
+    env.cluster.apply(&autoscaled(
+        env.manifest("v2", &FAST_CANARY.replace("weight: 20", "weight: 50")),
+    ));
+    env.wait_for("canary v2 requested", Duration::from_secs(30), |rr| {
+        rr.status
+            .as_ref()
+            .and_then(|s| s.canary.as_ref())
+            .is_some_and(|c| c.version == "v2")
+    })
+    .await;
+    assert_eq!(
+        env.deployment_replicas("movies-canary").await,
+        Some(2),
+        "50% of the 4 stable pods"
+    );
+    env.finish().await;
+}
