@@ -173,9 +173,8 @@ impl Evaluator {
 
     /// Takes one record.
     ///
-    /// # Panics
-    /// Never for any record content; an impression's `version` must come from
-    /// [`Evaluator::version`] of this evaluator.
+    /// An impression's `version` must come from [`Evaluator::version`] of this evaluator;
+    /// any other index is counted as malformed. No record makes this panic.
     pub fn add(&mut self, record: Record) {
         self.counts.records += 1;
         let (time, user) = match &record {
@@ -232,6 +231,11 @@ impl Evaluator {
     }
 
     fn impression(&mut self, time: i64, user: u32, version: u32, items: Vec<MovieKey>) {
+        if version as usize >= self.stats.len() {
+            // Not interned here (a caller's bug): counted, never indexed.
+            self.counts.malformed += 1;
+            return;
+        }
         let state = self.users.entry(user).or_default();
         let duplicate = state
             .shown
@@ -501,6 +505,24 @@ mod tests {
             (a.score_sum - 10.0).abs() < 1e-9,
             "only the rating-only pair of movie 8"
         );
+    }
+
+    #[test]
+    fn an_impression_with_a_foreign_version_is_malformed() {
+        let mut ev = Evaluator::new(60);
+        ev.add(Record::Impression {
+            time: T0,
+            user: 1,
+            version: 3,
+            items: keys([1]),
+        });
+        ev.add(rate(T0, 1, 1, 5));
+        let (counts, rows) = ev.finish(|_| Some(100));
+        assert_eq!(
+            (counts.malformed, counts.impressions, counts.no_impression),
+            (1, 0, 1)
+        );
+        assert!(rows.is_empty());
     }
 
     #[test]
