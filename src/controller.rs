@@ -34,7 +34,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -749,6 +749,42 @@ fn slim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
+/// Keeps of a pod only what the plan reads (labels, deletion, the inference container's
+/// model version, readiness and restarts): pods are the most numerous cached objects.
+fn slim_pod(pod: &mut Pod) {
+    slim(pod);
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    if let Some(spec) = pod.spec.take() {
+        let containers = spec
+            .containers
+            .into_iter()
+            .filter(|c| c.name == crate::children::CONTAINER)
+            .map(|c| Container {
+                env: c.env.map(|env| {
+                    env.into_iter()
+                        .filter(|e| e.name == "MOVREK_MODEL_VERSION")
+                        .collect()
+                }),
+                name: c.name,
+                ..Container::default()
+            })
+            .collect();
+        pod.spec = Some(PodSpec {
+            containers,
+            ..PodSpec::default()
+        });
+    }
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(PodStatus {
+            conditions: status.conditions,
+            container_statuses: status.container_statuses,
+            phase: status.phase,
+            ..PodStatus::default()
+        });
+    }
+}
+
 /// Marks which child kinds are watched: Ingresses and `HTTPRoutes` only when they are served
 /// and RBAC lets the operator list and watch them. Returns (ingresses, httproutes).
 async fn choose_watches(caches: &Caches, client: &Client) -> (bool, bool) {
@@ -814,20 +850,42 @@ where
         + Sync
         + 'static,
 {
+    owned_with(client, writer, slim::<K>)
+}
+
+/// [`owned`] with its own trimming of each object before it is cached.
+fn owned_with<K>(
+    client: &Client,
+    writer: reflector::store::Writer<K>,
+    trim: fn(&mut K),
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     watcher(Api::<K>::all(client.clone()), children_config())
         .default_backoff()
-        .modify(slim::<K>)
+        .modify(trim)
         .reflect(writer)
         .touched_objects()
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves, with at most `concurrency` reconciles at
+/// once (0: no limit).
 ///
 /// Watches releases (status-only changes filtered out), the Deployments, Services,
 /// autoscalers and pods they own, and the Ingresses and `HTTPRoutes` when RBAC allows
-/// watching them; every release is also reconciled every [`RESYNC`].
+/// watching them; every release is also reconciled every [`RESYNC`]. The bound keeps a start
+/// or a resync of many releases from flooding the API server (whose priority-and-fairness
+/// queues answer a flood with 504s).
 pub async fn run<S, N>(
     ctx: Arc<Context<S, N>>,
+    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) where
     S: MetricsSource + 'static,
@@ -862,7 +920,7 @@ pub async fn run<S, N>(
         .owns_stream(owned::<Deployment>(&client, deployments))
         .owns_stream(owned::<Service>(&client, services))
         .owns_stream(owned::<HorizontalPodAutoscaler>(&client, autoscalers))
-        .watches_stream(owned::<Pod>(&client, pods), pod_release);
+        .watches_stream(owned_with::<Pod>(&client, pods, slim_pod), pod_release);
     if watch_ingresses {
         controller = controller.owns_stream(owned::<Ingress>(&client, ingresses));
     }
@@ -879,6 +937,7 @@ pub async fn run<S, N>(
         controller = controller.owns_stream_with(stream, resource);
     }
     let running = controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(resync)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -894,6 +953,49 @@ pub async fn run<S, N>(
 mod tests {
     use super::*;
     use crate::crd::RecommenderReleaseSpec;
+
+    #[test]
+    fn a_slimmed_pod_keeps_what_the_plan_reads_and_drops_the_rest() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {
+                "name": "r-canary-1", "namespace": "ns",
+                "labels": {"movrek.dev/release": "r", "movrek.dev/track": "canary"},
+                "annotations": {"big": "x".repeat(4096)},
+                "managedFields": [{"manager": "kubelet"}]
+            },
+            "spec": {"containers": [
+                {"name": "inference", "image": "i:1", "args": ["serve"],
+                 "env": [{"name": "MOVREK_MODEL_VERSION", "value": "v2"},
+                         {"name": "MOVREK_MODEL_URI", "value": "s3://m/v2"}]},
+                {"name": "sidecar", "image": "s:1"}
+            ], "volumes": [{"name": "v", "emptyDir": {}}]},
+            "status": {
+                "phase": "Running",
+                "podIP": "10.0.0.1",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "inference", "restartCount": 3, "ready": true,
+                    "image": "i:1", "imageID": ""}]
+            }
+        }))
+        .unwrap();
+        let before = children::restarts([&pod], "v2");
+        slim_pod(&mut pod);
+        assert_eq!(before, 3);
+        assert_eq!(children::restarts([&pod], "v2"), before);
+        assert_eq!(children::restarts([&pod], "v1"), 0);
+        assert!(pod.metadata.annotations.is_none() && pod.metadata.managed_fields.is_none());
+        assert_eq!(
+            pod.labels().get(RELEASE_LABEL).map(String::as_str),
+            Some("r")
+        );
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.containers.len(), 1);
+        assert_eq!(spec.containers[0].env.as_ref().unwrap().len(), 1);
+        assert!(spec.containers[0].image.is_none() && spec.volumes.is_none());
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.conditions.as_ref().unwrap()[0].type_, "Ready");
+        assert!(status.pod_ip.is_none());
+    }
 
     #[test]
     fn only_spec_annotation_and_deletion_changes_trigger_a_reconcile() {

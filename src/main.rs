@@ -69,6 +69,10 @@ struct RunArgs {
     /// addresses.
     #[arg(long, env = "MOVREK_ALLOWED_WEBHOOK_HOSTS", value_delimiter = ',')]
     allowed_webhook_hosts: Vec<String>,
+    /// Reconciles that may run at once (0: no limit). A start or resync of many releases is
+    /// spread over this many workers instead of flooding the API server.
+    #[arg(long, env = "MOVREK_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
+    max_concurrent_reconciles: u16,
 }
 
 /// Exit code when the CRD is not installed.
@@ -196,7 +200,10 @@ async fn run(args: RunArgs) -> ExitCode {
         lease = ?lease_cfg, "egress allow-lists and lease timings"
     );
     let shell = match Shell::new(clients.gated, metrics, args.prometheus_timeout, egress) {
-        Ok(shell) => shell,
+        Ok(shell) => Shell {
+            concurrency: args.max_concurrent_reconciles,
+            ..shell
+        },
         Err(code) => return code,
     };
     let leases: Api<Lease> = Api::namespaced(clients.plain, &lease_cfg.namespace);
@@ -227,7 +234,7 @@ async fn lead_while_elected(
         let ctx = Arc::new(shell.context());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let controller = async {
-            controller::run(ctx, stopped(stop_rx.clone())).await;
+            controller::run(ctx, shell.concurrency, stopped(stop_rx.clone())).await;
             let _ = done_tx.send(());
         };
         let holding = leader::hold(leases, cfg, gate, held, async {
@@ -284,6 +291,8 @@ struct Shell {
     metrics: Arc<Metrics>,
     source: Prometheus,
     notifier: Webhook,
+    /// Reconciles at once (`--max-concurrent-reconciles`).
+    concurrency: u16,
 }
 
 impl Shell {
@@ -311,6 +320,7 @@ impl Shell {
             metrics,
             source,
             notifier,
+            concurrency: 0,
         })
     }
 
