@@ -6,7 +6,8 @@
 //!
 //! The solve is dense (`faer`'s Cholesky and inverse, `n³` flops), so it runs on the
 //! `learned_max_items` most-rated movies; each row of `B` is then pruned to its largest
-//! weights by magnitude, so serving costs `history × kept` additions.
+//! weights by magnitude, strongest first, so serving costs at most `history × kept`
+//! additions, and a per-request budget can take a shorter prefix of each row.
 
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
@@ -80,8 +81,9 @@ pub fn weights(gram: &[u32], n: usize, lambda: f64) -> Result<Mat<f64>, EaseErro
     }))
 }
 
-/// Each row of `b` pruned to its `keep` largest weights by magnitude (ties by column),
-/// as `(column, weight)` ascending by column; zero weights are dropped.
+/// Each row of `b` pruned to its `keep` largest weights by magnitude, as `(column, weight)`
+/// strongest first (ties by column), so any prefix of a row is its strongest weights; zero
+/// weights are dropped.
 pub fn prune(b: &Mat<f64>, keep: usize) -> Vec<Vec<(u32, f32)>> {
     let n = b.nrows();
     (0..n)
@@ -92,15 +94,15 @@ pub fn prune(b: &Mat<f64>, keep: usize) -> Vec<Vec<(u32, f32)>> {
                 .map(|j| (b[(i, j)] as f32, j as u32))
                 .filter(|&(w, _)| w != 0.0 && w.is_finite())
                 .collect();
+            let strongest = |a: &(f32, u32), b: &(f32, u32)| {
+                b.0.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&b.1))
+            };
             if row.len() > keep {
-                row.select_nth_unstable_by(keep.saturating_sub(1), |a, b| {
-                    b.0.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&b.1))
-                });
+                row.select_nth_unstable_by(keep.saturating_sub(1), strongest);
                 row.truncate(keep);
             }
-            let mut out: Vec<(u32, f32)> = row.into_iter().map(|(w, j)| (j, w)).collect();
-            out.sort_unstable_by_key(|&(j, _)| j);
-            out
+            row.sort_unstable_by(strongest);
+            row.into_iter().map(|(w, j)| (j, w)).collect()
         })
         .collect()
 }
@@ -203,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn pruning_keeps_the_largest_magnitudes_in_column_order() {
+    fn pruning_keeps_the_largest_magnitudes_strongest_first() {
         let b = Mat::from_fn(3, 3, |i, j| match (i, j) {
             (0, 1) => 0.1,
             (0, 2) => -0.5,
@@ -214,6 +216,7 @@ mod tests {
         assert_eq!(rows[0], vec![(2, -0.5)]);
         assert_eq!(rows[1], vec![(0, 0.3)], "ties keep the lower column");
         assert!(rows[2].is_empty());
-        assert_eq!(prune(&b, 5)[0], vec![(1, 0.1), (2, -0.5)]);
+        assert_eq!(prune(&b, 5)[0], vec![(2, -0.5), (1, 0.1)]);
+        assert_eq!(prune(&b, 5)[1], vec![(0, 0.3), (2, 0.3)]);
     }
 }

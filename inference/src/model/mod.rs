@@ -443,8 +443,9 @@ impl Model {
         s.take_best(candidates, chosen, n);
     }
 
-    /// EASE scores `Σ_{i rated} B_ij` over the user's rated movies' pruned weight rows;
-    /// appends the best `n` to `chosen` and blocks them.
+    /// EASE scores `Σ_{i rated} B_ij` over the user's rated movies' pruned weight rows
+    /// (each row's strongest `ease_request_budget / history` weights); appends the best `n`
+    /// to `chosen` and blocks them.
     fn personal_ease(
         &self,
         s: &mut Scratch,
@@ -456,9 +457,11 @@ impl Model {
         if self.learned.item_weights.rows() == 0 {
             return;
         }
-        for &rated in self.ratings.row(u).0 {
+        let history = self.ratings.row(u).0;
+        let per_movie = (self.meta.params.ease_request_budget / history.len().max(1)).max(1);
+        for &rated in history {
             let (items, weights) = self.learned.item_weights.row(rated as usize);
-            for (&movie, &weight) in items.iter().zip(weights) {
+            for (&movie, &weight) in items.iter().zip(weights).take(per_movie) {
                 s.add(movie, weight);
             }
         }

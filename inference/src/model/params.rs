@@ -120,9 +120,12 @@ pub struct TrainParams {
     pub ease_lambda: f32,
     /// EASE: candidate values of `ease_lambda`, chosen by validation NDCG@10.
     pub ease_lambda_candidates: Vec<f32>,
-    /// EASE: weights kept per movie (largest magnitude), so a request costs
-    /// `history × ease_neighbours` additions.
+    /// EASE: weights kept per movie (largest magnitude, strongest first).
     pub ease_neighbours: usize,
+    /// EASE: most weights one request adds up. Each rated movie contributes the first
+    /// `max(1, budget / history)` weights of its row (at most `ease_neighbours`), the
+    /// strongest, so a long history cannot make a request slow.
+    pub ease_request_budget: usize,
     /// ALS: the hyper-parameters used (the chosen grid point when a grid is given).
     pub als: AlsHyper,
     /// ALS: candidate hyper-parameters, chosen by validation NDCG@10.
@@ -168,6 +171,7 @@ impl Default for TrainParams {
             ease_lambda: 250.0,
             ease_lambda_candidates: vec![50.0, 100.0, 250.0, 500.0, 1_000.0],
             ease_neighbours: 1_000,
+            ease_request_budget: 16_384,
             als: AlsHyper {
                 factors: 64,
                 reg: 1.0,

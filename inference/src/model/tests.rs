@@ -366,3 +366,63 @@ fn a_learned_model_without_its_weights_is_refused() {
         assert!(model.validate().is_err(), "{algo:?}");
     }
 }
+
+#[test]
+fn the_ease_request_budget_takes_each_rated_rows_strongest_weights() {
+    let data = two_tastes();
+    let base = TrainParams {
+        algo: Algo::Ease,
+        ease_lambda: 5.0,
+        ease_lambda_candidates: Vec::new(),
+        ..params()
+    };
+    let full = model_of(&data, &base);
+    // Every user rates five movies; a budget of ten gives each rated row its two strongest
+    // weights (rows hold five). The top movie is then the best hand-summed score among
+    // unrated movies, whenever those weights reach one.
+    let tight = model_of(
+        &data,
+        &TrainParams {
+            ease_request_budget: 10,
+            ..base.clone()
+        },
+    );
+    let mut checked = 0;
+    for user in 1..=40_u32 {
+        let u = tight.users.binary_search(&user).unwrap();
+        let history = tight.ratings.row(u).0.to_vec();
+        assert_eq!(history.len(), 5);
+        let mut score: std::collections::BTreeMap<u32, f32> = std::collections::BTreeMap::new();
+        for &i in &history {
+            let (cols, vals) = tight.learned.item_weights.row(i as usize);
+            assert!(cols.len() > 2);
+            for (&j, &w) in cols.iter().zip(vals).take(2) {
+                *score.entry(j).or_default() += w;
+            }
+        }
+        let best = score
+            .iter()
+            .filter(|(j, _)| !history.contains(j))
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(&j, _)| tight.movies[j as usize]);
+        if best.is_some() {
+            assert_eq!(tight.recommend(user, 1).movies.first().copied(), best);
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 0,
+        "no user's strongest weights reach an unrated movie"
+    );
+    // A budget that covers every stored weight serves what the unbudgeted sum gives.
+    let roomy = model_of(
+        &data,
+        &TrainParams {
+            ease_request_budget: 5 * base.ease_neighbours,
+            ..base
+        },
+    );
+    for user in [1, 21] {
+        assert_eq!(roomy.recommend(user, 6), full.recommend(user, 6));
+    }
+}

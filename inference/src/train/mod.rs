@@ -229,8 +229,11 @@ fn check_learned(params: &TrainParams) -> Result<(), TrainError> {
                     ),
                 );
             }
-            if params.ease_neighbours == 0 {
-                return invalid("ease_neighbours", "must be at least 1".into());
+            if params.ease_neighbours == 0 || params.ease_request_budget == 0 {
+                return invalid(
+                    "ease_neighbours",
+                    "ease_neighbours and ease_request_budget must be at least 1".into(),
+                );
             }
             let lambdas =
                 std::iter::once(&params.ease_lambda).chain(&params.ease_lambda_candidates);
