@@ -169,7 +169,7 @@ impl Default for TrainParams {
             algo: Algo::default(),
             learned_max_items: 4_000,
             ease_lambda: 250.0,
-            ease_lambda_candidates: vec![50.0, 100.0, 250.0, 500.0, 1_000.0],
+            ease_lambda_candidates: vec![100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0],
             ease_neighbours: 1_000,
             ease_request_budget: 16_384,
             als: AlsHyper {
