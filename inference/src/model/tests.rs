@@ -10,6 +10,12 @@ use crate::train::{TrainParams, train};
 fn params() -> TrainParams {
     TrainParams {
         cold_start_min_group_users: 2,
+        // Few factors: the fixture has twelve movies, and debug builds solve slowly.
+        als: AlsHyper {
+            factors: 4,
+            reg: 1.0,
+            alpha: 10.0,
+        },
         ..TrainParams::default()
     }
 }
