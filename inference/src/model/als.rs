@@ -267,22 +267,7 @@ mod tests {
             for (p, row) in lhs.iter_mut().enumerate() {
                 row[p] += f64::from(params.reg);
             }
-            // Gaussian elimination (A is symmetric positive definite: no pivoting needed).
-            for col in 0..k {
-                for r in col + 1..k {
-                    let m = lhs[r][col] / lhs[col][col];
-                    let (upper, lower) = lhs.split_at_mut(r);
-                    for (x, y) in lower[0][col..].iter_mut().zip(&upper[col][col..]) {
-                        *x -= m * y;
-                    }
-                    rhs[r] -= m * rhs[col];
-                }
-            }
-            let mut want = vec![0.0; k];
-            for r in (0..k).rev() {
-                let s: f64 = (r + 1..k).map(|q| lhs[r][q] * want[q]).sum();
-                want[r] = (rhs[r] - s) / lhs[r][r];
-            }
+            let want = crate::model::fixtures::solve_dense(lhs, rhs);
             for p in 0..k {
                 let got = f64::from(users[u * k + p]);
                 assert!(

@@ -134,32 +134,6 @@ mod tests {
         assert_eq!(g[5 + 3], 0);
     }
 
-    /// Solves `a·x = b` by Gaussian elimination with partial pivoting (independent of faer).
-    fn gauss(mut matrix: Vec<Vec<f64>>, mut rhs: Vec<f64>) -> Vec<f64> {
-        let size = rhs.len();
-        for col in 0..size {
-            let pivot = (col..size)
-                .max_by(|&r, &s| matrix[r][col].abs().total_cmp(&matrix[s][col].abs()))
-                .unwrap();
-            matrix.swap(col, pivot);
-            rhs.swap(col, pivot);
-            for row in col + 1..size {
-                let factor = matrix[row][col] / matrix[col][col];
-                let (upper, lower) = matrix.split_at_mut(row);
-                for (x, y) in lower[0][col..].iter_mut().zip(&upper[col][col..]) {
-                    *x -= factor * y;
-                }
-                rhs[row] -= factor * rhs[col];
-            }
-        }
-        let mut solution = vec![0.0; size];
-        for row in (0..size).rev() {
-            let tail: f64 = (row + 1..size).map(|k| matrix[row][k] * solution[k]).sum();
-            solution[row] = (rhs[row] - tail) / matrix[row][row];
-        }
-        solution
-    }
-
     #[test]
     fn weights_solve_each_columns_constrained_ridge_regression() {
         // Independent check of the closed form: with diag(B) = 0, column j of B is the
@@ -181,7 +155,7 @@ mod tests {
                 })
                 .collect();
             let rhs: Vec<f64> = others.iter().map(|&r| f64::from(g[r * n + j])).collect();
-            let want = gauss(a, rhs);
+            let want = crate::model::fixtures::solve_dense(a, rhs);
             assert!(b[(j, j)].abs() < f64::EPSILON);
             for (k, &i) in others.iter().enumerate() {
                 assert!(
