@@ -13,6 +13,8 @@
 //! held-out rating ≥ 4) next to popularity's, once per parameter set in
 //! `MOVREK_BENCH_PARAMS_LIST` (a JSON array of partial `TrainParams`; default `[{}]`).
 //!
+//! `MOVREK_BENCH_PARAMS` may set `algo` (`ease`, the default; `als`; `user-knn`).
+//!
 //! Run: `cargo bench -p movrek-inference --bench model`
 
 use std::path::PathBuf;
@@ -109,6 +111,7 @@ fn main() {
         model.metadata().holdout_rmse,
         model.metadata().holdout_ratings
     );
+    print_learned(model.metadata());
     drop(dataset);
 
     let path = dir.join(format!("bench-{users}x{movies}x{ratings}.movrek"));
@@ -178,10 +181,31 @@ fn ranking_quality(dir: &std::path::Path) {
         let model = train(&train_set, &params, "eval", "").expect("training");
         let seconds = t.elapsed().as_secs_f64();
         let served = mean(&|u| model.recommend(u, 20).movies);
+        print_learned(model.metadata());
         println!(
             "served NDCG@10 {served:.4} ({:.2}x popularity), popularity weight {}, train {seconds:.1} s, params {variant}",
             served / popularity,
             model.metadata().params.popularity_weight
+        );
+    }
+}
+
+/// The learned algorithm, its chosen hyper-parameters and how long choosing took.
+fn print_learned(meta: &movrek_inference::model::ModelMetadata) {
+    let p = &meta.params;
+    println!(
+        "algo {} (learned_max_items {}, ease_lambda {}, ease_neighbours {}, als {:?} x {} sweeps)",
+        p.algo.name(),
+        p.learned_max_items,
+        p.ease_lambda,
+        p.ease_neighbours,
+        p.als,
+        p.als_iterations
+    );
+    if let Some(v) = &meta.validation {
+        println!(
+            "validation_seconds {:.2}: {} ratings, {} users, chosen {}, candidates {:?}",
+            v.seconds, v.ratings, v.users, v.chosen, v.candidates
         );
     }
 }

@@ -3,13 +3,17 @@
 //! # Format (all integers little-endian)
 //! ```text
 //! 0   magic  b"MOVREK\0\x01"                      8 bytes
-//! 8   format version (u32) = 1, section count (u32)
+//! 8   format version (u32) = 2, section count (u32)
 //! 16  metadata length in bytes (u64)
 //! 24  metadata JSON, zero-padded to a multiple of 8
 //! ..  section table: count × { id u32, element size u32, offset u64, length in bytes u64 }
 //! ..  sections, each starting at an 8-byte-aligned offset, zero-padded to 8
 //! end SHA-256 of every byte before it (32 bytes)
 //! ```
+//! Version 2 added the learned-weight sections (EASE^R weight rows, ALS movie and user
+//! factors); they are empty for the other algorithms. A version-1 file is refused with its
+//! version named (retrain it).
+//!
 //! Loading reads the file with one read into a `u64` buffer (so every section is 8-aligned),
 //! checks magic, version and section bounds, and hashes the bytes exactly once: with an
 //! expected whole-file digest (what the operator passes in `MOVREK_MODEL_SHA256`) that digest
@@ -23,7 +27,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Csr, Lists, Model, ModelMetadata};
+use crate::model::{Csr, Learned, Lists, Model, ModelMetadata};
 
 #[cfg(target_endian = "big")]
 compile_error!(
@@ -33,7 +37,7 @@ compile_error!(
 /// First 8 bytes of every artifact.
 pub const MAGIC: [u8; 8] = *b"MOVREK\0\x01";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 24;
 const TABLE_ENTRY_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;
@@ -104,9 +108,15 @@ enum Id {
     PopularityOrder,
     ColdOffsets,
     ColdItems,
+    EaseOffsets,
+    EaseItems,
+    EaseWeights,
+    FactorMovies,
+    MovieFactors,
+    UserFactors,
 }
 
-const SECTION_IDS: [Id; 22] = [
+const SECTION_IDS: [Id; 28] = [
     Id::Users,
     Id::Movies,
     Id::RatingOffsets,
@@ -129,6 +139,12 @@ const SECTION_IDS: [Id; 22] = [
     Id::PopularityOrder,
     Id::ColdOffsets,
     Id::ColdItems,
+    Id::EaseOffsets,
+    Id::EaseItems,
+    Id::EaseWeights,
+    Id::FactorMovies,
+    Id::MovieFactors,
+    Id::UserFactors,
 ];
 
 /// A section's bytes and element size, borrowed from a model.
@@ -160,6 +176,12 @@ fn sections(m: &Model) -> Vec<(Id, u32, &[u8])> {
                 Id::PopularityOrder => (4, b(&m.popularity_order)),
                 Id::ColdOffsets => (4, b(&m.cold_lists.offsets)),
                 Id::ColdItems => (4, b(&m.cold_lists.items)),
+                Id::EaseOffsets => (4, b(&m.learned.item_weights.offsets)),
+                Id::EaseItems => (4, b(&m.learned.item_weights.cols)),
+                Id::EaseWeights => (4, b(&m.learned.item_weights.vals)),
+                Id::FactorMovies => (4, b(&m.learned.factor_movies)),
+                Id::MovieFactors => (4, b(&m.learned.movie_factors)),
+                Id::UserFactors => (4, b(&m.learned.user_factors)),
             };
             (id, size, bytes)
         })
@@ -400,6 +422,16 @@ fn decode(bytes: &[u8], expected_sha256: Option<&str>) -> Result<Model, Artifact
             offsets: u32s(20)?,
             items: u32s(21)?,
         },
+        learned: Learned {
+            item_weights: Csr {
+                offsets: u32s(22)?,
+                cols: u32s(23)?,
+                vals: f32s(24)?,
+            },
+            factor_movies: u32s(25)?,
+            movie_factors: f32s(26)?,
+            user_factors: f32s(27)?,
+        },
     };
     model.validate().map_err(ArtifactError::Corrupt)?;
     Ok(model)
@@ -409,14 +441,35 @@ fn decode(bytes: &[u8], expected_sha256: Option<&str>) -> Result<Model, Artifact
 mod tests {
     use super::*;
     use crate::model::fixtures;
+    use crate::model::{AlsHyper, learned::fit_als};
     use crate::train::{TrainParams, train};
 
+    /// An EASE model that also carries ALS factors, so every section is non-empty.
     fn model() -> Model {
         let params = TrainParams {
             cold_start_min_group_users: 2,
             ..TrainParams::default()
         };
-        train(&fixtures::dataset(), &params, "v1", "abc").unwrap()
+        let mut model = train(&fixtures::dataset(), &params, "v1", "abc").unwrap();
+        let hyper = AlsHyper {
+            factors: 3,
+            reg: 0.1,
+            alpha: 2.0,
+        };
+        let als = fit_als(
+            &model.ratings,
+            model.movies.len(),
+            100,
+            &hyper,
+            2,
+            1,
+            |_, _| {},
+        );
+        model.learned.factor_movies = als.factor_movies;
+        model.learned.movie_factors = als.movie_factors;
+        model.learned.user_factors = als.user_factors;
+        model.validate().unwrap();
+        model
     }
 
     #[test]
@@ -560,12 +613,14 @@ mod tests {
             from_bytes(bad, None),
             Err(ArtifactError::BadMagic)
         ));
-        let mut bad = bytes.clone();
-        bad[8..12].copy_from_slice(&2_u32.to_le_bytes());
-        assert!(matches!(
-            from_bytes(bad, None),
-            Err(ArtifactError::UnsupportedVersion { found: 2 })
-        ));
+        for older_or_newer in [1_u32, 3] {
+            let mut bad = bytes.clone();
+            bad[8..12].copy_from_slice(&older_or_newer.to_le_bytes());
+            assert!(matches!(
+                from_bytes(bad, None),
+                Err(ArtifactError::UnsupportedVersion { found }) if found == older_or_newer
+            ));
+        }
         assert!(matches!(
             from_bytes(Vec::new(), None),
             Err(ArtifactError::Truncated(_))
@@ -583,5 +638,40 @@ mod tests {
             matches!(err, ArtifactError::Corrupt(ref why) if why.contains("neighbours")),
             "{err}"
         );
+    }
+
+    /// A section name and a way to corrupt it.
+    type Corruption = (&'static str, fn(&mut Model));
+
+    #[test]
+    fn corrupt_learned_sections_are_refused_with_their_name() {
+        let good = model();
+        let cases: [Corruption; 4] = [
+            ("item_weights", |m| {
+                m.learned.item_weights.cols[0] = u32::MAX;
+            }),
+            ("item_weights", |m| {
+                m.learned.item_weights.vals[0] = f32::NAN;
+            }),
+            ("user_factors", |m| {
+                m.learned.user_factors.pop();
+            }),
+            ("factor_movies", |m| m.learned.factor_movies[0] = u32::MAX),
+        ];
+        for (name, corrupt) in cases {
+            let mut bad = good.clone();
+            corrupt(&mut bad);
+            let err = from_bytes(to_bytes(&bad), None).unwrap_err();
+            assert!(
+                matches!(err, ArtifactError::Corrupt(ref why) if why.contains(name) || why.contains("factor")),
+                "{name}: {err}"
+            );
+        }
+        let mut bad = good;
+        bad.learned.movie_factors[0] = f32::INFINITY;
+        assert!(matches!(
+            from_bytes(to_bytes(&bad), None),
+            Err(ArtifactError::Corrupt(_))
+        ));
     }
 }

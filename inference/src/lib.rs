@@ -1,10 +1,12 @@
 //! `movrek-inference`: everything that turns ratings into served recommendations.
 //!
 //! Dependency direction, inner to outer: [`data`] (loading, synthetic generation, event-log
-//! ingestion, quality reports) → [`model`] (user-kNN maths, cold start, filters) →
+//! ingestion, quality reports) → [`model`] (user-kNN, EASE^R and ALS maths, cold start, filters) →
 //! [`artifact`] (one versioned, checksummed model file) → [`eval`] (offline metrics) →
-//! [`server`] (HTTP, metrics, the only place that knows hyper and tokio).
-//! The model never imports hyper or tokio; the server never does maths.
+//! [`server`] (HTTP, metrics, the only place that knows hyper and tokio), and [`online`]
+//! (scoring what users did after a recommendation).
+//! The model never imports hyper or tokio; the server never does maths. [`util`] holds the
+//! few primitives every layer shares (`SplitMix64`, FNV-1a, NDCG), once.
 
 pub mod artifact;
 pub mod data;
@@ -13,3 +15,4 @@ pub mod model;
 pub mod online;
 pub mod server;
 pub mod train;
+pub mod util;

@@ -90,6 +90,53 @@ struct TrainArgs {
     /// Training parameters as a JSON object (missing fields take their defaults).
     #[arg(long)]
     params: Option<PathBuf>,
+    /// Ranking learned for users with a history: `ease` (the default), `als`, or `user-knn`
+    /// (overrides `algo` in `--params`).
+    #[arg(long, value_parser = parse_algo)]
+    algo: Option<train::Algo>,
+}
+
+fn parse_algo(value: &str) -> Result<train::Algo, String> {
+    train::Algo::ALL
+        .into_iter()
+        .find(|a| a.name() == value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = train::Algo::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown algorithm {value:?}; one of {}", names.join(", "))
+        })
+}
+
+/// `--params FILE` (a partial `TrainParams` JSON object) over `base`, then `--algo`.
+fn train_params(
+    path: Option<&Path>,
+    algo: Option<train::Algo>,
+    base: train::TrainParams,
+) -> Result<train::TrainParams, String> {
+    let mut params = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let mut value = serde_json::to_value(&base).expect("parameters serialise to JSON");
+            let given: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("bad training parameters in {}: {e}", path.display()))?;
+            let serde_json::Value::Object(fields) = given else {
+                return Err(format!(
+                    "{}: training parameters must be a JSON object",
+                    path.display()
+                ));
+            };
+            for (key, field) in fields {
+                value[key] = field;
+            }
+            serde_json::from_value::<train::TrainParams>(value)
+                .map_err(|e| format!("bad training parameters in {}: {e}", path.display()))?
+        }
+        None => base,
+    };
+    if let Some(algo) = algo {
+        params.algo = algo;
+    }
+    Ok(params)
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +166,17 @@ struct EvalArgs {
     /// Write SVG charts (and the data-quality JSON) into this directory.
     #[arg(long)]
     plots: Option<PathBuf>,
+    /// Write the split as `train.csv`, `test.csv` and `split.json` into this directory, so a
+    /// peer evaluates exactly the same pairs.
+    #[arg(long)]
+    split_out: Option<PathBuf>,
+    /// Served model's training parameters as a JSON object (missing fields take the
+    /// evaluation's defaults).
+    #[arg(long)]
+    params: Option<PathBuf>,
+    /// Ranking the served model learns (see `movrek train --algo`).
+    #[arg(long, value_parser = parse_algo)]
+    algo: Option<train::Algo>,
 }
 
 #[derive(Debug, Args)]
@@ -505,15 +563,11 @@ fn ingest(args: &IngestArgs) -> Result<(), String> {
 
 fn train_cmd(args: &TrainArgs) -> Result<(), String> {
     init_text_logs();
-    let params = match &args.params {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            serde_json::from_str::<train::TrainParams>(&text)
-                .map_err(|e| format!("bad training parameters in {}: {e}", path.display()))?
-        }
-        None => train::TrainParams::default(),
-    };
+    let params = train_params(
+        args.params.as_deref(),
+        args.algo,
+        train::TrainParams::default(),
+    )?;
     let loaded = data::load_dir(&args.data).map_err(|e| chain(&e))?;
     write_quality(&loaded.report, Some(&quality_path(&args.out)))?;
     let started = std::time::Instant::now();
@@ -523,8 +577,9 @@ fn train_cmd(args: &TrainArgs) -> Result<(), String> {
     let sha256 = artifact::write(&model, &args.out).map_err(|e| chain(&e))?;
     let meta = model.metadata();
     eprintln!(
-        "trained {} in {seconds:.2} s: {} users, {} movies, {} ratings; hold-out RMSE {}",
+        "trained {} ({}) in {seconds:.2} s: {} users, {} movies, {} ratings; hold-out RMSE {}",
         meta.version,
+        meta.params.algo.name(),
         meta.counts.users,
         meta.counts.movies,
         meta.counts.ratings,
@@ -576,9 +631,20 @@ fn eval_cmd(args: &EvalArgs) -> Result<(), String> {
         }
         _ => return Err("give --data DIR, or both --train FILE and --test FILE".to_owned()),
     };
+    if let Some(dir) = &args.split_out {
+        let files = eval::write_split(&train_set, &test, dir).map_err(|e| chain(&e))?;
+        eprintln!(
+            "wrote the split: {}, {}, {}",
+            files.train.display(),
+            files.test.display(),
+            files.meta.display()
+        );
+    }
+    let defaults = eval::EvalParams::default();
     let params = eval::EvalParams {
         max_ranking_users: args.max_ranking_users,
-        ..eval::EvalParams::default()
+        train: train_params(args.params.as_deref(), args.algo, defaults.train.clone())?,
+        ..defaults
     };
     let report = eval::evaluate(&train_set, &test, &params).map_err(|e| chain(&e))?;
     if args.json {

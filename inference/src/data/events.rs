@@ -25,6 +25,7 @@ use super::movielens::write_ml1m;
 use super::parse::{LineError, MAX_EXAMPLES, Rejected, is_blank, parse_u32, shown, trim_cr};
 use super::quality::MalformedLine;
 use super::{DataError, Dataset, Movie, Rating, RatingScale, User, Watch};
+use crate::util::fnv1a32;
 
 /// A movie as a log line names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -651,12 +652,6 @@ fn slug_year(slug: &str) -> Option<u16> {
     (last.len() == 4 && (1870..=2100).contains(&year)).then_some(year)
 }
 
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |hash, &b| {
-        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
-}
-
 /// Ids for slugs (indexed like `slugs`), avoiding numeric ids and each other.
 fn assign_slug_ids(slugs: &[String], numeric: &HashSet<u32>) -> (Vec<u32>, u64) {
     let mut order: Vec<usize> = (0..slugs.len()).collect();
@@ -665,7 +660,7 @@ fn assign_slug_ids(slugs: &[String], numeric: &HashSet<u32>) -> (Vec<u32>, u64) 
     let mut ids = vec![0u32; slugs.len()];
     let mut collisions = 0;
     for i in order {
-        let mut id = 0x8000_0000 | (fnv1a(slugs[i].as_bytes()) & 0x7fff_ffff);
+        let mut id = 0x8000_0000 | (fnv1a32(slugs[i].as_bytes()) & 0x7fff_ffff);
         if taken.contains(&id) {
             collisions += 1;
             while taken.contains(&id) {
@@ -850,7 +845,7 @@ mod tests {
         let slugs = vec!["b".to_owned(), "a".to_owned()];
         let (ids, collisions) = assign_slug_ids(&slugs, &HashSet::new());
         assert_eq!(collisions, 0);
-        assert_eq!(ids[0], 0x8000_0000 | (fnv1a(b"b") & 0x7fff_ffff));
+        assert_eq!(ids[0], 0x8000_0000 | (fnv1a32(b"b") & 0x7fff_ffff));
         // A numeric id equal to a slug's hash pushes the slug to the next free id.
         let clash: HashSet<u32> = [ids[1]].into_iter().collect();
         let (moved, collisions) = assign_slug_ids(&slugs, &clash);

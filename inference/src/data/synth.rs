@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use super::movielens::ADULT_GENRE;
 use super::{AgeBucket, Dataset, Gender, Movie, Rating, RatingScale, User};
+pub use crate::util::SplitMix64;
 
 /// Dimensions of the hidden taste vectors.
 const DIMS: usize = 8;
@@ -68,54 +69,7 @@ impl Default for SynthParams {
     }
 }
 
-/// SplitMix64: a tiny, fast, well-mixed 64-bit generator; enough for synthetic data.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// An independent stream for one entity: `kind` separates users, movies, ratings, …
-    pub fn stream(seed: u64, kind: u64, index: u64) -> Self {
-        SplitMix64(mix(
-            seed ^ mix(kind.wrapping_mul(GOLDEN) ^ mix(index.wrapping_add(GOLDEN)))
-        ))
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GOLDEN);
-        mix(self.0)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Uniform in `0..n` (`n > 0`), without modulo bias worth mentioning at these sizes.
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.next_f64();
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
     /// Index drawn with probability proportional to `weights`.
     fn weighted(&mut self, weights: &[f64]) -> usize {
         let total: f64 = weights.iter().sum();

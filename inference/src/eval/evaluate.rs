@@ -162,9 +162,14 @@ pub fn evaluate(
         .collect();
 
     let params_json = serde_json::to_value(params).expect("parameters serialise to JSON");
+    let served_model = serde_json::json!({
+        "params": model.metadata().params,
+        "validation": model.metadata().validation,
+    });
     Ok(EvalReport {
         split: split_summary(train, test),
         params: params_json,
+        served_model,
         rating,
         ranking,
         groups,
@@ -282,7 +287,7 @@ fn ranking_users(test: &[Rating], params: &EvalParams) -> Vec<u32> {
         && users.len() > cap
     {
         let seed = params.train.seed;
-        users.sort_by_key(|&u| (super::split::mix(seed ^ u64::from(u)), u));
+        users.sort_by_key(|&u| (crate::util::mix(seed ^ u64::from(u)), u));
         users.truncate(cap);
         users.sort_unstable();
     }

@@ -95,20 +95,7 @@ pub fn ndcg_at_k<S: BuildHasher>(
     relevant: &HashSet<u32, S>,
     k: usize,
 ) -> Option<f64> {
-    let ideal_len = k.min(relevant.len());
-    if ideal_len == 0 {
-        return None;
-    }
-    let gain = |position: usize| 1.0 / ((position + 1) as f64).log2();
-    let dcg: f64 = ranked
-        .iter()
-        .take(k)
-        .enumerate()
-        .filter(|(_, m)| relevant.contains(m))
-        .map(|(i, _)| gain(i + 1))
-        .sum();
-    let idcg: f64 = (1..=ideal_len).map(gain).sum();
-    Some(dcg / idcg)
+    crate::util::ndcg(ranked, k, relevant.len(), |m| relevant.contains(&m))
 }
 
 /// Catalogue coverage: distinct items appearing in any list, divided by the catalogue

@@ -124,6 +124,9 @@ pub struct EvalReport {
     pub split: SplitSummary,
     /// Parameters used (as JSON, so the report carries the model's training parameters).
     pub params: serde_json::Value,
+    /// The served model as trained: its parameters with every choice made on the
+    /// validation split written in (`params`), and that choice's record (`validation`).
+    pub served_model: serde_json::Value,
     /// Rating error per predictor.
     pub rating: Vec<RatingAccuracy>,
     /// Ranking quality per ranker.
@@ -173,6 +176,13 @@ impl EvalReport {
                 r.mae,
                 r.ratings,
                 r.predict_seconds
+            );
+        }
+        if let Some(algo) = self.served_model["params"]["algo"].as_str() {
+            let _ = writeln!(
+                out,
+                "\nserved model: {algo}, validation choice {}",
+                self.served_model["validation"]["chosen"]
             );
         }
         if let Some(first) = self.ranking.first() {

@@ -12,14 +12,7 @@ use serde::Serialize;
 use crate::data::{Dataset, Rating};
 
 use super::EvalError;
-
-/// The `SplitMix64` finaliser: a well-mixed 64-bit hash of `x`.
-pub(crate) fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+use crate::util::mix;
 
 /// Splits `dataset`'s ratings into a training set and held-out test ratings.
 ///

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use super::topk::{by_score_then_id, top_n_by_score};
-use super::{Csr, Lists, Model, ModelCounts, ModelMetadata};
+use super::{Csr, Learned, Lists, Model, ModelCounts, ModelMetadata, ScoreWeight, TrainParams};
 use crate::data::{AgeBucket, Dataset, Gender, Rating};
-use crate::train::{ScoreWeight, TrainParams};
+use crate::util::mix;
 
 /// Ratings and watches mapped to dense indices, de-duplicated and sorted.
 #[derive(Clone, Debug)]
@@ -333,7 +333,7 @@ impl NeighbourSearch<'_> {
 }
 
 /// Packs per-row `(column, value)` lists into a [`Csr`].
-fn rows_to_csr(rows: Vec<Vec<(u32, f32)>>) -> Csr {
+pub(crate) fn rows_to_csr(rows: Vec<Vec<(u32, f32)>>) -> Csr {
     let mut offsets = Vec::with_capacity(rows.len() + 1);
     offsets.push(0_u32);
     let total = rows.iter().map(Vec::len).sum();
@@ -351,14 +351,6 @@ fn rows_to_csr(rows: Vec<Vec<(u32, f32)>>) -> Csr {
         cols,
         vals,
     }
-}
-
-/// `SplitMix64` finaliser: a fixed, portable hash for deterministic sampling and splits.
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 /// Number of ratings per movie.
@@ -642,5 +634,6 @@ pub fn build_model(
         movie_adult,
         popularity_order,
         cold_lists: cold.lists,
+        learned: Learned::default(),
     }
 }

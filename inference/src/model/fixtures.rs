@@ -93,3 +93,30 @@ pub fn dataset() -> Dataset {
         scale: RatingScale::WHOLE_STARS,
     }
 }
+
+/// Solves `matrix · x = rhs` by Gaussian elimination with partial pivoting: an independent
+/// check of the `faer` solves in the EASE and ALS tests.
+pub fn solve_dense(mut matrix: Vec<Vec<f64>>, mut rhs: Vec<f64>) -> Vec<f64> {
+    let size = rhs.len();
+    for col in 0..size {
+        let pivot = (col..size)
+            .max_by(|&r, &s| matrix[r][col].abs().total_cmp(&matrix[s][col].abs()))
+            .unwrap();
+        matrix.swap(col, pivot);
+        rhs.swap(col, pivot);
+        for row in col + 1..size {
+            let factor = matrix[row][col] / matrix[col][col];
+            let (upper, lower) = matrix.split_at_mut(row);
+            for (x, y) in lower[0][col..].iter_mut().zip(&upper[col][col..]) {
+                *x -= factor * y;
+            }
+            rhs[row] -= factor * rhs[col];
+        }
+    }
+    let mut solution = vec![0.0; size];
+    for row in (0..size).rev() {
+        let tail: f64 = (row + 1..size).map(|k| matrix[row][k] * solution[k]).sum();
+        solution[row] = (rhs[row] - tail) / matrix[row][row];
+    }
+    solution
+}

@@ -8,10 +8,16 @@
 //! `f32` or `u8`, so [`crate::artifact`] can write and load them as raw sections.
 //!
 //! Sub-modules: [`knn_basic`] (Surprise-exact reference predictor), [`fit`] (the training
-//! maths that builds a [`Model`]), [`topk`] (deterministic top-n selection).
+//! maths that builds a [`Model`]), [`params`] (what training is told), [`learned`] with
+//! [`ease`] and [`als`] (the learned-weight rankings), [`topk`] (deterministic top-n
+//! selection).
 
+pub mod als;
+pub mod ease;
 pub mod fit;
 pub mod knn_basic;
+pub mod learned;
+pub mod params;
 pub mod topk;
 
 use std::cell::RefCell;
@@ -19,7 +25,8 @@ use std::cell::RefCell;
 use serde::{Deserialize, Serialize};
 
 use crate::data::RatingScale;
-use crate::train::TrainParams;
+pub use learned::Learned;
+pub use params::{Algo, AlsHyper, ScoreWeight, TrainParams};
 
 /// Which rule produced a recommendation list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,6 +91,27 @@ pub struct ModelMetadata {
     pub global_mean: f32,
     /// Wall-clock training time in seconds.
     pub train_seconds: f64,
+    /// How the learned model's hyper-parameters were chosen (absent for `user-knn`, or when
+    /// no candidates were given or the validation split was too small).
+    #[serde(default)]
+    pub validation: Option<Validation>,
+}
+
+/// The validation split carved from the training ratings, and every candidate's score on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// The algorithm tuned.
+    pub algo: Algo,
+    /// Ratings carved off the training data as the validation split.
+    pub ratings: usize,
+    /// Validation users ranked (those with a relevant validation rating, sampled).
+    pub users: usize,
+    /// Each candidate (as JSON of its hyper-parameters) and its mean NDCG@10 on the split.
+    pub candidates: Vec<(serde_json::Value, f64)>,
+    /// The chosen candidate.
+    pub chosen: serde_json::Value,
+    /// Seconds spent choosing.
+    pub seconds: f64,
 }
 
 /// Compressed sparse rows with one `f32` per entry.
@@ -213,6 +241,8 @@ pub struct Model {
     pub(crate) popularity_order: Vec<u32>,
     /// Cold-start lists of movie indices, best first; list 0 is the no-demographics list.
     pub(crate) cold_lists: Lists,
+    /// EASE weights or ALS factors (empty for `user-knn`).
+    pub(crate) learned: Learned,
 }
 
 /// Per-thread scoring buffers, reused across requests.
@@ -249,6 +279,17 @@ impl Scratch {
 
     fn is_blocked(&self, j: u32) -> bool {
         self.stamp[j as usize] == self.epoch && self.score[j as usize] == f32::NEG_INFINITY
+    }
+
+    /// Appends the best `n` of `candidates` to `chosen`, blocks them, and hands the buffer
+    /// back to the scratch.
+    fn take_best(&mut self, mut candidates: Vec<(f32, u32)>, chosen: &mut Vec<u32>, n: usize) {
+        let first = chosen.len();
+        topk::append_top_n_by_score(&mut candidates, n, chosen);
+        self.candidates = candidates;
+        for &j in &chosen[first..] {
+            self.block(j);
+        }
     }
 
     fn add(&mut self, j: u32, value: f32) {
@@ -356,7 +397,11 @@ impl Model {
                     let personal =
                         self.ratings.row(u).0.len() >= self.meta.params.cold_start_min_ratings;
                     if personal {
-                        self.personal(&mut s, u, adult, out, n);
+                        match self.meta.params.algo {
+                            Algo::UserKnn => self.personal(&mut s, u, adult, out, n),
+                            Algo::Ease => self.personal_ease(&mut s, u, adult, out, n),
+                            Algo::Als => self.personal_als(&mut s, u, adult, out, n),
+                        }
                     }
                     self.fill(&mut s, list, adult, out, n);
                     if personal {
@@ -395,12 +440,67 @@ impl Model {
             let allowed = score.is_finite() && !(adult && self.movie_adult[j as usize] != 0);
             allowed.then(|| (score + beta * self.movie_prior[j as usize], j))
         }));
-        let first = chosen.len();
-        topk::append_top_n_by_score(&mut candidates, n, chosen);
-        s.candidates = candidates;
-        for &j in &chosen[first..] {
-            s.block(j);
+        s.take_best(candidates, chosen, n);
+    }
+
+    /// EASE scores `Σ_{i rated} B_ij` over the user's rated movies' pruned weight rows
+    /// (each row's strongest `ease_request_budget / history` weights); appends the best `n`
+    /// to `chosen` and blocks them.
+    fn personal_ease(
+        &self,
+        s: &mut Scratch,
+        u: usize,
+        adult: bool,
+        chosen: &mut Vec<u32>,
+        n: usize,
+    ) {
+        if self.learned.item_weights.rows() == 0 {
+            return;
         }
+        let history = self.ratings.row(u).0;
+        let per_movie = (self.meta.params.ease_request_budget / history.len().max(1)).max(1);
+        for &rated in history {
+            let (items, weights) = self.learned.item_weights.row(rated as usize);
+            for (&movie, &weight) in items.iter().zip(weights).take(per_movie) {
+                s.add(movie, weight);
+            }
+        }
+        let mut candidates = std::mem::take(&mut s.candidates);
+        candidates.extend(s.touched.iter().filter_map(|&movie| {
+            let score = s.score[movie as usize];
+            let allowed = score.is_finite() && !(adult && self.movie_adult[movie as usize] != 0);
+            allowed.then_some((score, movie))
+        }));
+        s.take_best(candidates, chosen, n);
+    }
+
+    /// ALS scores `x_u · y_j` over every factor movie the user may get; appends the best
+    /// `n` to `chosen` and blocks them.
+    fn personal_als(
+        &self,
+        s: &mut Scratch,
+        u: usize,
+        adult: bool,
+        chosen: &mut Vec<u32>,
+        n: usize,
+    ) {
+        let factors = self.learned.factors();
+        if factors == 0 {
+            return;
+        }
+        let user = &self.learned.user_factors[u * factors..(u + 1) * factors];
+        let mut candidates = std::mem::take(&mut s.candidates);
+        candidates.extend(
+            self.learned
+                .factor_movies
+                .iter()
+                .zip(self.learned.movie_factors.chunks_exact(factors))
+                .filter(|&(&movie, _)| {
+                    !(s.is_blocked(movie) || (adult && self.movie_adult[movie as usize] != 0))
+                })
+                .map(|(&movie, item)| (dot(user, item), movie)),
+        );
+        s.take_best(candidates, chosen, n);
     }
 
     /// Appends to `chosen` from cold-start list `list`, then from global popularity, skipping
@@ -477,8 +577,35 @@ impl Model {
         if !self.meta.global_mean.is_finite() {
             return Err("non-finite global mean".into());
         }
-        Ok(())
+        self.learned.validate(nu, nm)?;
+        match self.meta.params.algo {
+            Algo::Ease if self.learned.item_weights.rows() != nm => {
+                Err("an EASE model without its item weights".into())
+            }
+            Algo::Als if self.learned.factors() == 0 => {
+                Err("an ALS model without its factors".into())
+            }
+            _ => Ok(()),
+        }
     }
+}
+
+/// Dot product in four independent lanes, so the compiler can vectorise it.
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut lanes = [0.0_f32; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for l in 0..4 {
+            lanes[l] += a[l] * b[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -3,15 +3,28 @@
 use std::collections::HashSet;
 
 use super::fixtures::{self, ADULT, ADULT_MOVIES, COLD_MINOR, MINOR, UNKNOWN_AGE, WATCHER};
-use super::{Model, RecommendPath};
+use super::{Algo, AlsHyper, Model, RecommendPath};
 use crate::data::{Dataset, Rating, RatingScale};
 use crate::train::{TrainParams, train};
 
 fn params() -> TrainParams {
     TrainParams {
         cold_start_min_group_users: 2,
+        // Few factors: the fixture has twelve movies, and debug builds solve slowly.
+        als: AlsHyper {
+            factors: 4,
+            reg: 1.0,
+            alpha: 10.0,
+        },
         ..TrainParams::default()
     }
+}
+
+/// [`params`] once per algorithm: every serving rule must hold for each.
+fn every_algo() -> impl Iterator<Item = TrainParams> {
+    Algo::ALL
+        .into_iter()
+        .map(|algo| TrainParams { algo, ..params() })
 }
 
 fn model_of(dataset: &Dataset, params: &TrainParams) -> Model {
@@ -50,87 +63,99 @@ fn as_set(ids: &[u32]) -> HashSet<u32> {
 
 #[test]
 fn never_recommends_rated_or_watched_movies() {
-    let data = fixtures::dataset();
-    let model = model_of(&data, &params());
-    for user in [ADULT, WATCHER, MINOR, UNKNOWN_AGE, COLD_MINOR] {
-        let recs = model.recommend(user, 20);
-        let filter = user != ADULT;
-        assert_eq!(
-            as_set(&recs.movies),
-            allowed(&data, user, filter),
-            "user {user}"
-        );
+    for params in every_algo() {
+        let data = fixtures::dataset();
+        let model = model_of(&data, &params);
+        for user in [ADULT, WATCHER, MINOR, UNKNOWN_AGE, COLD_MINOR] {
+            let recs = model.recommend(user, 20);
+            let filter = user != ADULT;
+            assert_eq!(
+                as_set(&recs.movies),
+                allowed(&data, user, filter),
+                "user {user}"
+            );
+        }
     }
 }
 
 #[test]
 fn minors_unknown_ages_and_unknown_users_never_get_adult_movies() {
-    let data = fixtures::dataset();
-    let model = model_of(&data, &params());
-    for user in [MINOR, COLD_MINOR, UNKNOWN_AGE, WATCHER, 999] {
-        let recs = model.recommend(user, 20);
-        assert!(
-            recs.movies.iter().all(|m| !ADULT_MOVIES.contains(m)),
-            "user {user}: {recs:?}"
+    for params in every_algo() {
+        let data = fixtures::dataset();
+        let model = model_of(&data, &params);
+        for user in [MINOR, COLD_MINOR, UNKNOWN_AGE, WATCHER, 999] {
+            let recs = model.recommend(user, 20);
+            assert!(
+                recs.movies.iter().all(|m| !ADULT_MOVIES.contains(m)),
+                "user {user}: {recs:?}"
+            );
+        }
+        // The adult would get them (they are the best rated movies among the neighbours), and so
+        // does the unknown-age user when the safe default is switched off.
+        let data_adult_ok = allowed(&data, UNKNOWN_AGE, false);
+        let lenient = model_of(
+            &data,
+            &TrainParams {
+                filter_adult_unknown_age: false,
+                ..params.clone()
+            },
         );
+        assert_eq!(
+            as_set(&lenient.recommend(UNKNOWN_AGE, 20).movies),
+            data_adult_ok
+        );
+        assert!(data_adult_ok.contains(&11) && data_adult_ok.contains(&12));
     }
-    // The adult would get them (they are the best rated movies among the neighbours), and so
-    // does the unknown-age user when the safe default is switched off.
-    let data_adult_ok = allowed(&data, UNKNOWN_AGE, false);
-    let lenient = model_of(
-        &data,
-        &TrainParams {
-            filter_adult_unknown_age: false,
-            ..params()
-        },
-    );
-    assert_eq!(
-        as_set(&lenient.recommend(UNKNOWN_AGE, 20).movies),
-        data_adult_ok
-    );
-    assert!(data_adult_ok.contains(&11) && data_adult_ok.contains(&12));
 }
 
 #[test]
 fn path_depends_on_history_length() {
-    let data = fixtures::dataset();
-    let model = model_of(&data, &params());
-    assert_eq!(model.recommend(MINOR, 5).path, RecommendPath::Personal);
-    assert_eq!(
-        model.recommend(COLD_MINOR, 5).path,
-        RecommendPath::ColdStart
-    );
-    assert_eq!(model.recommend(WATCHER, 5).path, RecommendPath::ColdStart);
-    assert_eq!(model.recommend(999, 5).path, RecommendPath::UnknownUser);
-    assert!(model.contains_user(WATCHER) && !model.contains_user(999));
-    // Raising the threshold above the minor's 7 ratings moves them to cold start.
-    let strict = model_of(
-        &data,
-        &TrainParams {
-            cold_start_min_ratings: 8,
-            ..params()
-        },
-    );
-    assert_eq!(strict.recommend(MINOR, 5).path, RecommendPath::ColdStart);
+    for params in every_algo() {
+        let data = fixtures::dataset();
+        let model = model_of(&data, &params);
+        assert_eq!(model.recommend(MINOR, 5).path, RecommendPath::Personal);
+        assert_eq!(
+            model.recommend(COLD_MINOR, 5).path,
+            RecommendPath::ColdStart
+        );
+        assert_eq!(model.recommend(WATCHER, 5).path, RecommendPath::ColdStart);
+        assert_eq!(model.recommend(999, 5).path, RecommendPath::UnknownUser);
+        assert!(model.contains_user(WATCHER) && !model.contains_user(999));
+        // Raising the threshold above the minor's 7 ratings moves them to cold start.
+        let strict = model_of(
+            &data,
+            &TrainParams {
+                cold_start_min_ratings: 8,
+                ..params.clone()
+            },
+        );
+        assert_eq!(strict.recommend(MINOR, 5).path, RecommendPath::ColdStart);
+    }
 }
 
 #[test]
 fn returns_exactly_n_distinct_ids_when_the_catalogue_allows() {
-    let data = fixtures::dataset();
-    let model = model_of(&data, &params());
-    for n in 0..=8 {
-        let recs = model.recommend(COLD_MINOR, n);
-        assert_eq!(recs.movies.len(), n);
-        as_set(&recs.movies);
+    for params in every_algo() {
+        let data = fixtures::dataset();
+        let model = model_of(&data, &params);
+        for n in 0..=8 {
+            let recs = model.recommend(COLD_MINOR, n);
+            assert_eq!(recs.movies.len(), n);
+            as_set(&recs.movies);
+        }
+        // The unknown user may get the 10 non-adult movies and no more.
+        let recs = model.recommend(999, 20);
+        assert_eq!(as_set(&recs.movies), (1..=10).collect());
     }
-    // The unknown user may get the 10 non-adult movies and no more.
-    let recs = model.recommend(999, 20);
-    assert_eq!(as_set(&recs.movies), (1..=10).collect());
 }
 
 #[test]
 fn personal_ranking_prefers_what_similar_users_liked() {
     let data = fixtures::dataset();
+    let params = || TrainParams {
+        algo: Algo::UserKnn,
+        ..self::params()
+    };
     // Unfiltered, the unknown-age user may get 4, 8, 11 and 12; the adult movies, rated 5 by
     // every neighbour who saw them, must come first.
     let model = model_of(
@@ -182,20 +207,22 @@ fn normalised(mut model: Model) -> Model {
 
 #[test]
 fn training_is_deterministic_and_independent_of_input_order() {
-    let data = fixtures::dataset();
-    let a = normalised(model_of(&data, &params()));
-    let b = normalised(model_of(&data, &params()));
-    assert_eq!(a, b);
-    let mut shuffled = data.clone();
-    shuffled.ratings.reverse();
-    shuffled.ratings.rotate_left(7);
-    shuffled.users.reverse();
-    shuffled.movies.reverse();
-    shuffled.watches.reverse();
-    let c = normalised(model_of(&shuffled, &params()));
-    assert_eq!(a, c);
-    for user in 1..=10 {
-        assert_eq!(a.recommend(user, 20), a.recommend(user, 20));
+    for params in every_algo() {
+        let data = fixtures::dataset();
+        let a = normalised(model_of(&data, &params));
+        let b = normalised(model_of(&data, &params));
+        assert_eq!(a, b);
+        let mut shuffled = data.clone();
+        shuffled.ratings.reverse();
+        shuffled.ratings.rotate_left(7);
+        shuffled.users.reverse();
+        shuffled.movies.reverse();
+        shuffled.watches.reverse();
+        let c = normalised(model_of(&shuffled, &params));
+        assert_eq!(a, c);
+        for user in 1..=10 {
+            assert_eq!(a.recommend(user, 20), a.recommend(user, 20));
+        }
     }
 }
 
@@ -251,24 +278,157 @@ fn bad_input_is_refused() {
 
 #[test]
 fn recommend_into_reuses_one_buffer_and_matches_recommend() {
-    let data = fixtures::dataset();
-    let model = model_of(&data, &params());
-    let users = [ADULT, WATCHER, MINOR, UNKNOWN_AGE, COLD_MINOR, 999];
-    // A dirty buffer with room for the largest list: every call must clear it, never grow it,
-    // and leave exactly what `recommend` returns, whatever the previous user and length were.
-    let mut out = vec![u32::MAX; 7];
-    out.reserve(model.movie_count());
-    let (ptr, capacity) = (out.as_ptr(), out.capacity());
-    for n in [20, 0, 1, 3, model.movie_count() + 5, 2] {
-        for &user in users.iter().chain(users.iter().rev()) {
-            let path = model.recommend_into(user, n, &mut out);
-            let fresh = model.recommend(user, n);
-            assert_eq!(
-                (&out, path),
-                (&fresh.movies, fresh.path),
-                "user {user}, n {n}"
-            );
-            assert_eq!((out.as_ptr(), out.capacity()), (ptr, capacity));
+    for params in every_algo() {
+        let data = fixtures::dataset();
+        let model = model_of(&data, &params);
+        let users = [ADULT, WATCHER, MINOR, UNKNOWN_AGE, COLD_MINOR, 999];
+        // A dirty buffer with room for the largest list: every call must clear it, never grow it,
+        // and leave exactly what `recommend` returns, whatever the previous user and length were.
+        let mut out = vec![u32::MAX; 7];
+        out.reserve(model.movie_count());
+        let (ptr, capacity) = (out.as_ptr(), out.capacity());
+        for n in [20, 0, 1, 3, model.movie_count() + 5, 2] {
+            for &user in users.iter().chain(users.iter().rev()) {
+                let path = model.recommend_into(user, n, &mut out);
+                let fresh = model.recommend(user, n);
+                assert_eq!(
+                    (&out, path),
+                    (&fresh.movies, fresh.path),
+                    "user {user}, n {n}"
+                );
+                assert_eq!((out.as_ptr(), out.capacity()), (ptr, capacity));
+            }
         }
+    }
+}
+
+/// Two tastes: users 1..=20 rate five of movies 1..=6, users 21..=40 five of 7..=12; which
+/// one a user misses cycles with the user id.
+fn two_tastes() -> Dataset {
+    let mut ratings = Vec::new();
+    for user in 1..=40_u32 {
+        let own = if user <= 20 { 1..=6 } else { 7..=12 };
+        let skip = own.start() + user % 6;
+        for movie in own.filter(|&m| m != skip) {
+            ratings.push(Rating {
+                user,
+                movie,
+                value: 4.0,
+                timestamp: 0,
+            });
+        }
+    }
+    Dataset {
+        users: Vec::new(),
+        movies: Vec::new(),
+        ratings,
+        watches: Vec::new(),
+        scale: RatingScale::WHOLE_STARS,
+    }
+}
+
+#[test]
+fn learned_models_rank_the_users_own_taste_first() {
+    let data = two_tastes();
+    for algo in [Algo::Ease, Algo::Als] {
+        let model = model_of(
+            &data,
+            &TrainParams {
+                algo,
+                ease_lambda: 5.0,
+                ease_lambda_candidates: Vec::new(),
+                als: AlsHyper {
+                    factors: 2,
+                    reg: 1.0,
+                    alpha: 5.0,
+                },
+                als_iterations: 8,
+                filter_adult_unknown_age: false,
+                ..params()
+            },
+        );
+        for user in [1_u32, 2, 21, 22] {
+            let recs = model.recommend(user, 1);
+            assert_eq!(recs.path, RecommendPath::Personal);
+            let own = if user <= 20 { 1..=6 } else { 7..=12 };
+            // The one own-taste movie the user has not rated comes first.
+            assert_eq!(
+                recs.movies,
+                vec![own.start() + user % 6],
+                "{algo:?} user {user}: {:?}",
+                model.recommend(user, 5)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_learned_model_without_its_weights_is_refused() {
+    let data = fixtures::dataset();
+    for algo in [Algo::Ease, Algo::Als] {
+        let mut model = model_of(&data, &TrainParams { algo, ..params() });
+        assert_eq!(model.validate(), Ok(()));
+        model.learned = super::Learned::default();
+        assert!(model.validate().is_err(), "{algo:?}");
+    }
+}
+
+#[test]
+fn the_ease_request_budget_takes_each_rated_rows_strongest_weights() {
+    let data = two_tastes();
+    let base = TrainParams {
+        algo: Algo::Ease,
+        ease_lambda: 5.0,
+        ease_lambda_candidates: Vec::new(),
+        ..params()
+    };
+    let full = model_of(&data, &base);
+    // Every user rates five movies; a budget of ten gives each rated row its two strongest
+    // weights (rows hold five). The top movie is then the best hand-summed score among
+    // unrated movies, whenever those weights reach one.
+    let tight = model_of(
+        &data,
+        &TrainParams {
+            ease_request_budget: 10,
+            ..base.clone()
+        },
+    );
+    let mut checked = 0;
+    for user in 1..=40_u32 {
+        let u = tight.users.binary_search(&user).unwrap();
+        let history = tight.ratings.row(u).0.to_vec();
+        assert_eq!(history.len(), 5);
+        let mut score: std::collections::BTreeMap<u32, f32> = std::collections::BTreeMap::new();
+        for &i in &history {
+            let (cols, vals) = tight.learned.item_weights.row(i as usize);
+            assert!(cols.len() > 2);
+            for (&j, &w) in cols.iter().zip(vals).take(2) {
+                *score.entry(j).or_default() += w;
+            }
+        }
+        let best = score
+            .iter()
+            .filter(|(j, _)| !history.contains(j))
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(&j, _)| tight.movies[j as usize]);
+        if best.is_some() {
+            assert_eq!(tight.recommend(user, 1).movies.first().copied(), best);
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 0,
+        "no user's strongest weights reach an unrated movie"
+    );
+    // A budget that covers every stored weight serves what the unbudgeted sum gives.
+    let roomy = model_of(
+        &data,
+        &TrainParams {
+            ease_request_budget: 5 * base.ease_neighbours,
+            ..base
+        },
+    );
+    for user in [1, 21] {
+        assert_eq!(roomy.recommend(user, 6), full.recommend(user, 6));
     }
 }

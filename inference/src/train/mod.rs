@@ -1,112 +1,18 @@
 //! Training: validates a [`Dataset`], measures a hold-out RMSE on a seeded slice, chooses
-//! the ranking's popularity weight on the same slice, and builds the served [`Model`] with its
-//! provenance metadata. The maths lives in
-//! [`crate::model::fit`]; this module owns the parameters, input checks and the pipeline.
+//! the ranking's popularity weight on the same slice (`user-knn`) or the learned model's
+//! hyper-parameters on a validation split ([`learned`]), and builds the served [`Model`] with
+//! its provenance metadata. The maths lives in [`crate::model`] (the parameters too, since
+//! they belong to the model); this module owns the input checks and the pipeline.
+
+mod learned;
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::data::{Dataset, Rating};
-use crate::model::fit::{self, mix};
+use crate::model::fit;
+pub use crate::model::{Algo, AlsHyper, ScoreWeight, TrainParams};
 use crate::model::{Model, ModelCounts, ModelMetadata};
-
-/// How a neighbour's rating of a movie weighs in the served ranking score.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ScoreWeight {
-    /// 1 per rated movie: "my neighbours watched it".
-    Binary,
-    /// `rating / scale max`: liked movies count more.
-    Rating,
-    /// `rating − neighbour's mean rating`: disliked movies count against.
-    Centered,
-}
-
-/// Training parameters. Every field has a default, so a partial JSON object is valid.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainParams {
-    /// `KnnBasic` reference: maximum neighbours per prediction (Surprise `k`).
-    pub k: usize,
-    /// `KnnBasic` reference: minimum positive-similarity neighbours (Surprise `min_k`).
-    pub min_k: usize,
-    /// Neighbours kept per user in the served model.
-    pub neighbours: usize,
-    /// Raters visited per movie when gathering neighbour candidates (deterministic sample).
-    pub candidate_raters_per_item: usize,
-    /// Candidates per user that get an exact similarity.
-    pub rerank_candidates: usize,
-    /// Overlap shrinkage `λ` in `cos · c/(c + λ)`.
-    pub overlap_shrinkage: f32,
-    /// Movies each user contributes as a neighbour (their best rated).
-    pub contributions_per_neighbour: usize,
-    /// Weight of a neighbour's rating in the ranking score.
-    pub score_weight: ScoreWeight,
-    /// Weight `β` of the log-popularity prior added to neighbourhood scores. When
-    /// `popularity_weight_candidates` is non-empty and the hold-out has enough users with a
-    /// relevant rating, the trained model records the chosen candidate here instead.
-    pub popularity_weight: f32,
-    /// Candidate values of `popularity_weight`; training keeps the one with the best
-    /// NDCG@10 on the hold-out slice (see [`train`]). Empty: use `popularity_weight` as given.
-    pub popularity_weight_candidates: Vec<f32>,
-    /// Users with fewer ratings than this take the cold-start path.
-    pub cold_start_min_ratings: usize,
-    /// A demographic group needs this many users with ratings, else it backs off.
-    pub cold_start_min_group_users: usize,
-    /// Length of each precomputed cold-start list.
-    pub cold_start_list_len: usize,
-    /// Pseudo-count `k` of the Bayesian means in cold-start scores.
-    pub cold_start_prior_strength: f32,
-    /// Weight `α` of the Bayesian mean rating against log-popularity in cold-start scores.
-    pub cold_start_quality_weight: f32,
-    /// Regularisation of user biases.
-    pub bias_reg_user: f32,
-    /// Regularisation of movie biases.
-    pub bias_reg_item: f32,
-    /// Alternating least-squares epochs for the biases.
-    pub bias_epochs: usize,
-    /// Shrinkage added to the similarity sum of the rating predictor's residual.
-    pub residual_shrinkage: f32,
-    /// Apply the adult filter to users whose age is unknown (the safe default).
-    pub filter_adult_unknown_age: bool,
-    /// Fraction of ratings held out to measure RMSE (0 disables).
-    pub holdout_fraction: f64,
-    /// Cap on hold-out ratings, so the measurement stays cheap on big data.
-    pub holdout_max_ratings: usize,
-    /// Seed of every pseudo-random choice (hold-out split, rater samples).
-    pub seed: u64,
-}
-
-impl Default for TrainParams {
-    fn default() -> Self {
-        TrainParams {
-            k: 40,
-            min_k: 1,
-            neighbours: 50,
-            candidate_raters_per_item: 64,
-            rerank_candidates: 50,
-            overlap_shrinkage: 2.0,
-            contributions_per_neighbour: 100,
-            score_weight: ScoreWeight::Rating,
-            popularity_weight: 0.5,
-            popularity_weight_candidates: vec![0.0, 0.25, 0.5, 1.0, 2.0],
-            cold_start_min_ratings: 5,
-            cold_start_min_group_users: 30,
-            cold_start_list_len: 200,
-            cold_start_prior_strength: 10.0,
-            cold_start_quality_weight: 1.0,
-            bias_reg_user: 15.0,
-            bias_reg_item: 10.0,
-            bias_epochs: 10,
-            residual_shrinkage: 1.0,
-            filter_adult_unknown_age: true,
-            holdout_fraction: 0.05,
-            holdout_max_ratings: 5_000,
-            seed: 42,
-        }
-    }
-}
+use crate::util::{mix, ndcg_sorted};
 
 /// Why training refused its input.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +45,9 @@ pub enum TrainError {
     /// More ratings than the artifact's 32-bit offsets can index.
     #[error("{0} ratings exceed the model limit of 4294967295")]
     TooManyRatings(usize),
+    /// The EASE solve failed.
+    #[error("training the EASE model failed")]
+    Ease(#[from] crate::model::ease::EaseError),
     /// A parameter is out of range.
     #[error("invalid parameter {name}: {reason}")]
     InvalidParam {
@@ -162,7 +71,13 @@ pub enum TrainError {
 /// popularity, on popularity-driven data it does not — so the weight is measured, not fixed.
 /// With fewer than [`MIN_TUNING_USERS`] such users the configured weight is kept. When
 /// `holdout_fraction` is 0 and candidates are given, a slice of [`TUNING_FRACTION`] is held
-/// out for the choice alone (no RMSE is recorded).
+/// out for the choice alone (no RMSE is recorded). That choice is made for `user-knn` only.
+///
+/// For `ease` and `als` the hyper-parameters are chosen on a validation split carved from
+/// `dataset` (`validation_fraction` of its ratings, seeded; see [`learned`]): each candidate
+/// is fitted on the rest and the served list's mean NDCG@10 over validation users decides.
+/// The choice and every candidate's score are recorded in the metadata
+/// (`ModelMetadata::validation`); the final learned weights are fitted on all ratings.
 pub fn train(
     dataset: &Dataset,
     params: &TrainParams,
@@ -182,18 +97,28 @@ pub fn train(
         scale: dataset.scale,
         global_mean: 0.0,
         train_seconds: 0.0,
+        validation: None,
     };
     let found = holdout(dataset, params, &meta).unwrap_or_default();
     let mut params = params.clone();
     if let Some(beta) = found.popularity_weight {
         params.popularity_weight = beta;
     }
+    let validation = match learned::choose(dataset, &params, &meta)? {
+        Some((chosen, validation)) => {
+            params = chosen;
+            Some(validation)
+        }
+        None => None,
+    };
     let meta = ModelMetadata {
         params: params.clone(),
+        validation,
         ..meta
     };
     let ix = fit::index(dataset, &dataset.ratings);
     let mut model = fit::build_model(dataset, ix, &params, None, meta);
+    model.learned = learned::fit_final(&model, &params)?;
     if let Some((rmse, n)) = found.rmse {
         model.meta.holdout_rmse = Some(rmse);
         model.meta.holdout_ratings = n;
@@ -264,11 +189,74 @@ fn check(dataset: &Dataset, params: &TrainParams) -> Result<(), TrainError> {
             });
         }
     }
+    check_learned(params)?;
     if params.cold_start_prior_strength <= 0.0 {
         return Err(TrainError::InvalidParam {
             name: "cold_start_prior_strength",
             reason: "must be > 0".into(),
         });
+    }
+    Ok(())
+}
+
+/// Largest learned catalogue for EASE: its dense solve holds three `n × n` matrices.
+pub const EASE_MAX_ITEMS: usize = 16_384;
+
+fn check_learned(params: &TrainParams) -> Result<(), TrainError> {
+    let invalid =
+        |name: &'static str, reason: String| Err(TrainError::InvalidParam { name, reason });
+    if !(0.0..0.5).contains(&params.validation_fraction) {
+        return invalid(
+            "validation_fraction",
+            format!("{} is not in [0, 0.5)", params.validation_fraction),
+        );
+    }
+    if params.algo == Algo::UserKnn {
+        return Ok(());
+    }
+    if params.learned_max_items == 0 {
+        return invalid("learned_max_items", "must be at least 1".into());
+    }
+    match params.algo {
+        Algo::UserKnn => {}
+        Algo::Ease => {
+            if params.learned_max_items > EASE_MAX_ITEMS {
+                return invalid(
+                    "learned_max_items",
+                    format!(
+                        "{} exceeds the EASE limit {EASE_MAX_ITEMS}",
+                        params.learned_max_items
+                    ),
+                );
+            }
+            if params.ease_neighbours == 0 || params.ease_request_budget == 0 {
+                return invalid(
+                    "ease_neighbours",
+                    "ease_neighbours and ease_request_budget must be at least 1".into(),
+                );
+            }
+            let lambdas =
+                std::iter::once(&params.ease_lambda).chain(&params.ease_lambda_candidates);
+            if let Some(bad) = lambdas.copied().find(|l| !(l.is_finite() && *l > 0.0)) {
+                return invalid("ease_lambda", format!("{bad} must be finite and > 0"));
+            }
+        }
+        Algo::Als => {
+            if params.als_iterations == 0 {
+                return invalid("als_iterations", "must be at least 1".into());
+            }
+            for h in std::iter::once(&params.als).chain(&params.als_grid) {
+                if !(1..=512).contains(&h.factors) {
+                    return invalid("als.factors", format!("{} is not in 1..=512", h.factors));
+                }
+                if !(h.reg.is_finite() && h.reg > 0.0 && h.alpha.is_finite() && h.alpha >= 0.0) {
+                    return invalid(
+                        "als",
+                        format!("reg {} must be > 0 and alpha {} >= 0", h.reg, h.alpha),
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -295,7 +283,8 @@ struct Holdout {
 
 fn holdout(dataset: &Dataset, params: &TrainParams, meta: &ModelMetadata) -> Option<Holdout> {
     let want_rmse = params.holdout_fraction > 0.0;
-    let want_tuning = !params.popularity_weight_candidates.is_empty();
+    let want_tuning =
+        params.algo == Algo::UserKnn && !params.popularity_weight_candidates.is_empty();
     if !(want_rmse || want_tuning) {
         return None;
     }
@@ -371,20 +360,6 @@ fn relevant_by_user(test: &[Rating], threshold: f32) -> Vec<(u32, Vec<u32>)> {
     out
 }
 
-/// NDCG@k of `ranked` against the sorted set `relevant` (binary relevance).
-fn ndcg(ranked: &[u32], relevant: &[u32], k: usize) -> f64 {
-    let gain = |position: usize| 1.0 / ((position + 2) as f64).log2();
-    let dcg: f64 = ranked
-        .iter()
-        .take(k)
-        .enumerate()
-        .filter(|(_, m)| relevant.binary_search(m).is_ok())
-        .map(|(i, _)| gain(i))
-        .sum();
-    let ideal: f64 = (0..k.min(relevant.len())).map(gain).sum();
-    if ideal > 0.0 { dcg / ideal } else { 0.0 }
-}
-
 /// The candidate whose rankings (`rank(beta, user)`) have the best mean NDCG@10 over the
 /// users in `relevant` (earlier candidate on ties); `None` below [`MIN_TUNING_USERS`] users.
 fn choose_popularity_weight(
@@ -399,7 +374,7 @@ fn choose_popularity_weight(
     for &beta in candidates {
         let total: f64 = relevant
             .iter()
-            .map(|(user, movies)| ndcg(&rank(beta, *user), movies, TUNING_NDCG_K))
+            .map(|(user, movies)| ndcg_sorted(&rank(beta, *user), movies, TUNING_NDCG_K))
             .sum();
         if best.is_none_or(|(score, _)| total > score) {
             best = Some((total, beta));
@@ -412,16 +387,6 @@ fn choose_popularity_weight(
 mod tests {
     use super::*;
     use crate::data::synth::{SynthParams, generate};
-
-    #[test]
-    fn ndcg_matches_a_hand_computed_value() {
-        // Hits at positions 2 and 3: (1/log2 3 + 1/log2 4) / (1 + 1/log2 3).
-        let want = (1.0 / 3_f64.log2() + 0.5) / (1.0 + 1.0 / 3_f64.log2());
-        assert!((ndcg(&[5, 1, 9], &[1, 9], 10) - want).abs() < 1e-12);
-        assert!((ndcg(&[1, 9, 5], &[1, 9], 10) - 1.0).abs() < 1e-12);
-        assert!(ndcg(&[1, 9], &[1, 9], 0).abs() < f64::EPSILON);
-        assert!(ndcg(&[4, 5], &[1, 9], 10).abs() < f64::EPSILON);
-    }
 
     #[test]
     fn the_weight_with_the_best_holdout_ndcg_wins_and_ties_keep_the_earlier() {
@@ -474,6 +439,7 @@ mod tests {
             ..SynthParams::default()
         });
         let only = TrainParams {
+            algo: Algo::UserKnn,
             popularity_weight_candidates: vec![0.75],
             ..TrainParams::default()
         };
