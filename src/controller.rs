@@ -836,25 +836,9 @@ fn release_triggers(
     .predicate_filter(release_trigger, PredicateConfig::default())
 }
 
-/// The watch of one child kind, feeding its cache; yields every touched object.
+/// The watch of one child kind, feeding its cache after `trim` (at least [`slim`]);
+/// yields every touched object.
 fn owned<K>(
-    client: &Client,
-    writer: reflector::store::Writer<K>,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    owned_with(client, writer, slim::<K>)
-}
-
-/// [`owned`] with its own trimming of each object before it is cached.
-fn owned_with<K>(
     client: &Client,
     writer: reflector::store::Writer<K>,
     trim: fn(&mut K),
@@ -917,12 +901,12 @@ pub async fn run<S, N>(
         Some(ObjectRef::<RecommenderRelease>::new(&release).within(&pod.namespace()?))
     };
     let mut controller = Controller::for_stream(releases, reader)
-        .owns_stream(owned::<Deployment>(&client, deployments))
-        .owns_stream(owned::<Service>(&client, services))
-        .owns_stream(owned::<HorizontalPodAutoscaler>(&client, autoscalers))
-        .watches_stream(owned_with::<Pod>(&client, pods, slim_pod), pod_release);
+        .owns_stream(owned::<Deployment>(&client, deployments, slim))
+        .owns_stream(owned::<Service>(&client, services, slim))
+        .owns_stream(owned::<HorizontalPodAutoscaler>(&client, autoscalers, slim))
+        .watches_stream(owned::<Pod>(&client, pods, slim_pod), pod_release);
     if watch_ingresses {
-        controller = controller.owns_stream(owned::<Ingress>(&client, ingresses));
+        controller = controller.owns_stream(owned::<Ingress>(&client, ingresses, slim));
     }
     if watch_routes {
         let resource = http_route_resource();
