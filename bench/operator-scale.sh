@@ -279,6 +279,14 @@ t=$EPOCHREALTIME
 kill -TERM "$A"
 wait_holder bench-b 60
 say "FIGURE rolling update (SIGTERM to the leader): bench-b leads $(since "$t") s later (Lease ${LEASE_SECONDS} s)"
+# The new leader over N settled releases: every release is reconciled once at its start, from
+# its watch caches (a restart, unlike the first deployment above, has nothing to write).
+for _ in $(seq 1200); do
+  n=$(metric bench-b movrek_operator_reconcile_duration_seconds_count || true)
+  [ "${n:-0}" -ge "$N" ] && break
+  sleep 0.1
+done
+say "FIGURE new leader over $N settled releases: ${n:-0} reconciles done $(since "$t") s after the SIGTERM; RSS $(rss_mib "$B" VmRSS:) MiB"
 for _ in $(seq 100); do kill -0 "$A" 2>/dev/null || break; sleep 0.1; done
 start_operator bench-c
 C=$LAST_PID
