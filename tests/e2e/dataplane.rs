@@ -318,12 +318,6 @@ impl StandIn {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MOVREK_LOG", "warn")
-            // Debug builds of every pod, the operator, the API server and Prometheus share two
-            // cores here: a compute thread that is merely descheduled would read as overload to
-            // the 50 ms default and shed at 20 req/s. These scenarios test rollouts with zero
-            // failed requests, not shedding (inference/tests/server_hardening.rs and
-            // bench/hardening.sh do), so the stand-in's pods allow a long queue wait.
-            .env("MOVREK_MAX_QUEUE_WAIT_MS", "2000")
             .current_dir(&self.pods_dir);
         for (k, v) in &env {
             cmd.env(k, v);

@@ -5,7 +5,10 @@
 //! workers only parse, admit and write, so `/healthz` and `/readyz` never wait behind
 //! recommendation work. A request is admitted when the in-flight limit has room *and* the
 //! queue's expected wait (jobs ahead × recent service time ÷ threads) is within
-//! `max_queue_wait`; otherwise it gets a 503 at once. A job that still waited longer than
+//! `max_queue_wait`; otherwise it gets a 503 at once. The estimate only sheds once a real
+//! queue has built (at least [`MIN_QUEUE_ROUNDS`] jobs per thread waiting), and one slow
+//! sample (a descheduled thread) moves the service time by at most a bounded step, so a
+//! scheduler hiccup at low load is not read as overload. A job that still waited longer than
 //! `max_queue_wait` when a thread picks it up (a burst, a stalled core) is answered 503
 //! without running the model, and a job whose client already went away is skipped.
 //!
@@ -54,6 +57,12 @@ impl Shed {
     }
 }
 
+/// Jobs per thread that must be waiting before the expected wait may shed: below it the
+/// queue is a momentary pile-up that the threads clear in a round or so, and a shed there
+/// would only ever be caused by a noisy service-time estimate. The expiry of jobs that
+/// really waited too long ([`expired`]) still bounds the wait below it.
+pub const MIN_QUEUE_ROUNDS: usize = 2;
+
 /// Decides admission from the current load. Pure.
 ///
 /// `inflight` counts admitted requests not yet answered (this one excluded), `queued` those
@@ -67,8 +76,8 @@ pub fn admit(
     if inflight >= config.max_inflight {
         return Err(Shed::InflightLimit);
     }
-    if config.threads > 0 && expected_wait(queued, service, config.threads) > config.max_queue_wait
-    {
+    let real_queue = config.threads > 0 && queued >= MIN_QUEUE_ROUNDS * config.threads;
+    if real_queue && expected_wait(queued, service, config.threads) > config.max_queue_wait {
         return Err(Shed::QueueTooLong);
     }
     Ok(())
@@ -86,11 +95,19 @@ pub fn expired(config: &AdmissionConfig, waited: Duration) -> bool {
     waited > config.max_queue_wait
 }
 
+/// Largest multiple of the current service time that one sample counts as (see [`ewma_step`]).
+pub const MAX_SAMPLE_STEP: u64 = 4;
+
 /// Exponentially weighted moving average step (weight 1/8 for the new sample), in nanos.
+///
+/// A sample above [`MAX_SAMPLE_STEP`] × `previous` counts as that much, so one stall (a
+/// descheduled thread) raises the average by at most 3/8, while a lasting slowdown still
+/// compounds: 1.375× per sample, past 10× within eight samples.
 pub fn ewma_step(previous: u64, sample: u64) -> u64 {
     if previous == 0 {
         sample
     } else {
+        let sample = sample.min(previous.saturating_mul(MAX_SAMPLE_STEP));
         previous - previous / 8 + sample / 8
     }
 }
@@ -350,6 +367,43 @@ mod tests {
         assert_eq!(ewma_step(0, 800), 800);
         assert_eq!(ewma_step(800, 1600), 900);
         assert_eq!(ewma_step(800, 0), 700);
+        // A sample far above the average counts as 4× it: 800 - 100 + 3200 / 8.
+        assert_eq!(ewma_step(800, 1_000_000), 1100);
+    }
+
+    /// The service time after `samples` (nanos) fold into the average, as the pool does.
+    fn service_after(samples: impl IntoIterator<Item = Duration>) -> Duration {
+        let nanos = samples.into_iter().fold(0, |average, sample| {
+            ewma_step(average, u64::try_from(sample.as_nanos()).unwrap())
+        });
+        Duration::from_nanos(nanos)
+    }
+
+    #[test]
+    fn a_single_stall_at_low_load_does_not_shed() {
+        // 2 threads, 1 ms jobs, then one job whose thread was descheduled for 400 ms. With a
+        // plain average that one sample alone would read as 50.9 ms per job.
+        let config = AdmissionConfig {
+            max_inflight: 100,
+            max_queue_wait: 50 * MS,
+            threads: 2,
+        };
+        let steady = std::iter::repeat_n(MS, 20);
+        let stalled = service_after(steady.clone().chain([400 * MS]));
+        assert!(
+            stalled < 2 * MS,
+            "one stall moved the estimate to {stalled:?}"
+        );
+        // A momentary pile-up (one job per thread, or a few more) is never shed on the
+        // estimate, even with a stale high one (a stall on the very first job).
+        for queued in 0..4 {
+            assert_eq!(admit(&config, queued, queued, stalled), Ok(()));
+            assert_eq!(admit(&config, queued, queued, 400 * MS), Ok(()));
+        }
+        // A lasting slowdown is still seen: 30 ms per job from the 21st on, 4 queued → 60 ms.
+        let slow = service_after(steady.chain(std::iter::repeat_n(30 * MS, 20)));
+        assert!(slow > 25 * MS, "{slow:?}");
+        assert_eq!(admit(&config, 4, 4, slow), Err(Shed::QueueTooLong));
     }
 
     #[derive(Debug)]
