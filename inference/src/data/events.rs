@@ -67,13 +67,30 @@ pub enum Event<'a> {
         time: i64,
         /// User id.
         user: u32,
+        /// `<host>:<port>` that answered, as written (the port is checked).
+        host: &'a [u8],
         /// HTTP status code.
         status: u16,
-        /// Number of ids in the result.
-        results: usize,
+        /// The ids in the result.
+        result: ResultList<'a>,
         /// Reported latency in milliseconds.
         latency_ms: f64,
     },
+}
+
+/// The id list of a recommendation line as written: ids separated by commas, each a
+/// number or a slug (not checked here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResultList<'a>(pub &'a [u8]);
+
+impl<'a> ResultList<'a> {
+    /// The ids, trimmed, empty ones skipped.
+    pub fn ids(self) -> impl Iterator<Item = &'a [u8]> {
+        self.0
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|id| !id.is_empty())
+    }
 }
 
 fn bad(field: &'static str, text: &[u8]) -> LineError {
@@ -254,7 +271,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn recommendation(time: i64, user: u32, rest: &[u8]) -> Result<Event<'static>, LineError> {
+fn recommendation(time: i64, user: u32, rest: &[u8]) -> Result<Event<'_>, LineError> {
     let status_at = find(rest, b", status ").ok_or_else(|| bad("request", rest))?;
     let host = &rest[..status_at];
     let port_ok = host
@@ -287,15 +304,12 @@ fn recommendation(time: i64, user: u32, rest: &[u8]) -> Result<Event<'static>, L
         .and_then(|n| super::parse::parse_decimal(n.trim_ascii()))
         .filter(|ms| *ms >= 0.0)
         .ok_or_else(|| bad("latency", latency_text))?;
-    let results = body[..last_comma]
-        .split(|&b| b == b',')
-        .filter(|id| !id.trim_ascii().is_empty())
-        .count();
     Ok(Event::Recommendation {
         time,
         user,
+        host,
         status,
-        results,
+        result: ResultList(&body[..last_comma]),
         latency_ms: f64::from(latency_ms),
     })
 }
@@ -535,14 +549,14 @@ impl Ingest {
             Event::Recommendation {
                 user,
                 status,
-                results,
+                result,
                 latency_ms,
                 ..
             } => {
                 self.report.recommendation_lines += 1;
                 self.users.insert(user);
                 *self.report.status_codes.entry(status).or_default() += 1;
-                if status == 200 && results < 20 {
+                if status == 200 && result.ids().count() < 20 {
                     self.report.short_results += 1;
                 }
                 self.latencies.push(latency_ms);
@@ -770,11 +784,16 @@ mod tests {
             Ok(Event::Recommendation {
                 time: 1_714_564_800,
                 user: 7,
+                host: b"host-1:8082",
                 status: 200,
-                results: 3,
+                result: ResultList(b" 1, 2, 3"),
                 latency_ms: 12.0
             })
         );
+        let Ok(Event::Recommendation { result, .. }) = rec else {
+            unreachable!()
+        };
+        assert_eq!(result.ids().collect::<Vec<_>>(), [b"1", b"2", b"3"]);
     }
 
     #[test]

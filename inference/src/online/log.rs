@@ -124,23 +124,6 @@ pub fn parse_runtimes(
     Ok((known, bad))
 }
 
-/// Host and ids of a recommendation-request line that [`parse_event`] accepted.
-fn impression_parts(line: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
-    let start = find(line, b"recommendation request ")? + b"recommendation request ".len();
-    let rest = &line[start..];
-    let host = &rest[..find(rest, b", status ")?];
-    let body_at = find(rest, b"result:")? + b"result:".len();
-    let body = &rest[body_at..];
-    let ids = &body[..body.iter().rposition(|&b| b == b',')?];
-    let items = ids
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|id| !id.is_empty())
-        .collect();
-    Some((host, items))
-}
-
 /// What one line became.
 #[derive(Debug, PartialEq)]
 pub enum LineOutcome {
@@ -186,15 +169,21 @@ pub fn log_record(
         Event::Recommendation { status, .. } if status != 200 => {
             return Ok(LineOutcome::FailedRequest);
         }
-        Event::Recommendation { time, user, .. } => {
-            let bad = |text: &[u8]| LineError::BadValue {
-                field: "result",
-                text: shown(text),
-            };
-            let (host, ids) = impression_parts(line).ok_or_else(|| bad(line))?;
-            let items = ids
-                .into_iter()
-                .map(|id| movies.key_of_text(id).ok_or_else(|| bad(id)))
+        Event::Recommendation {
+            time,
+            user,
+            host,
+            result,
+            ..
+        } => {
+            let items = result
+                .ids()
+                .map(|id| {
+                    movies.key_of_text(id).ok_or_else(|| LineError::BadValue {
+                        field: "result",
+                        text: shown(id),
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let version = evaluator.version(&VersionKey::model_version(String::from_utf8_lossy(
                 host.trim_ascii(),
