@@ -110,6 +110,8 @@ pub struct Caches {
     pub pods: Store<Pod>,
     watched: [AtomicBool; 6],
     writers: Mutex<Option<Writers>>,
+    /// Set once every watched store has its first list (see [`Caches::ready`]).
+    ready: tokio::sync::OnceCell<()>,
 }
 
 impl Default for Caches {
@@ -148,6 +150,7 @@ impl Caches {
             pods: writers.pods.as_reader(),
             watched: Default::default(),
             writers: Mutex::new(Some(writers)),
+            ready: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -168,10 +171,20 @@ impl Caches {
 
     /// Waits until every watched store has its first full list.
     ///
+    /// # Caveats
+    /// A store's own readiness signal (kube's `Store::wait_until_ready`) wakes only the last
+    /// task that polled it. Concurrent reconciles therefore never wait on it directly: one of
+    /// them waits for all (the others queue on the `OnceCell`, which wakes every waiter), and
+    /// if that one is cancelled the next takes over.
+    ///
     /// # Errors
     /// A store whose writer was dropped before its first list is reported as not watched
     /// from then on (reads fall back to GETs).
     pub async fn ready(&self) {
+        self.ready.get_or_init(|| self.first_lists()).await;
+    }
+
+    async fn first_lists(&self) {
         for kind in Kind::ALL {
             if !self.watched(kind) {
                 continue;
@@ -232,5 +245,38 @@ impl Caches {
             .into_iter()
             .map(|p| p.as_ref().clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kube::runtime::watcher;
+
+    use super::*;
+
+    /// The bench's 15 releases never reconciled: 16 reconciles waited at once for the pod
+    /// store's first list, and a store's readiness signal wakes only the last task that
+    /// polled it, so 15 waited forever (holding 15 of the 16 reconcile slots).
+    #[tokio::test]
+    async fn every_concurrent_waiter_wakes_when_the_stores_are_ready() {
+        let caches = Arc::new(Caches::new());
+        caches.set_watched(Kind::Pod, true);
+        let mut writers = caches.take_writers().unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let caches = caches.clone();
+                tokio::spawn(async move { caches.ready().await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        writers.pods.apply_watcher_event(&watcher::Event::InitDone);
+        let all = futures::future::join_all(tasks);
+        let done = tokio::time::timeout(Duration::from_secs(5), all).await;
+        assert!(done.is_ok(), "a waiter was never woken");
     }
 }
