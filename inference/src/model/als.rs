@@ -144,13 +144,7 @@ mod tests {
     use super::*;
 
     fn lists(rows: &[&[u32]]) -> Lists {
-        let mut offsets = vec![0_u32];
-        let mut items = Vec::new();
-        for r in rows {
-            items.extend_from_slice(r);
-            offsets.push(items.len() as u32);
-        }
-        Lists { offsets, items }
+        Lists::from_rows(rows.iter().map(|r| r.iter().copied()))
     }
 
     fn x() -> Lists {

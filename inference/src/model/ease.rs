@@ -114,13 +114,7 @@ mod tests {
     /// Five users over five items, as column lists.
     fn x() -> Lists {
         let rows: [&[u32]; 6] = [&[0, 1, 2], &[1, 2], &[0, 3], &[2, 3, 4], &[0, 1, 4], &[4]];
-        let mut offsets = vec![0_u32];
-        let mut items = Vec::new();
-        for r in rows {
-            items.extend_from_slice(r);
-            offsets.push(items.len() as u32);
-        }
-        Lists { offsets, items }
+        Lists::from_rows(rows.map(|r| r.iter().copied()))
     }
 
     #[test]

@@ -549,15 +549,8 @@ pub fn cold_start(ix: &Indexed, dataset: &Dataset, params: &TrainParams, mean: f
             top_n_by_score(&mut scored, len)
         })
         .collect();
-    let mut offsets = Vec::with_capacity(lists.len() + 1);
-    offsets.push(0_u32);
-    let mut items = Vec::new();
-    for list in lists {
-        items.extend(list);
-        offsets.push(items.len() as u32);
-    }
     ColdStart {
-        lists: Lists { offsets, items },
+        lists: Lists::from_rows(lists),
         user_list,
     }
 }

@@ -98,21 +98,14 @@ pub fn learned_columns(ratings: &Csr, learned: &[u32], movies: usize) -> Lists {
     for (p, &j) in learned.iter().enumerate() {
         position[j as usize] = p as u32;
     }
-    let mut offsets = Vec::with_capacity(ratings.rows() + 1);
-    offsets.push(0_u32);
-    let mut items = Vec::new();
-    for u in 0..ratings.rows() {
-        items.extend(
-            ratings
-                .row(u)
-                .0
-                .iter()
-                .map(|&j| position[j as usize])
-                .filter(|&p| p != u32::MAX),
-        );
-        offsets.push(items.len() as u32);
-    }
-    Lists { offsets, items }
+    Lists::from_rows((0..ratings.rows()).map(|u| {
+        ratings
+            .row(u)
+            .0
+            .iter()
+            .map(|&j| position[j as usize])
+            .filter(|&p| p != u32::MAX)
+    }))
 }
 
 /// The EASE Gram matrix of a model's ratings over its learned movies; the expensive part

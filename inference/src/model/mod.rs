@@ -134,6 +134,21 @@ pub struct Lists {
     pub items: Vec<u32>,
 }
 
+impl Lists {
+    /// Lists built from rows in order.
+    pub fn from_rows<R: IntoIterator<Item = u32>>(rows: impl IntoIterator<Item = R>) -> Self {
+        let rows = rows.into_iter();
+        let mut offsets = Vec::with_capacity(rows.size_hint().0 + 1);
+        offsets.push(0_u32);
+        let mut items = Vec::new();
+        for row in rows {
+            items.extend(row);
+            offsets.push(items.len() as u32);
+        }
+        Self { offsets, items }
+    }
+}
+
 impl Csr {
     /// Row `r` as `(cols, vals)`.
     pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
