@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::analysis::Track;
 use crate::crd::{RecommenderRelease, TrackStatus};
-use crate::plan::{DeploymentState, ScalerPlan, WorkloadPlan};
+use crate::plan::{DeploymentState, ScalerPlan, WorkloadPlan, fingerprint};
 
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "movrek-operator";
@@ -181,16 +181,6 @@ where
         resource: ApiResource::erase::<K>(&()),
         object: dynamic,
     })
-}
-
-/// FNV-1a 64 of `text`, hex.
-pub fn fingerprint(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
 }
 
 /// Name of a track's Deployment and Service: `<name>-stable`, `<name>-canary`.
@@ -587,6 +577,15 @@ pub fn deployment_state(d: &Deployment) -> DeploymentState {
 mod tests {
     use super::*;
     use crate::crd::RecommenderReleaseSpec;
+
+    #[test]
+    fn the_fingerprint_is_fnv1a_64() {
+        // The published FNV-1a 64 test vectors: applied annotations stay comparable across
+        // operator versions only while the hash does not change.
+        assert_eq!(fingerprint(""), "cbf29ce484222325");
+        assert_eq!(fingerprint("a"), "af63dc4c8601ec8c");
+        assert_eq!(fingerprint("foobar"), "85944171f73967e8");
+    }
 
     fn release() -> RecommenderRelease {
         let spec: RecommenderReleaseSpec = serde_json::from_value(serde_json::json!({

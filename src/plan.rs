@@ -337,12 +337,18 @@ fn same_model(a: &TrackStatus, b: &TrackStatus) -> bool {
 
 /// Fingerprint of what a rollout depends on: image, model (including `offlineRmse`) and
 /// canary settings.
-/// FNV-1a over a canonical JSON rendering, so it is stable across operator versions.
+/// [`fingerprint`] of a canonical JSON rendering, so it is stable across operator versions.
 pub fn rollout_fingerprint(spec: &RecommenderReleaseSpec) -> String {
     let canonical =
         serde_json::to_string(&(&spec.image, &spec.model, &spec.canary)).unwrap_or_default();
+    fingerprint(&canonical)
+}
+
+/// FNV-1a 64 of `text`, hex: the operator's one stable hash (rollout fingerprints here, the
+/// applied-object annotation in [`crate::children`]).
+pub fn fingerprint(text: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in canonical.bytes() {
+    for byte in text.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }

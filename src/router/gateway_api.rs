@@ -8,10 +8,9 @@ use serde_json::json;
 
 use super::TrafficRouter;
 use crate::analysis::Track;
-use crate::children::{
-    APPLIED_ANNOTATION, Child, ChildError, common_labels, fingerprint, track_name,
-};
+use crate::children::{APPLIED_ANNOTATION, Child, ChildError, common_labels, track_name};
 use crate::crd::RecommenderRelease;
+use crate::plan::fingerprint;
 
 /// Weighted `HTTPRoute` for Gateway API implementations.
 #[derive(Clone, Copy, Debug, Default)]
