@@ -433,6 +433,12 @@ impl Model {
         path
     }
 
+    /// Whether movie index `j` is kept out of the list: an adult movie when `adult`
+    /// (the adult filter) is on.
+    fn hidden(&self, adult: bool, j: u32) -> bool {
+        adult && self.movie_adult[j as usize] != 0
+    }
+
     /// Neighbourhood scores: `Σ_v sim(u,v)·w_vj / Σ_v sim(u,v) + β·prior_j`; appends the
     /// best `n` to `chosen` and blocks them.
     fn personal(&self, s: &mut Scratch, u: usize, adult: bool, chosen: &mut Vec<u32>, n: usize) {
@@ -452,7 +458,7 @@ impl Model {
         let mut candidates = std::mem::take(&mut s.candidates);
         candidates.extend(s.touched.iter().filter_map(|&j| {
             let score = s.score[j as usize];
-            let allowed = score.is_finite() && !(adult && self.movie_adult[j as usize] != 0);
+            let allowed = score.is_finite() && !self.hidden(adult, j);
             allowed.then(|| (score + beta * self.movie_prior[j as usize], j))
         }));
         s.take_best(candidates, chosen, n);
@@ -483,7 +489,7 @@ impl Model {
         let mut candidates = std::mem::take(&mut s.candidates);
         candidates.extend(s.touched.iter().filter_map(|&movie| {
             let score = s.score[movie as usize];
-            let allowed = score.is_finite() && !(adult && self.movie_adult[movie as usize] != 0);
+            let allowed = score.is_finite() && !self.hidden(adult, movie);
             allowed.then_some((score, movie))
         }));
         s.take_best(candidates, chosen, n);
@@ -510,9 +516,7 @@ impl Model {
                 .factor_movies
                 .iter()
                 .zip(self.learned.movie_factors.chunks_exact(factors))
-                .filter(|&(&movie, _)| {
-                    !(s.is_blocked(movie) || (adult && self.movie_adult[movie as usize] != 0))
-                })
+                .filter(|&(&movie, _)| !(s.is_blocked(movie) || self.hidden(adult, movie)))
                 .map(|(&movie, item)| (dot(user, item), movie)),
         );
         s.take_best(candidates, chosen, n);
@@ -530,7 +534,7 @@ impl Model {
             if chosen.len() >= n {
                 break;
             }
-            if s.is_blocked(j) || (adult && self.movie_adult[j as usize] != 0) {
+            if s.is_blocked(j) || self.hidden(adult, j) {
                 continue;
             }
             s.block(j);
