@@ -725,36 +725,16 @@ mod tests {
     #[test]
     fn fingerprints_change_with_content_only() {
         let rr = release();
-        let a = child(
-            &deployment(
+        let stable = |replicas| {
+            let d = deployment(
                 &rr,
                 Track::Stable,
-                &workload("v1", 2),
+                &workload("v1", replicas),
                 &Selection::default(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let b = child(
-            &deployment(
-                &rr,
-                Track::Stable,
-                &workload("v1", 2),
-                &Selection::default(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let c = child(
-            &deployment(
-                &rr,
-                Track::Stable,
-                &workload("v1", 3),
-                &Selection::default(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
+            );
+            child(&d.unwrap()).unwrap()
+        };
+        let (a, b, c) = (stable(2), stable(2), stable(3));
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
         assert!(a.matches(Some(&b.object)));
