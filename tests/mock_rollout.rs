@@ -382,6 +382,20 @@ impl Harness {
 
     /// One reconcile at `t` seconds after the start of the stored release; returns the API
     /// calls it made.
+    /// v1 stable (t = 0, 1), then v2 asked for (t = 2) and its canary ready (t = 3).
+    async fn canary_v2_ready() -> Self {
+        let h = Self::new();
+        h.reconcile_at(0).await;
+        h.api.kubelet();
+        h.reconcile_at(1).await;
+        h.api
+            .edit_spec(|spec| spec["model"]["version"] = json!("v2"));
+        h.reconcile_at(2).await;
+        h.api.kubelet();
+        h.reconcile_at(3).await;
+        h
+    }
+
     async fn reconcile_at(&self, t: i64) -> Vec<String> {
         self.reconcile_with(t, self.api.release()).await.1
     }
@@ -542,15 +556,7 @@ async fn a_full_rollout_makes_exactly_these_calls() {
 
 /// v1 stable, v2 soaking with slow figures until one check failed; returns the harness.
 async fn analysing_a_slow_canary() -> Harness {
-    let h = Harness::new();
-    h.reconcile_at(0).await;
-    h.api.kubelet();
-    h.reconcile_at(1).await;
-    h.api
-        .edit_spec(|spec| spec["model"]["version"] = json!("v2"));
-    h.reconcile_at(2).await;
-    h.api.kubelet();
-    h.reconcile_at(3).await;
+    let h = Harness::canary_v2_ready().await;
     assert_eq!(h.phase(), Phase::Soaking);
     *h.figures.0.lock().unwrap() = Some(slow());
     h.reconcile_at(603).await;
@@ -649,15 +655,7 @@ async fn a_stale_release_gets_409_and_acts_on_nothing() {
 
 #[tokio::test]
 async fn the_action_annotation_is_recorded_in_status_not_removed() {
-    let h = Harness::new();
-    h.reconcile_at(0).await;
-    h.api.kubelet();
-    h.reconcile_at(1).await;
-    h.api
-        .edit_spec(|spec| spec["model"]["version"] = json!("v2"));
-    h.reconcile_at(2).await;
-    h.api.kubelet();
-    h.reconcile_at(3).await;
+    let h = Harness::canary_v2_ready().await;
     h.api.edit_release(|rr| {
         rr["metadata"]["annotations"] = json!({"movrek.dev/action": "promote", "team": "recs"});
     });
@@ -697,15 +695,7 @@ async fn a_release_being_deleted_gets_no_request_and_its_series_go() {
 
 #[tokio::test]
 async fn a_provider_change_zeroes_the_old_canary_route_then_deletes_it() {
-    let h = Harness::new();
-    h.reconcile_at(0).await;
-    h.api.kubelet();
-    h.reconcile_at(1).await;
-    h.api
-        .edit_spec(|spec| spec["model"]["version"] = json!("v2"));
-    h.reconcile_at(2).await;
-    h.api.kubelet();
-    h.reconcile_at(3).await;
+    let h = Harness::canary_v2_ready().await;
     assert_eq!(h.canary_weight_annotation(), "20");
     h.api
         .edit_spec(|spec| spec["traffic"] = json!({"provider": "replicas"}));
