@@ -40,6 +40,17 @@ fn canary_query(prom: &PrometheusServer) -> AnalysisQuery {
     }
 }
 
+/// The canary query against a server that is not the test Prometheus (no namespace).
+fn canary_query_at(addr: std::net::SocketAddr) -> AnalysisQuery {
+    AnalysisQuery {
+        address: format!("http://{addr}"),
+        namespace: None,
+        release: RELEASE.to_owned(),
+        track: Track::Canary,
+        window: WINDOW,
+    }
+}
+
 fn limits(min_requests: u64) -> Thresholds {
     Thresholds {
         max_average_latency: Duration::from_millis(500),
@@ -259,13 +270,7 @@ async fn an_address_that_is_not_prometheus_is_a_query_error() {
         });
         tokio::spawn(warp::serve(route).incoming(listener).run());
         let source = Prometheus::new(Duration::from_secs(2)).unwrap();
-        let query = AnalysisQuery {
-            address: format!("http://{addr}"),
-            namespace: None,
-            release: RELEASE.to_owned(),
-            track: Track::Canary,
-            window: WINDOW,
-        };
+        let query = canary_query_at(addr);
         let fetched = source.canary_metrics(&query).await;
         assert!(
             matches!(fetched, Err(MetricsError::Query { .. })),
@@ -290,13 +295,7 @@ async fn a_hanging_backend_is_unreachable_within_the_timeout() {
     tokio::spawn(warp::serve(route).incoming(listener).run());
     let timeout = Duration::from_millis(800);
     let source = Prometheus::new(timeout).unwrap();
-    let query = AnalysisQuery {
-        address: format!("http://{addr}"),
-        namespace: None,
-        release: RELEASE.to_owned(),
-        track: Track::Canary,
-        window: WINDOW,
-    };
+    let query = canary_query_at(addr);
     let start = Instant::now();
     let fetched = source.canary_metrics(&query).await;
     let took = start.elapsed();
@@ -341,13 +340,7 @@ async fn prometheus_addresses_off_the_allow_list_are_never_contacted() {
         )
         .unwrap()
     };
-    let query = AnalysisQuery {
-        address: format!("http://{addr}"),
-        namespace: None,
-        release: RELEASE.to_owned(),
-        track: Track::Canary,
-        window: WINDOW,
-    };
+    let query = canary_query_at(addr);
     let source = only(&["prometheus.monitoring:9090"]);
     let fetched = source.canary_metrics(&query).await;
     assert!(
