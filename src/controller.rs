@@ -330,9 +330,7 @@ async fn observe<S, N>(
     {
         let child_name = children::track_name(name, track);
         let watched = ctx.caches.watched(Kind::Deployment);
-        *slot = watched
-            .then(|| ctx.caches.deployment(namespace, &child_name))
-            .flatten();
+        *slot = ctx.caches.deployment(namespace, &child_name);
         if slot.is_none() && (expected || !watched) {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
             *slot = api
