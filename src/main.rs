@@ -199,11 +199,14 @@ async fn run(args: RunArgs) -> ExitCode {
         prometheus = %egress.prometheus, webhook = %egress.webhook,
         lease = ?lease_cfg, "egress allow-lists and lease timings"
     );
-    let shell = match Shell::new(clients.gated, metrics, args.prometheus_timeout, egress) {
-        Ok(shell) => Shell {
-            concurrency: args.max_concurrent_reconciles,
-            ..shell
-        },
+    let shell = match Shell::new(
+        clients.gated,
+        metrics,
+        args.prometheus_timeout,
+        egress,
+        args.max_concurrent_reconciles,
+    ) {
+        Ok(shell) => shell,
         Err(code) => return code,
     };
     let leases: Api<Lease> = Api::namespaced(clients.plain, &lease_cfg.namespace);
@@ -301,6 +304,7 @@ impl Shell {
         metrics: Arc<Metrics>,
         prometheus_timeout: u64,
         egress: Egress,
+        concurrency: u16,
     ) -> Result<Self, ExitCode> {
         let source = Prometheus::with_allowed_hosts(
             Duration::from_secs(prometheus_timeout),
@@ -320,7 +324,7 @@ impl Shell {
             metrics,
             source,
             notifier,
-            concurrency: 0,
+            concurrency,
         })
     }
 
