@@ -427,6 +427,25 @@ impl Env {
             .and_then(|d| d.spec?.replicas)
     }
 
+    /// Waits until Deployment `name` exists and returns its requested replicas. The status
+    /// records a new canary before the operator applies its Deployment (the commit point), so
+    /// a test that reads the Deployment right after seeing the status must wait for it.
+    async fn created_deployment_replicas(&self, name: &str, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(replicas) = self.deployment_replicas(name).await {
+                self.timeline
+                    .mark(&format!("reached: deployment {name} exists"));
+                return replicas;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deployment {name} not created within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until a webhook notification whose text contains `needle` arrives.
     async fn wait_webhook(&self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
@@ -1920,8 +1939,9 @@ async fn s14_autoscaled_stable_replicas_are_left_to_the_hpa() {
     })
     .await;
     assert_eq!(
-        env.deployment_replicas("movies-canary").await,
-        Some(2),
+        env.created_deployment_replicas("movies-canary", Duration::from_secs(30))
+            .await,
+        2,
         "50% of the 4 stable pods"
     );
     env.finish().await;
