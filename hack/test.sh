@@ -4,7 +4,8 @@
 #
 #   1. system packages (prometheus, nginx, lua5.1) and the real ml-latest-small data set
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo deny (hack/deny.sh), cargo test
-#      (unit, mock API server, real Prometheus, CLI, HTTP on loopback)
+#      (unit, mock API server, real Prometheus, real Kafka broker from hack/kafka, CLI, HTTP on
+#      loopback)
 #   3. the Go-built control plane (cached; a cold build takes tens of minutes), then the
 #      cluster smoke test and the end-to-end rollout scenarios against a real kube-apiserver
 set -euo pipefail
@@ -28,6 +29,19 @@ stage "cargo deny (deny.toml)"
 ./hack/deny.sh
 stage "cargo build (binaries the integration tests start)"
 cargo build --workspace --bins --locked
+stage "Kafka broker jars (hack/kafka/build.sh)"
+./hack/kafka/build.sh >/dev/null
+stage "Kafka broker for the tests (hack/kafka/up)"
+KAFKA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/movrek-test-kafka.XXXXXX")"
+# Stopped by its pid however this script ends; its logs are kept when a stage failed.
+stop_kafka() {
+  local rc=$?
+  ./hack/kafka/down "$KAFKA_DIR" || true
+  if [ "$rc" -eq 0 ]; then rm -rf "$KAFKA_DIR"; else echo "test.sh: Kafka logs kept in $KAFKA_DIR/logs" >&2; fi
+}
+trap stop_kafka EXIT
+MOVREK_KAFKA_BOOTSTRAP="$(./hack/kafka/up "$KAFKA_DIR" | tail -n 1)"
+export MOVREK_KAFKA_BOOTSTRAP MOVREK_REQUIRE_KAFKA=1
 stage "cargo test"
 cargo test --workspace --locked
 

@@ -23,6 +23,17 @@ LIBS="$DEST/libs"
 # the versions and the POM's hash, so editing the POM re-resolves.
 MARKER="$DEST/.complete"
 want="kafka=$KAFKA_VERSION log4j=$LOG4J_VERSION pom=$(sha256sum "$HERE/pom.xml" | cut -c1-16)"
+complete() {
+  [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$want" ] &&
+    [ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] && [ -f "$LIBS/kafka-tools-$KAFKA_VERSION.jar" ]
+}
+up_to_date() {
+  [ -n "${KAFKA_BUILD_QUIET:-}" ] || echo "kafka/build.sh: Kafka $KAFKA_VERSION jars up to date in $LIBS" >&2
+  echo "$LIBS"
+  exit 0
+}
+# The marker is written only after the jars are in place, so it can be read without the lock.
+complete && up_to_date
 mkdir -p "$CACHE"
 # One resolution at a time per cache: a second run waits here, then finds the jars in place.
 exec 9>"$CACHE/.build.lock"
@@ -30,15 +41,8 @@ if ! flock -n 9; then
   echo "kafka/build.sh: another build holds $CACHE/.build.lock; waiting for it" >&2
   flock 9
 fi
-complete() {
-  [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$want" ] &&
-    [ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] && [ -f "$LIBS/kafka-tools-$KAFKA_VERSION.jar" ]
-}
-if complete; then
-  [ -n "${KAFKA_BUILD_QUIET:-}" ] || echo "kafka/build.sh: Kafka $KAFKA_VERSION jars up to date in $LIBS" >&2
-  echo "$LIBS"
-  exit 0
-fi
+# Another run may have completed the cache while this one waited.
+complete && up_to_date
 command -v java >/dev/null || { echo "kafka/build.sh: java (17 or newer) is required" >&2; exit 1; }
 command -v mvn >/dev/null || { echo "kafka/build.sh: mvn (Apache Maven) is required" >&2; exit 1; }
 start=$SECONDS
@@ -48,10 +52,11 @@ rm -rf "$tmp"
 mkdir -p "$tmp"
 echo "kafka/build.sh: resolving Kafka $KAFKA_VERSION with mvn into $LIBS" >&2
 # The POM has packaging "pom": nothing is compiled and no target/ directory is written.
-mvn -B -q -Dstyle.color=never -f "$HERE/pom.xml" \
+mvn -B -q -f "$HERE/pom.xml" \
   -Dmaven.repo.local="$CACHE/m2" \
   -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
-  "$DEP_PLUGIN:copy-dependencies" -DincludeScope=runtime -DoutputDirectory="$tmp" >&2
+  "$DEP_PLUGIN:copy-dependencies" -DincludeScope=runtime -DoutputDirectory="$tmp" |
+  sed 's/\x1b\[[0-9;]*m//g' >&2 # Maven 3.8 prints colour resets even with -B -q
 [ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ] || {
   echo "kafka/build.sh: mvn finished but $tmp/kafka_2.13-$KAFKA_VERSION.jar is missing" >&2
   exit 1
