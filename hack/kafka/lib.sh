@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by hack/kafka/up, down and tool (sourced, not run). Locates the jars and tells whether a
 # pid is a broker that `up` started for a given directory.
 
