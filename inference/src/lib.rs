@@ -9,6 +9,7 @@
 //! few primitives every layer shares (`SplitMix64`, FNV-1a, NDCG), once.
 
 pub mod artifact;
+pub mod bus;
 pub mod data;
 pub mod eval;
 pub mod model;

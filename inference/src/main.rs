@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use movrek_inference::bus::publish::PublisherConfig;
 use movrek_inference::data::synth::SynthParams;
 use movrek_inference::data::{self, Dataset, QualityReport, RatingScale};
 use movrek_inference::server::{
@@ -299,6 +300,19 @@ struct ServeArgs {
     /// Runtime worker threads (default: one per CPU).
     #[arg(long, env = "MOVREK_THREADS")]
     threads: Option<usize>,
+    /// Kafka brokers (`host:port[,host:port…]`) to publish an impression to for every 200
+    /// from `/recommend`; unset: impressions are not published.
+    #[arg(long, env = "MOVREK_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// Topic of impressions.
+    #[arg(long, env = "MOVREK_IMPRESSIONS_TOPIC", default_value = movrek_inference::bus::IMPRESSIONS_TOPIC)]
+    impressions_topic: String,
+    /// Impressions held at most while the broker is away; beyond, new ones are dropped and
+    /// counted (`movrek_impressions_dropped_total{reason="queue_full"}`).
+    #[arg(long, env = "MOVREK_IMPRESSION_QUEUE",
+          default_value_t = PublisherConfig::DEFAULT_QUEUE_RECORDS,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    impression_queue: u32,
 }
 
 /// Seconds as a decimal number, 0 to one hour.
@@ -422,6 +436,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .map(server::load::parse_expected_sha256)
         .transpose()
         .map_err(|e| e.to_string())?;
+    let impressions = args
+        .kafka_brokers
+        .as_deref()
+        .map(str::trim)
+        .filter(|brokers| !brokers.is_empty())
+        .map(|brokers| PublisherConfig {
+            brokers: brokers.to_owned(),
+            topic: args.impressions_topic.clone(),
+            queue_records: args.impression_queue,
+            delivery_timeout: PublisherConfig::DEFAULT_DELIVERY_TIMEOUT,
+            client_id: format!("movrek-serve-{}-{}", args.release, args.track.as_str()),
+        });
     let max_connections = server::max_connections(
         args.max_connections
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
@@ -460,6 +486,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             idle_timeout: args.idle_timeout_secs,
             write_timeout: ConnLimits::DEFAULT_WRITE_TIMEOUT,
         },
+        impressions,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

@@ -115,14 +115,14 @@ pub fn ewma_step(previous: u64, sample: u64) -> u64 {
 /// What a compute job produced.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The list (comma-separated ids) and the model path behind it.
-    Served(String, ServedPath),
+    /// The list, best first, and the model path behind it.
+    Served(Vec<u32>, ServedPath),
     /// Shed after waiting.
     Shed(Shed),
 }
 
 /// The work a job does: the model call, then (optionally) chaos CPU time.
-pub type Work = Box<dyn FnOnce() -> (String, ServedPath) + Send + 'static>;
+pub type Work = Box<dyn FnOnce() -> (Vec<u32>, ServedPath) + Send + 'static>;
 
 struct Job {
     enqueued: Instant,
@@ -230,9 +230,9 @@ impl Pool {
     pub async fn run(&self, work: Work) -> Outcome {
         if self.shared.config.threads == 0 {
             let started = Instant::now();
-            let (body, path) = work();
+            let (movies, path) = work();
             self.record_service(started.elapsed());
-            return Outcome::Served(body, path);
+            return Outcome::Served(movies, path);
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         {
@@ -302,23 +302,22 @@ fn worker(shared: &Shared) {
         // (its sender is dropped) and the panic is logged by the process panic hook.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
         record_service(shared, started.elapsed());
-        if let Ok((body, path)) = result {
-            let _ = job.reply.send(Outcome::Served(body, path));
+        if let Ok((movies, path)) = result {
+            let _ = job.reply.send(Outcome::Served(movies, path));
         }
     }
 }
 
-/// The model call of one request as a [`Work`]: the list joined as the body, plus `cpu` of
-/// busy time (chaos: a slower model) when non-zero.
+/// The model call of one request as a [`Work`]: the list, plus `cpu` of busy time (chaos: a
+/// slower model) when non-zero.
 pub fn model_work(model: Arc<dyn Recommender>, user: u32, n: usize, cpu: Duration) -> Work {
     Box::new(move || {
         let started = Instant::now();
-        let (movies, path) = model.recommend(user, n);
-        let body = super::http::join_ids(&movies);
+        let answer = model.recommend(user, n);
         while started.elapsed() < cpu {
             std::hint::spin_loop();
         }
-        (body, path)
+        answer
     })
 }
 
@@ -435,7 +434,7 @@ mod tests {
             .run(model_work(Arc::new(Fixed), 5, 3, Duration::ZERO))
             .await
         {
-            Outcome::Served(body, ServedPath::Personal) => assert_eq!(body, "5,6,7"),
+            Outcome::Served(movies, ServedPath::Personal) => assert_eq!(movies, [5, 6, 7]),
             other => panic!("expected a list, got {other:?}"),
         }
         // One 60 ms job occupies the only thread; the job queued behind it waits > 30 ms.

@@ -22,6 +22,10 @@ pub const LIST_LEN: usize = 20;
 /// The `X-Model-Version` response header.
 pub const MODEL_VERSION_HEADER: HeaderName = HeaderName::from_static("x-model-version");
 
+/// The `X-Impression-Id` response header of a 200 from `/recommend`: the id of the
+/// impression record (see [`crate::bus::impression`]).
+pub const IMPRESSION_ID_HEADER: HeaderName = HeaderName::from_static("x-impression-id");
+
 /// Response body type.
 pub type Body = Full<Bytes>;
 
@@ -46,12 +50,16 @@ pub async fn respond(state: &Arc<AppState>, method: &Method, path: &str) -> Resp
     let route = Route::classify(method, path);
     let phase = state.drain.phase();
     let mut served = None;
+    let mut impression = None;
     let (status, body, content_type) = match route {
-        Route::Recommend(user) => {
-            let (status, body, path) = recommend(state, user).await;
-            served = path;
-            (status, body, TEXT)
-        }
+        Route::Recommend(user) => match recommend(state, user).await {
+            Ok((movies, path)) => {
+                served = Some(path);
+                impression = Some(state.impression(user, &movies));
+                (Status::Ok, join_ids(&movies), TEXT)
+            }
+            Err((status, reason)) => (status, reason, TEXT),
+        },
         Route::BadUserId(reason) => (Status::BadRequest, reason.to_string(), TEXT),
         Route::Healthz => (Status::Ok, "ok".to_owned(), TEXT),
         Route::Readyz => {
@@ -77,6 +85,9 @@ pub async fn respond(state: &Arc<AppState>, method: &Method, path: &str) -> Resp
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, content_type);
     headers.insert(MODEL_VERSION_HEADER, state.version_header());
+    if let Some(id) = impression.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert(IMPRESSION_ID_HEADER, id);
+    }
     match status {
         Status::MethodNotAllowed => {
             headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
@@ -154,29 +165,31 @@ pub fn panicked(state: &AppState) -> Response<Body> {
 }
 
 /// `/recommend/{user}`: not ready → 503; not admitted → 503; injected fault → 500; shed
-/// after waiting → 503; else the model's list as comma-separated ids and the path behind it.
-async fn recommend(state: &Arc<AppState>, user: u32) -> (Status, String, Option<ServedPath>) {
+/// after waiting → 503; else the model's list and the path behind it.
+async fn recommend(
+    state: &Arc<AppState>,
+    user: u32,
+) -> Result<(Vec<u32>, ServedPath), (Status, String)> {
     let Some(model) = state.model() else {
-        return (Status::Unavailable, "model not loaded yet".to_owned(), None);
+        return Err((Status::Unavailable, "model not loaded yet".to_owned()));
     };
-    let _slot = match state.admit() {
-        Ok(slot) => slot,
-        Err(shed) => return (Status::Unavailable, shed.message().to_owned(), None),
-    };
+    let _slot = state
+        .admit()
+        .map_err(|shed| (Status::Unavailable, shed.message().to_owned()))?;
     let faults = state.config().faults;
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
     }
     if state.next_request_fails() {
-        return (Status::InternalError, "injected fault".to_owned(), None);
+        return Err((Status::InternalError, "injected fault".to_owned()));
     }
     let work = model_work(Arc::clone(&model.recommender), user, LIST_LEN, faults.cpu);
     match state.pool().run(work).await {
-        Outcome::Served(body, path) => {
+        Outcome::Served(movies, path) => {
             state.metrics.record_served(path);
-            (Status::Ok, body, Some(path))
+            Ok((movies, path))
         }
-        Outcome::Shed(shed) => (Status::Unavailable, shed.message().to_owned(), None),
+        Outcome::Shed(shed) => Err((Status::Unavailable, shed.message().to_owned())),
     }
 }
 

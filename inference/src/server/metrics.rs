@@ -151,6 +151,67 @@ pub struct ConstLabels<'a> {
     pub model_version: &'a str,
 }
 
+impl ConstLabels<'_> {
+    /// `release="…",track="…",model_version="…"`, escaped.
+    pub fn render(&self) -> String {
+        format!(
+            "release=\"{}\",track=\"{}\",model_version=\"{}\"",
+            escape(self.release),
+            escape(self.track),
+            escape(self.model_version)
+        )
+    }
+}
+
+/// Appends the impression publisher's series: records queued, delivered and dropped (by
+/// reason), and those still waiting for the broker.
+pub fn render_impressions(
+    out: &mut String,
+    labels: &ConstLabels<'_>,
+    counts: &crate::bus::publish::PublishSnapshot,
+) {
+    let base = labels.render();
+    let counters = [
+        (
+            "movrek_impressions_queued_total",
+            "counter",
+            "Impressions handed to the Kafka producer's queue.",
+            counts.queued,
+        ),
+        (
+            "movrek_impressions_delivered_total",
+            "counter",
+            "Impressions acknowledged by the Kafka broker.",
+            counts.delivered,
+        ),
+        (
+            "movrek_impressions_in_flight",
+            "gauge",
+            "Impressions queued and not yet delivered or failed.",
+            counts.in_flight,
+        ),
+    ];
+    for (name, kind, help, value) in counters {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name}{{{base}}} {value}");
+    }
+    header(
+        out,
+        "movrek_impressions_dropped_total",
+        "counter",
+        "Impressions never delivered: queue_full (dropped on the request path) or failed (delivery error or timeout).",
+    );
+    for (reason, value) in [
+        ("queue_full", counts.dropped_queue_full),
+        ("failed", counts.dropped_failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "movrek_impressions_dropped_total{{{base},reason=\"{reason}\"}} {value}"
+        );
+    }
+}
+
 /// Provenance of the loaded model, for `movrek_model_info`.
 #[derive(Clone, Debug)]
 pub struct ModelInfo<'a> {
@@ -226,12 +287,7 @@ impl Metrics {
         gauges: Gauges,
     ) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        let base = format!(
-            "release=\"{}\",track=\"{}\",model_version=\"{}\"",
-            escape(labels.release),
-            escape(labels.track),
-            escape(labels.model_version)
-        );
+        let base = labels.render();
         self.render_requests(&mut out, &base);
         self.render_durations(&mut out, &base);
         self.render_served(&mut out, &base);

@@ -13,7 +13,7 @@ mod conn;
 pub mod drain;
 mod http;
 pub mod load;
-mod lograte;
+pub(crate) mod lograte;
 pub mod metrics;
 mod route;
 mod state;
@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::bus::publish::{Publisher, PublisherConfig};
 pub use conn::{
     Candidate, ConnLimits, ConnPhase, descriptor_limit, max_connections, pick_victim,
     with_version_header,
@@ -58,7 +59,12 @@ pub struct ServeConfig {
     pub state: StateConfig,
     /// Connection cap and timeouts.
     pub connections: ConnLimits,
+    /// Where to publish impressions (`None`: not published; `X-Impression-Id` is still set).
+    pub impressions: Option<PublisherConfig>,
 }
+
+/// How long a stopping server waits for queued impressions to reach the broker.
+pub const IMPRESSION_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,9 @@ pub enum ServerError {
     /// Installing the signal handlers failed.
     #[error("cannot install signal handlers")]
     Signal(#[source] std::io::Error),
+    /// The Kafka producer for impressions could not be created (bad settings).
+    #[error("cannot publish impressions")]
+    Impressions(#[source] crate::bus::publish::PublisherError),
 }
 
 /// Binds, starts loading the model, serves until SIGTERM/SIGINT and the drain that follows
@@ -98,6 +107,16 @@ pub async fn serve(
     let mut state = AppState::new(config.state.clone());
     if let Some(counter) = log_drop_counter {
         state = state.with_log_drop_counter(counter);
+    }
+    if let Some(impressions) = &config.impressions {
+        let publisher = Publisher::start(impressions).map_err(ServerError::Impressions)?;
+        tracing::info!(
+            brokers = %impressions.brokers,
+            topic = %impressions.topic,
+            queue_records = impressions.queue_records,
+            "publishing impressions to Kafka"
+        );
+        state = state.with_publisher(publisher);
     }
     let state = Arc::new(state);
     tracing::info!(
@@ -122,7 +141,31 @@ pub async fn serve(
         config.state.announced_version,
         config.fetch,
     );
-    run(listener, state, config.connections, loading, signals).await
+    let result = run(
+        listener,
+        Arc::clone(&state),
+        config.connections,
+        loading,
+        signals,
+    )
+    .await;
+    let flushing = Arc::clone(&state);
+    let flushed = tokio::task::spawn_blocking(move || {
+        flushing
+            .publisher()
+            .map(|publisher| (publisher.flush(IMPRESSION_FLUSH), publisher.snapshot()))
+    })
+    .await;
+    if let Ok(Some((left, counts))) = flushed {
+        tracing::info!(
+            delivered = counts.delivered,
+            dropped_queue_full = counts.dropped_queue_full,
+            dropped_failed = counts.dropped_failed,
+            undelivered_at_exit = left,
+            "impressions flushed"
+        );
+    }
+    result
 }
 
 /// Serves on `listener` while `loading` runs; installs its model when it finishes.

@@ -10,7 +10,9 @@ use http::HeaderValue;
 use super::admission::{AdmissionConfig, Pool, Shed};
 use super::conn::ConnStats;
 use super::drain::{Drain, DrainPolicy};
-use super::metrics::{ConstLabels, Gauges, Metrics, ModelInfo, ServedPath};
+use super::metrics::{ConstLabels, Gauges, Metrics, ModelInfo, ServedPath, render_impressions};
+use crate::bus::impression::{FORMAT_VERSION, Impression, ImpressionIds, now_rfc3339};
+use crate::bus::publish::Publisher;
 
 /// What the server needs from a model: a ranked list and its provenance.
 ///
@@ -187,6 +189,8 @@ pub struct AppState {
     inflight: AtomicUsize,
     fault_counter: AtomicU64,
     log_dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
+    impression_ids: ImpressionIds,
+    publisher: Option<Publisher>,
 }
 
 #[derive(Debug)]
@@ -217,7 +221,42 @@ impl AppState {
             inflight: AtomicUsize::new(0),
             fault_counter: AtomicU64::new(0),
             log_dropped: None,
+            impression_ids: ImpressionIds::from_clock(),
+            publisher: None,
         }
+    }
+
+    /// Publishes an impression for every 200 from `/recommend` (see [`crate::bus`]).
+    #[must_use]
+    pub fn with_publisher(mut self, publisher: Publisher) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// The impression publisher, if Kafka is configured.
+    pub fn publisher(&self) -> Option<&Publisher> {
+        self.publisher.as_ref()
+    }
+
+    /// Records that `movies` were shown to `user` and returns the impression id (sent as
+    /// `X-Impression-Id`). With a publisher the impression is queued for Kafka; it never
+    /// waits for the broker.
+    pub fn impression(&self, user: u32, movies: &[u32]) -> String {
+        let id = self.impression_ids.next();
+        if let (Some(publisher), Some(model)) = (&self.publisher, self.model()) {
+            publisher.publish(&Impression {
+                v: FORMAT_VERSION,
+                id: id.clone(),
+                time: now_rfc3339(),
+                user,
+                movies: movies.to_vec(),
+                release: self.config.release.clone(),
+                track: self.config.track.as_str().to_owned(),
+                model_version: model.recommender.version().to_owned(),
+                artifact_sha256: model.artifact_sha256.clone(),
+            });
+        }
+        id
     }
 
     /// Exposes the non-blocking log writer's drop counter in `/metrics`.
@@ -315,7 +354,11 @@ impl AppState {
             connections_refused: self.connections.refused.load(Ordering::Relaxed),
             connections_timed_out: self.connections.timed_out.load(Ordering::Relaxed),
         };
-        self.metrics.render(&labels, info.as_ref(), gauges)
+        let mut out = self.metrics.render(&labels, info.as_ref(), gauges);
+        if let Some(publisher) = &self.publisher {
+            render_impressions(&mut out, &labels, &publisher.snapshot());
+        }
+        out
     }
 }
 

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# What publishing impressions to Kafka costs `movrek serve`, in ONE run on one machine:
+#   1. throughput and latency with impressions off, then on (a real broker from hack/kafka),
+#      alternating ROUNDS times so drift on a shared machine hits both sides alike;
+#   2. a broker outage under load: wrk runs OUTAGE_SECONDS while the broker is stopped
+#      after a third of it and started again after two thirds; failed requests are counted
+#      and the server's impression counters are read before and after.
+#
+# Usage: bench/impressions.sh [DATA_DIR]     (default data/ml-latest-small, else synthetic)
+# Environment: DURATION [20s] per measurement, ROUNDS [2], THREADS [2], CONNS [8],
+#   OUTAGE_SECONDS [30], SERVER_CPUS [0], WRK_CPUS [1], WORK [/var/tmp/movrek/bench-impressions].
+# Everything listens on 127.0.0.1; every process started here is stopped by pid at the end.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DATA=${1:-$ROOT/data/ml-latest-small}
+DURATION=${DURATION:-20s}
+ROUNDS=${ROUNDS:-2}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-8}
+OUTAGE_SECONDS=${OUTAGE_SECONDS:-30}
+SERVER_CPUS=${SERVER_CPUS:-0}
+WRK_CPUS=${WRK_CPUS:-1}
+WORK=${WORK:-/var/tmp/movrek/bench-impressions}
+PORT=${MOVREK_PORT:-18183}
+mkdir -p "$WORK"
+BROKER_DIR=$WORK/broker
+
+log() { printf '[impressions.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+    "$ROOT/hack/kafka/down" "$BROKER_DIR" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null || die "wrk is missing (bench/http.sh installs it)"
+log "building movrek (release)"
+cargo build --release -q -p movrek-inference --bin movrek --manifest-path "$ROOT/Cargo.toml" >&2
+MOVREK=${CARGO_TARGET_DIR:-$ROOT/target}/release/movrek
+"$ROOT/hack/kafka/build.sh" >&2
+BROKER=$("$ROOT/hack/kafka/up" "$BROKER_DIR" | tail -n1)
+log "broker $BROKER"
+
+if [ ! -d "$DATA" ]; then
+    DATA=$WORK/synthetic-mls
+    [ -f "$DATA/ratings.dat" ] ||
+        "$MOVREK" generate --users 671 --movies 9066 --ratings 100004 --seed 7 --out "$DATA" >&2
+fi
+USERS=671
+"$MOVREK" train --data "$DATA" --out "$WORK/model.movrek" --version bench >/dev/null 2>"$WORK/train.log" \
+    || { cat "$WORK/train.log" >&2; die "training failed"; }
+
+wait_ready() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && return 0
+        sleep 0.1
+    done
+    die "movrek did not become ready"
+}
+
+start_movrek() { # label [brokers]
+    MOVREK_LOG="info,movrek::request=off" MOVREK_KAFKA_BROKERS=${2:-} taskset -c "$SERVER_CPUS" \
+        "$MOVREK" serve --model "$WORK/model.movrek" --bind 127.0.0.1 --port "$PORT" --threads 1 \
+        --release bench --track stable 2>"$WORK/movrek-$1.log" &
+    MOVREK_PID=$!
+    PIDS+=("$MOVREK_PID")
+    wait_ready
+}
+
+stop_movrek() {
+    kill -TERM "$MOVREK_PID"
+    wait "$MOVREK_PID" || die "movrek did not exit 0 on SIGTERM"
+    PIDS=("${PIDS[@]/$MOVREK_PID/}")
+}
+
+run_wrk() { # label duration -> the WRK_RESULT line
+    WRK_USERS=$USERS taskset -c "$WRK_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"$1" --timeout 10s \
+        -s "$ROOT/bench/http/users.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk-$2.txt"
+    grep '^WRK_RESULT' "$WORK/wrk-$2.txt" | sed "s/^WRK_RESULT/$2/"
+}
+
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+metric() { # name [reason] -> value from /metrics
+    curl -fs "http://127.0.0.1:$PORT/metrics" |
+        awk -v n="$1" -v r="${2:-}" '$1 ~ "^"n"[{]" && (r == "" || index($1, "reason=\""r"\"")) { print $2 }'
+}
+
+declare -A RPS P99
+for side in off on; do RPS[$side]=0; P99[$side]=0; done
+for ((round = 1; round <= ROUNDS; round++)); do
+    for side in off on; do
+        brokers=""
+        [ "$side" = on ] && brokers=$BROKER
+        start_movrek "$side-$round" "$brokers"
+        run_wrk 3s warmup >/dev/null
+        line=$(run_wrk "$DURATION" "$side-$round")
+        log "$line"
+        [ "$(field "$line" non2xx)" = 0 ] || die "non-2xx answers in $line"
+        if [ "$side" = on ]; then
+            log "impressions: queued $(metric movrek_impressions_queued_total), delivered $(metric movrek_impressions_delivered_total), dropped queue_full $(metric movrek_impressions_dropped_total queue_full) failed $(metric movrek_impressions_dropped_total failed)"
+        fi
+        stop_movrek
+        RPS[$side]=$(awk -v a="${RPS[$side]}" -v b="$(field "$line" rps)" 'BEGIN { print a + b }')
+        P99[$side]=$(awk -v a="${P99[$side]}" -v b="$(field "$line" p99_us)" 'BEGIN { print a + b }')
+    done
+done
+
+log "outage: wrk ${OUTAGE_SECONDS}s, broker down from $((OUTAGE_SECONDS / 3)) s to $((2 * OUTAGE_SECONDS / 3)) s"
+start_movrek outage "$BROKER"
+run_wrk "${OUTAGE_SECONDS}s" outage >"$WORK/outage.line" &
+WRK_PID=$!
+PIDS+=("$WRK_PID")
+sleep $((OUTAGE_SECONDS / 3))
+"$ROOT/hack/kafka/down" "$BROKER_DIR" >&2
+sleep $((OUTAGE_SECONDS / 3))
+"$ROOT/hack/kafka/up" "$BROKER_DIR" >/dev/null
+wait "$WRK_PID"
+OUTAGE=$(cat "$WORK/outage.line")
+sleep 5 # let the queue drain into the restarted broker
+QUEUED=$(metric movrek_impressions_queued_total)
+DELIVERED=$(metric movrek_impressions_delivered_total)
+FULL=$(metric movrek_impressions_dropped_total queue_full)
+FAILED=$(metric movrek_impressions_dropped_total failed)
+INFLIGHT=$(metric movrek_impressions_in_flight)
+stop_movrek
+
+awk -v ron="${RPS[on]}" -v roff="${RPS[off]}" -v pon="${P99[on]}" -v poff="${P99[off]}" -v n="$ROUNDS" \
+    -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+    printf "impressions off: %.0f req/s, p99 %.0f us (mean of %d rounds)\n", roff / n, poff / n, n
+    printf "impressions on:  %.0f req/s, p99 %.0f us\n", ron / n, pon / n
+    printf "cost: throughput %+.1f%%, p99 %+.0f us (load average %s)\n", (ron / roff - 1) * 100, (pon - poff) / n, load
+}'
+echo "broker outage under load: $(field "$OUTAGE" requests) requests, non-2xx $(field "$OUTAGE" non2xx), socket errors $(($(field "$OUTAGE" connect_err) + $(field "$OUTAGE" read_err) + $(field "$OUTAGE" write_err) + $(field "$OUTAGE" timeouts))), p99 $(field "$OUTAGE" p99_us) us; impressions queued $QUEUED, delivered $DELIVERED, dropped queue_full $FULL, failed $FAILED, still in flight $INFLIGHT"

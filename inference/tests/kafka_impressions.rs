@@ -1,0 +1,294 @@
+//! Impressions from `/recommend` on a real Kafka broker: every 200 carries `X-Impression-Id`
+//! and the same id arrives on the topic with the list, user, release, track, model version
+//! and artifact digest; with no broker, answers stay 200 and drops are counted.
+//!
+//! The broker is the one `hack/test.sh` starts (`hack/kafka/up`), found through
+//! `MOVREK_KAFKA_BOOTSTRAP`. Without it these tests print why and pass, unless
+//! `MOVREK_REQUIRE_KAFKA` is set (as `hack/test.sh` does): then a missing broker fails.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use movrek_inference::bus::impression::Impression;
+use movrek_inference::bus::publish::{Publisher, PublisherConfig};
+use movrek_inference::server::{
+    AppState, ConnLimits, DrainPolicy, LoadedModel, Recommender, ServedPath, StateConfig, Track,
+    run,
+};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+#[derive(Debug)]
+struct Fixed;
+
+impl Recommender for Fixed {
+    fn recommend(&self, user: u32, n: usize) -> (Vec<u32>, ServedPath) {
+        ((user..).take(n).collect(), ServedPath::Personal)
+    }
+    fn version(&self) -> &'static str {
+        "v-kafka"
+    }
+    fn data_sha256(&self) -> &'static str {
+        "d"
+    }
+    fn provenance(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+fn bootstrap() -> Option<String> {
+    match std::env::var("MOVREK_KAFKA_BOOTSTRAP") {
+        Ok(address) if !address.trim().is_empty() => Some(address),
+        _ => {
+            assert!(
+                std::env::var_os("MOVREK_REQUIRE_KAFKA").is_none(),
+                "MOVREK_REQUIRE_KAFKA is set but MOVREK_KAFKA_BOOTSTRAP is not: start a broker \
+                 with hack/kafka/up"
+            );
+            eprintln!("skipped: no Kafka broker (set MOVREK_KAFKA_BOOTSTRAP, see hack/kafka)");
+            None
+        }
+    }
+}
+
+/// A topic of its own for each test, so tests run in parallel on one broker.
+async fn fresh_topic(brokers: &str, name: &str) -> String {
+    let topic = format!("{name}-{}-{}", std::process::id(), nanos());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic");
+    for result in results {
+        result.expect("topic created");
+    }
+    topic
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn publisher(brokers: &str, topic: &str, queue_records: u32) -> Publisher {
+    Publisher::start(&PublisherConfig {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        queue_records,
+        delivery_timeout: Duration::from_secs(30),
+        client_id: "movrek-test".to_owned(),
+    })
+    .expect("producer")
+}
+
+struct Server {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    signals: tokio::sync::mpsc::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn start(publisher: Publisher) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(
+        AppState::new(StateConfig {
+            release: "movies".into(),
+            track: Track::Canary,
+            model_threads: 1,
+            drain: DrainPolicy {
+                period: Duration::from_millis(50),
+                grace: Duration::from_millis(100),
+            },
+            ..StateConfig::default()
+        })
+        .with_publisher(publisher),
+    );
+    let loading = async {
+        Ok(LoadedModel {
+            recommender: Arc::new(Fixed),
+            artifact_sha256: "ab".repeat(32),
+        })
+    };
+    let (signals, rx) = tokio::sync::mpsc::channel(4);
+    let limits = ConnLimits {
+        max_connections: 64,
+        header_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(2),
+        write_timeout: Duration::from_secs(2),
+    };
+    let running = Arc::clone(&state);
+    let done = tokio::spawn(async move {
+        run(listener, running, limits, loading, rx)
+            .await
+            .expect("server");
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !get(addr, "/readyz").await.0.starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Server {
+        addr,
+        state,
+        signals,
+        done,
+    }
+}
+
+/// One request on its own connection: (head, body).
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_owned(), body.to_owned())
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// Reads `topic` from the start until `want` records arrived or 30 s passed.
+fn consume(brokers: &str, topic: &str, want: usize) -> Vec<(String, Impression)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while records.len() < want && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consumed record");
+            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+            let record = Impression::parse(message.payload().unwrap_or_default())
+                .expect("an impression record");
+            records.push((key, record));
+        }
+    }
+    records
+}
+
+async fn stop(server: Server) {
+    server.signals.send(()).await.expect("signal");
+    tokio::time::timeout(Duration::from_secs(10), server.done)
+        .await
+        .expect("server stops")
+        .expect("server task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_list_arrives_on_the_topic_under_its_impression_id() {
+    let Some(brokers) = bootstrap() else { return };
+    let topic = fresh_topic(&brokers, "impressions").await;
+    let server = start(publisher(&brokers, &topic, 1_000)).await;
+
+    let mut sent = Vec::new();
+    for user in [7_u32, 8, 7, 1_000_000] {
+        let (head, body) = get(server.addr, &format!("/recommend/{user}")).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let id = header(&head, "x-impression-id")
+            .expect("X-Impression-Id")
+            .to_owned();
+        sent.push((id, user, body));
+    }
+    let (head, _) = get(server.addr, "/recommend/not-a-user").await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert_eq!(
+        header(&head, "x-impression-id"),
+        None,
+        "no list, no impression"
+    );
+    let ids: std::collections::HashSet<_> = sent.iter().map(|s| &s.0).collect();
+    assert_eq!(ids.len(), sent.len(), "ids are unique: {sent:?}");
+
+    let received = consume(&brokers, &topic, sent.len());
+    assert_eq!(
+        received.len(),
+        sent.len(),
+        "one record per 200: {received:?}"
+    );
+    for (id, user, body) in &sent {
+        let (key, record) = received
+            .iter()
+            .find(|(_, r)| &r.id == id)
+            .unwrap_or_else(|| panic!("impression {id} not on the topic"));
+        assert_eq!(key, &user.to_string(), "keyed by user");
+        assert_eq!(record.user, *user);
+        let listed: Vec<String> = record.movies.iter().map(u32::to_string).collect();
+        assert_eq!(&listed.join(","), body, "the list the client got");
+        assert_eq!(record.movies.len(), 20);
+        assert_eq!(
+            (record.release.as_str(), record.track.as_str()),
+            ("movies", "canary")
+        );
+        assert_eq!(record.model_version, "v-kafka");
+        assert_eq!(record.artifact_sha256, "ab".repeat(32));
+        record.unix_seconds().expect("a valid time");
+    }
+
+    let (_, metrics) = get(server.addr, "/metrics").await;
+    let delivered = metrics
+        .lines()
+        .find(|l| l.starts_with("movrek_impressions_delivered_total{"))
+        .expect("delivered series");
+    assert!(delivered.ends_with(" 4"), "{delivered}");
+    stop(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_broker_lists_are_still_answered_and_drops_are_counted() {
+    // A port nobody listens on: bind one, note it, close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = start(publisher(&closed.to_string(), "impressions", 5)).await;
+    let started = Instant::now();
+    for user in 1..=12_u32 {
+        let (head, _) = get(server.addr, &format!("/recommend/{user}")).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(header(&head, "x-impression-id").is_some(), "{head}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "requests waited for the broker: {:?}",
+        started.elapsed()
+    );
+    let counts = server.state.publisher().expect("publisher").snapshot();
+    assert_eq!(counts.queued, 5, "{counts:?}");
+    assert_eq!(counts.dropped_queue_full, 7, "{counts:?}");
+    assert_eq!(counts.delivered, 0, "{counts:?}");
+    let (_, metrics) = get(server.addr, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("movrek_impressions_dropped_total{")
+                && l.contains("reason=\"queue_full\"")
+                && l.ends_with(" 7")),
+        "{metrics}"
+    );
+    stop(server).await;
+}
