@@ -15,5 +15,6 @@ pub mod eval;
 pub mod model;
 pub mod online;
 pub mod server;
+pub mod simulate;
 pub mod train;
 pub mod util;

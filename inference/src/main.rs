@@ -46,6 +46,8 @@ enum Command {
     Recommend(RecommendArgs),
     /// Score an event log offline with the online-evaluation rule, per answering host.
     OnlineEval(OnlineEvalArgs),
+    /// Send simulated users' traffic to a local server and log what they did.
+    Simulate(movrek_inference::simulate::cli::SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +350,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Recommend(args) => recommend(&args),
         Command::OnlineEval(args) => online_eval(&args),
+        Command::Simulate(args) => movrek_inference::simulate::cli::simulate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -552,10 +555,12 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         ..SynthParams::default()
     };
     let started = std::time::Instant::now();
-    let dataset = data::synth::generate(&params);
+    let (dataset, hidden) = data::synth::generate_with_truth(&params);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     data::write_ml1m(&dataset, &args.out).map_err(|e| chain(&e))?;
+    data::synth::write_hidden(&hidden, &args.out)
+        .map_err(|e| format!("cannot write the hidden taste: {e}"))?;
     eprintln!(
         "wrote {} users, {} movies, {} ratings to {} in {:.2} s",
         dataset.users.len(),

@@ -11,6 +11,22 @@
 //! tilted by affinity: people mostly rate what they like, as in real logs. User activity
 //! is log-normal: many users rate fewer than five movies, a few rate thousands.
 //!
+//! # Hidden truth beside the data
+//! [`generate_with_truth`] also returns what the data hides ([`Hidden`]): every user's and
+//! movie's bias and taste vector, and a generated runtime per movie (log-normal around
+//! 105 min, 60–240). [`write_hidden`] writes them beside the data set as two CSV files, so
+//! the traffic simulator can act like the users who rated it:
+//! - [`TASTE_FILE`] (`taste.csv`): header `kind,id,bias,t1,…,t8`, then one row per user
+//!   (`kind` = `user`) and per movie (`movie`), ids as in `users.dat`/`movies.dat`, numbers
+//!   as the shortest text that reads back to the same `f32`. A user's expected rating of a
+//!   movie is [`expected_stars`]: `3.55 + user bias + movie bias + 0.75·(t_u·t_m)/√8`, the
+//!   rating model above without its noise.
+//! - [`RUNTIMES_FILE`] (`runtimes.csv`): header `movieId,runtime`, whole minutes: the
+//!   movie metadata format `movrek online-eval --movies` reads.
+//!
+//! Both come from streams of their own, so the data files are byte-identical to what a
+//! generator without them wrote.
+//!
 //! # Guarantees
 //! The output depends only on [`SynthParams`]: every user, movie and rating list draws
 //! from its own random stream (SplitMix64 seeded by seed, kind and index), so the result
@@ -90,6 +106,12 @@ const KIND_MOVIE: u64 = 2;
 const KIND_RANK: u64 = 3;
 const KIND_USER: u64 = 4;
 const KIND_RATINGS: u64 = 5;
+const KIND_RUNTIME: u64 = 6;
+
+/// File name of the hidden taste vectors beside a generated data set.
+pub const TASTE_FILE: &str = "taste.csv";
+/// File name of the generated movie runtimes beside a generated data set.
+pub const RUNTIMES_FILE: &str = "runtimes.csv";
 
 const GENRES: [(&str, f64); 18] = [
     ("Drama", 25.0),
@@ -175,6 +197,39 @@ struct UserTruth {
 
 /// Generates a data set; see the module docs for the model and guarantees.
 pub fn generate(params: &SynthParams) -> Dataset {
+    generate_with_truth(params).0
+}
+
+/// One user's or movie's hidden bias and taste vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HiddenEntity {
+    /// Bias in stars.
+    pub bias: f32,
+    /// Taste vector.
+    pub taste: [f32; DIMS],
+}
+
+/// What a generated data set hides: the truth behind its ratings, and movie runtimes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hidden {
+    /// Per user, in id order (user `i + 1` at index `i`).
+    pub users: Vec<HiddenEntity>,
+    /// Per movie, in id order.
+    pub movies: Vec<HiddenEntity>,
+    /// Runtime in whole minutes per movie, in id order.
+    pub runtimes: Vec<u32>,
+}
+
+/// The expected rating (before rounding and clipping) of a movie by a user: the generator's
+/// rating model without its noise.
+pub fn expected_stars(user: &HiddenEntity, movie: &HiddenEntity) -> f64 {
+    3.55 + f64::from(user.bias)
+        + f64::from(movie.bias)
+        + 0.75 * f64::from(dot(&user.taste, &movie.taste) / (DIMS as f32).sqrt())
+}
+
+/// [`generate`], and the hidden truth behind the data (see the module docs).
+pub fn generate_with_truth(params: &SynthParams) -> (Dataset, Hidden) {
     let groups = Groups::new(params.seed);
     let ranks = popularity_ranks(params.seed, params.movies);
     let (movies, movie_truth): (Vec<Movie>, Vec<MovieTruth>) = (0..params.movies)
@@ -188,13 +243,119 @@ pub fn generate(params: &SynthParams) -> Dataset {
         .unzip();
     let counts = rating_counts(params, &user_truth);
     let ratings = make_ratings(params, &counts, &user_truth, &movie_truth, &popularity_cdf);
-    Dataset {
+    let hidden = Hidden {
+        users: user_truth
+            .iter()
+            .map(|u| HiddenEntity {
+                bias: u.bias,
+                taste: u.taste,
+            })
+            .collect(),
+        movies: movie_truth
+            .iter()
+            .map(|m| HiddenEntity {
+                bias: m.bias,
+                taste: m.taste,
+            })
+            .collect(),
+        runtimes: (0..params.movies)
+            .map(|i| runtime(params.seed, i))
+            .collect(),
+    };
+    let dataset = Dataset {
         users,
         movies,
         ratings,
         watches: Vec::new(),
         scale: RatingScale::WHOLE_STARS,
+    };
+    (dataset, hidden)
+}
+
+/// A movie's runtime in minutes: log-normal around 105, clipped to 60–240.
+fn runtime(seed: u64, index: usize) -> u32 {
+    let mut rng = SplitMix64::stream(seed, KIND_RUNTIME, index as u64);
+    (105.0 * (0.2 * rng.normal()).exp())
+        .round()
+        .clamp(60.0, 240.0) as u32
+}
+
+/// Writes [`TASTE_FILE`] and [`RUNTIMES_FILE`] into `dir` (formats in the module docs).
+///
+/// # Errors
+/// The first failing write.
+pub fn write_hidden(hidden: &Hidden, dir: &std::path::Path) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let mut taste = String::from("kind,id,bias");
+    for d in 1..=DIMS {
+        let _ = write!(taste, ",t{d}");
     }
+    taste.push('\n');
+    for (kind, rows) in [("user", &hidden.users), ("movie", &hidden.movies)] {
+        for (i, row) in rows.iter().enumerate() {
+            let _ = write!(taste, "{kind},{},{}", i + 1, row.bias);
+            for x in row.taste {
+                let _ = write!(taste, ",{x}");
+            }
+            taste.push('\n');
+        }
+    }
+    std::fs::write(dir.join(TASTE_FILE), taste)?;
+    let mut runtimes = String::from("movieId,runtime\n");
+    for (i, minutes) in hidden.runtimes.iter().enumerate() {
+        let _ = writeln!(runtimes, "{},{minutes}", i + 1);
+    }
+    std::fs::write(dir.join(RUNTIMES_FILE), runtimes)
+}
+
+/// Reads a [`TASTE_FILE`]: the users and movies of a [`Hidden`] (its runtimes stay empty;
+/// they are movie metadata, read by [`crate::online::parse_runtimes`]).
+///
+/// # Errors
+/// A message naming the first bad line: wrong header, field count, kind, id out of
+/// sequence or a number that does not parse.
+pub fn read_taste(text: &str) -> Result<Hidden, String> {
+    let mut lines = text.lines().enumerate();
+    let header = lines.next().map(|(_, h)| h.trim_end()).unwrap_or_default();
+    if !header.starts_with("kind,id,bias,t1") || header.split(',').count() != 3 + DIMS {
+        return Err(format!(
+            "line 1: expected the header kind,id,bias,t1..t{DIMS}, found {header:?}"
+        ));
+    }
+    let mut hidden = Hidden {
+        users: Vec::new(),
+        movies: Vec::new(),
+        runtimes: Vec::new(),
+    };
+    for (number, line) in lines {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |what: &str| format!("line {}: {what}: {line:?}", number + 1);
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != 3 + DIMS {
+            return Err(bad("wrong field count"));
+        }
+        let rows = match fields[0] {
+            "user" => &mut hidden.users,
+            "movie" => &mut hidden.movies,
+            _ => return Err(bad("kind is neither user nor movie")),
+        };
+        if fields[1].parse::<usize>().ok() != Some(rows.len() + 1) {
+            return Err(bad("ids must run 1, 2, … per kind"));
+        }
+        let number = |text: &str| text.parse::<f32>().map_err(|_| bad("not a number"));
+        let mut taste = [0f32; DIMS];
+        for (slot, text) in taste.iter_mut().zip(&fields[3..]) {
+            *slot = number(text)?;
+        }
+        rows.push(HiddenEntity {
+            bias: number(fields[2])?,
+            taste,
+        });
+    }
+    Ok(hidden)
 }
 
 /// A random permutation: `ranks[movie]` is its popularity rank (0 = most popular).
@@ -449,6 +610,7 @@ fn rate(
         + f64::from(movie.bias)
         + 0.75 * f64::from(affinity(user, movie))
         + params.noise * rng.normal();
+    // `expected_stars` is this expression without the noise term; keep the two in step.
     Rating {
         user: user_index as u32 + 1,
         movie: movie_index + 1,
@@ -621,6 +783,50 @@ mod tests {
             .unwrap()
             .install(|| generate(&params));
         assert_eq!(one, three);
+    }
+
+    #[test]
+    fn hidden_truth_round_trips_and_leaves_the_data_unchanged() {
+        let params = SynthParams {
+            users: 40,
+            movies: 30,
+            ratings: 300,
+            ..SynthParams::default()
+        };
+        let (data, hidden) = generate_with_truth(&params);
+        assert_eq!(data, generate(&params));
+        assert_eq!((hidden.users.len(), hidden.movies.len()), (40, 30));
+        assert!(hidden.runtimes.iter().all(|m| (60..=240).contains(m)));
+        let dir = tempfile::tempdir().unwrap();
+        write_hidden(&hidden, dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(TASTE_FILE)).unwrap();
+        let back = read_taste(&text).unwrap();
+        assert_eq!(
+            (back.users, back.movies),
+            (hidden.users.clone(), hidden.movies.clone())
+        );
+        let runtimes = std::fs::read(dir.path().join(RUNTIMES_FILE)).unwrap();
+        let (known, bad) =
+            crate::online::parse_runtimes(&runtimes, &mut crate::online::MovieKeys::default())
+                .unwrap();
+        assert_eq!((known.len(), bad), (30, 0));
+        // The ratings follow the expected stars: high expectations, high ratings.
+        let mean = |keep: &dyn Fn(f64) -> bool| {
+            let picked: Vec<f64> = data
+                .ratings
+                .iter()
+                .filter(|r| {
+                    let u = &hidden.users[r.user as usize - 1];
+                    let m = &hidden.movies[r.movie as usize - 1];
+                    keep(expected_stars(u, m))
+                })
+                .map(|r| f64::from(r.value))
+                .collect();
+            picked.iter().sum::<f64>() / picked.len() as f64
+        };
+        assert!(mean(&|e| e > 4.0) > mean(&|e| e < 3.0) + 1.0);
+        assert!(read_taste("kind,id\n").is_err());
+        assert!(read_taste(&text.replacen("user,1,", "user,2,", 1)).is_err());
     }
 
     #[test]
