@@ -382,10 +382,10 @@ async fn run_session(
         return out;
     }
     let mut rng = SplitMix64::stream(config.seed, KIND_REACT, session.index);
-    let excluded = |m: u32| minor && world.adult.contains(&m);
+    let excluded = |m: u32| (minor && world.adult.contains(&m)) || world.has_seen(taste_user, m);
     let action = config.behaviour.react(
         &ids,
-        |m| world.taste.stars(taste_user, m),
+        |m| world.stars(taste_user, m),
         |rng| world.taste.organic(taste_user, excluded, rng),
         |m| world.runtime(m),
         &mut rng,

@@ -189,7 +189,14 @@ mod tests {
             minor_share: 0.1,
             ..SynthParams::default()
         });
-        World::new(&data, Some(hidden), &[], Runtimes::default(), String::new())
+        World::new(
+            &data,
+            Some(hidden),
+            &[],
+            &data.ratings,
+            Runtimes::default(),
+            String::new(),
+        )
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!   user likes what they rated in the held-out part, and the taste says nothing about other
 //!   movies. The served model must be trained on the training part of the same split
 //!   (`movrek eval --split-out` writes it) for the comparison to be fair.
+//!
+//! Either way a user has *seen* the movies they rated in the data the server was trained on
+//! (the whole set, or the split's training part): the taste says nothing about seeing one
+//! again ([`World::stars`] is `None`), so a list of already-seen favourites earns little.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -109,9 +113,27 @@ pub struct World {
     pub runtimes: Runtimes,
     /// Where taste and runtimes came from, in words (for the summary).
     pub source: String,
+    /// Movies each user has already seen (rated in the training data), sorted.
+    pub seen: HashMap<u32, Vec<u32>>,
 }
 
 impl World {
+    /// The hidden expected rating of `movie` by `taste_user`, `None` when the taste says
+    /// nothing about it or the user has already seen it.
+    pub fn stars(&self, taste_user: u32, movie: u32) -> Option<f64> {
+        if self.has_seen(taste_user, movie) {
+            return None;
+        }
+        self.taste.stars(taste_user, movie)
+    }
+
+    /// True when `taste_user` rated `movie` in the training data.
+    pub fn has_seen(&self, taste_user: u32, movie: u32) -> bool {
+        self.seen
+            .get(&taste_user)
+            .is_some_and(|movies| movies.binary_search(&movie).is_ok())
+    }
+
     /// The runtime of a movie (the default when unknown).
     pub fn runtime(&self, movie: u32) -> u32 {
         self.runtimes
@@ -120,11 +142,12 @@ impl World {
     }
 
     /// Builds the world of a loaded data set: latent taste when `hidden` is given, else the
-    /// held-out ratings of `split(dataset)`.
+    /// `held_out` ratings; `seen` are the ratings the server trained on.
     pub fn new(
         dataset: &Dataset,
         hidden: Option<Hidden>,
         held_out: &[crate::data::Rating],
+        seen: &[crate::data::Rating],
         runtimes: Runtimes,
         source: String,
     ) -> Self {
@@ -174,6 +197,14 @@ impl World {
             .filter(|m| m.adult)
             .map(|m| m.id)
             .collect();
+        let mut by_user: HashMap<u32, Vec<u32>> = HashMap::new();
+        for r in seen {
+            by_user.entry(r.user).or_default().push(r.movie);
+        }
+        for movies in by_user.values_mut() {
+            movies.sort_unstable();
+            movies.dedup();
+        }
         World {
             taste,
             known,
@@ -181,6 +212,7 @@ impl World {
             adult,
             runtimes,
             source,
+            seen: by_user,
         }
     }
 
@@ -215,7 +247,7 @@ pub fn load_world(source: &WorldSource<'_>) -> Result<World, String> {
     let dir = source.dir;
     let loaded = load_dir(dir).map_err(|e| format!("cannot load {}: {e}", dir.display()))?;
     let taste_path = dir.join(TASTE_FILE);
-    let (hidden, held_out, taste_words) = if taste_path.is_file() {
+    let (hidden, held_out, seen, taste_words) = if taste_path.is_file() {
         let text = std::fs::read_to_string(&taste_path)
             .map_err(|e| format!("cannot read {}: {e}", taste_path.display()))?;
         let hidden =
@@ -223,10 +255,11 @@ pub fn load_world(source: &WorldSource<'_>) -> Result<World, String> {
         (
             Some(hidden),
             Vec::new(),
+            loaded.dataset.ratings.clone(),
             format!("latent taste from {}", taste_path.display()),
         )
     } else {
-        let (_, test) =
+        let (train, test) =
             crate::eval::split(&loaded.dataset, source.test_fraction, source.split_seed)
                 .map_err(|e| format!("cannot split {}: {e}", dir.display()))?;
         let words = format!(
@@ -235,7 +268,7 @@ pub fn load_world(source: &WorldSource<'_>) -> Result<World, String> {
             source.test_fraction,
             dir.display()
         );
-        (None, test, words)
+        (None, test, train.ratings, words)
     };
     let runtimes_path = dir.join(RUNTIMES_FILE);
     let (runtimes, runtime_words) = if runtimes_path.is_file() {
@@ -272,6 +305,7 @@ pub fn load_world(source: &WorldSource<'_>) -> Result<World, String> {
         &loaded.dataset,
         hidden,
         &held_out,
+        &seen,
         runtimes,
         format!("{taste_words}; {runtime_words}"),
     );
@@ -279,4 +313,54 @@ pub fn load_world(source: &WorldSource<'_>) -> Result<World, String> {
         return Err(format!("{}: no user has a hidden taste", dir.display()));
     }
     Ok(world)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Rating;
+
+    fn rating(user: u32, movie: u32, value: f32) -> Rating {
+        Rating {
+            user,
+            movie,
+            value,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn held_out_ratings_are_the_taste_and_seen_movies_say_nothing() {
+        let dataset = Dataset {
+            users: Vec::new(),
+            movies: Vec::new(),
+            ratings: vec![rating(1, 10, 4.0), rating(2, 10, 2.0)],
+            watches: Vec::new(),
+            scale: crate::data::RatingScale::WHOLE_STARS,
+        };
+        let held_out = [rating(1, 20, 4.5), rating(1, 30, 1.0), rating(3, 20, 3.0)];
+        let seen = [rating(1, 10, 4.0), rating(1, 30, 1.0)];
+        let world = World::new(
+            &dataset,
+            None,
+            &held_out,
+            &seen,
+            Runtimes::default(),
+            String::new(),
+        );
+        let ids: Vec<u32> = world.known.iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![1, 3], "users with a held-out taste");
+        assert_eq!(world.max_user, 3);
+        assert_eq!(world.stars(1, 20), Some(4.5));
+        assert_eq!(world.stars(1, 30), None, "seen: no taste for a rewatch");
+        assert_eq!(world.taste.stars(1, 30), Some(1.0));
+        assert_eq!(world.stars(1, 99), None);
+        assert_eq!(world.runtime(20), DEFAULT_RUNTIME_MINUTES);
+        let mut rng = SplitMix64::new(1);
+        for _ in 0..50 {
+            let pick = world.taste.organic(1, |m| world.has_seen(1, m), &mut rng);
+            assert!(pick.is_none() || pick == Some(20), "{pick:?}");
+        }
+        assert!([1, 3].contains(&world.taste_of_unknown(1_000)));
+    }
 }
