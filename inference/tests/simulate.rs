@@ -289,7 +289,7 @@ fn simulate_against_a_real_server_feeds_online_eval_and_ingest() {
 }
 
 #[test]
-fn simulate_refuses_other_hosts_and_unbounded_runs() {
+fn simulate_refuses_other_hosts_unbounded_runs_and_a_dead_target() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&[&str], &str); 3] = [
         (
@@ -310,4 +310,40 @@ fn simulate_refuses_other_hosts_and_unbounded_runs() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+
+    // Nothing listens: every request is a counted transport error, and the run fails.
+    let data = dir.path().join("data");
+    ok(&[
+        "generate",
+        "--users",
+        "20",
+        "--movies",
+        "30",
+        "--ratings",
+        "200",
+        "--out",
+        path(&data),
+    ]);
+    let out = movrek(&[
+        "simulate",
+        "--target",
+        "http://127.0.0.1:1",
+        "--data",
+        path(&data),
+        "--count",
+        "3",
+        "--rate",
+        "100",
+        "--malformed-share",
+        "0",
+        "--sink",
+        "stdout",
+        "--timeout",
+        "5",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("transport errors 3"), "{stderr}");
+    assert!(stderr.contains("no request got an answer"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no answer, no line");
 }

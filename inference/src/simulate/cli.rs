@@ -144,7 +144,8 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig, String> {
 /// Runs `movrek simulate`: loads the world, runs, prints the summary to stderr.
 ///
 /// # Errors
-/// A one-line message for bad flags, unreadable data, a failing sink or client.
+/// A one-line message for bad flags, unreadable data, a failing sink or client, or a run in
+/// which no request got an answer (after the summary is printed).
 pub fn simulate(args: &SimulateArgs) -> Result<(), String> {
     let config = config(args)?;
     let sink = SinkSpec::parse(&args.sink)?;
@@ -174,6 +175,10 @@ pub fn simulate(args: &SimulateArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot encode the summary: {e}"))?;
         std::fs::write(path, json + "\n")
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let tally = &summary.tally;
+    if tally.requests > 0 && tally.transport_errors == tally.requests {
+        return Err(format!("no request got an answer from {}", args.target));
     }
     Ok(())
 }

@@ -141,7 +141,12 @@ impl Summary {
             .iter()
             .map(|(s, n)| format!("{s}: {n}"))
             .collect();
-        let _ = writeln!(out, "statuses {}", statuses.join(", "));
+        let statuses = if statuses.is_empty() {
+            "none".to_owned()
+        } else {
+            statuses.join(", ")
+        };
+        let _ = writeln!(out, "statuses {statuses}");
         let _ = writeln!(
             out,
             "malformed sent {} (answered 200: {}), bad bodies {}, unknown-user sessions {}, \
