@@ -133,7 +133,9 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig, String> {
         mix,
         behaviour: Behaviour::default(),
         start_time,
-        visit_gap_secs: 3600,
+        // An hour, or longer than the longest watch (240 min of minute lines) when minutes
+        // are slow, so one visit's lines never reach the user's next impression.
+        visit_gap_secs: 3600.max(300 * i64::from(args.minute_seconds)),
         minute_seconds: args.minute_seconds,
         every_minute: !args.last_minute_only,
         timeout: seconds("timeout", args.timeout)?,

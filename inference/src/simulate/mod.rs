@@ -12,10 +12,13 @@
 //!
 //! # Determinism and the virtual clock
 //! Log times are virtual: session `k`, the `v`-th visit of its user, is stamped
-//! `start + ⌊offset_k⌋ + v·visit_gap` (offsets from the plan, `visit_gap` an hour by
-//! default so one user's sessions never share an attribution window). With a fixed `start`
-//! and seed, two runs against servers giving the same answers write the same lines,
-//! apart from the `<n> ms` latency field of recommendation lines (the measured latency).
+//! `start + ⌊offset_k⌋ + v·visit_gap` (offset in seconds from the plan; `visit_gap` an hour,
+//! longer when `minute_seconds` makes watches longer, so one user's sessions never share an
+//! attribution window). With a fixed `start` and seed, two runs against servers giving the
+//! same answers write the same lines, apart from the `<n> ms` latency field of
+//! recommendation lines (the measured latency). Caveat: later visits are stamped hours after
+//! the wall clock, so a live consumer that judges lag by record time should read the log as
+//! a replay, not as live traffic.
 //!
 //! # Bounds
 //! A run is at most `count` sessions (or `duration × rate`), and stops taking sessions
