@@ -15,7 +15,7 @@ pub const SCORE_BUCKETS: [f64; 11] = [0.1, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0
 
 /// What an aggregate row is for: release, track and model version, as the pod labels its
 /// metrics. An empty string is an unknown label.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct VersionKey {
     /// `MOVREK_RELEASE`, or empty.
     pub release: String,
@@ -37,7 +37,7 @@ impl VersionKey {
 }
 
 /// Score counts per histogram bucket (not cumulative); the last entry is `+Inf`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ScoreHistogram {
     /// `counts[i]` holds scores in `(SCORE_BUCKETS[i-1], SCORE_BUCKETS[i]]`.
     pub counts: [u64; SCORE_BUCKETS.len() + 1],
@@ -68,7 +68,7 @@ impl ScoreHistogram {
 }
 
 /// Online-quality counts of one version.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct VersionStats {
     /// Impressions (answered recommendation requests) served.
     pub impressions: u64,
@@ -145,7 +145,7 @@ impl VersionStats {
 }
 
 /// Records the evaluator read and what became of them, over all versions.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EvalCounts {
     /// Non-blank lines (or records) read.
     pub records: u64,
@@ -179,6 +179,12 @@ pub struct EvalCounts {
     pub outside_window: u64,
     /// Pairs left unscored because the movie's runtime is unknown.
     pub unknown_runtime: u64,
+    /// Impressions that arrived after their attribution window had closed (counted as
+    /// impressions; actions on them are late).
+    pub late_impressions: u64,
+    /// Watch and rating records for an impression whose window had already closed and been
+    /// scored: dropped, so a pair is never scored twice.
+    pub late_actions: u64,
 }
 
 impl EvalCounts {
@@ -273,7 +279,7 @@ impl OnlineReport {
             );
         }
         let c = &self.counts;
-        let rows: [(&str, u64); 14] = [
+        let rows: [(&str, u64); 16] = [
             ("records", c.records),
             ("malformed", c.malformed),
             ("oversized", c.oversized),
@@ -288,6 +294,8 @@ impl OnlineReport {
             ("no impression", c.no_impression),
             ("outside window", c.outside_window),
             ("unknown runtime", c.unknown_runtime),
+            ("late impressions", c.late_impressions),
+            ("late actions", c.late_actions),
         ];
         for (label, value) in rows {
             let _ = writeln!(out, "  {label:<22}{value:>12}");

@@ -9,6 +9,28 @@
 //! and so does one exactly `window` seconds later; one second more and it is
 //! unattributed (counted under that impression's version as `unattributed`).
 //!
+//! # Streaming: closing windows
+//! A long-running evaluator cannot wait for the end of its input. [`Evaluator::close_through`]
+//! takes a watermark (an event time the caller believes every record before has arrived
+//! by): every impression whose window ended before it is closed, its pairs are scored at
+//! once and forgotten, and the user keeps only that impression's time and version (to
+//! count a later action as unattributed to it). An action arriving afterwards for a closed
+//! impression is `late_actions` and dropped, an impression arriving after its own window
+//! closed is `late_impressions`: a pair is never scored twice. [`Evaluator::finish`] is
+//! closing through the end of time. Closing in any number of steps gives the same scores
+//! as closing once at the end, as long as no record arrives behind the watermark.
+//!
+//! An action later than the window counts as unattributed to the user's latest impression
+//! only up to [`UNATTRIBUTED_HORIZON_WINDOWS`] windows after it; after that the user is
+//! forgotten and such an action counts as `no_impression`. That bounds memory to the users
+//! seen in the last two windows, and bounds what a restart must replay.
+//!
+//! # Replay
+//! [`Evaluator::replay`] takes a record that was already counted before a restart: it
+//! rebuilds the join state (open impressions and pairs) and changes no count. Replaying
+//! every record from [`Evaluator::replay_from`] on rebuilds all state that later records
+//! can reach.
+//!
 //! # Order, duplicates
 //! Records may arrive out of order: each user keeps their last
 //! [`IMPRESSIONS_PER_USER`] impressions sorted by time, a late impression is inserted in
@@ -18,13 +40,17 @@
 //! lines at or below the pair's furthest minute and ratings repeated with the same time
 //! and value change nothing and are counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::aggregate::{EvalCounts, VersionKey, VersionRow, VersionStats};
 use super::score::{PairActions, Position, Unscored, pair_score};
 
 /// Impressions kept per user for late records.
 pub const IMPRESSIONS_PER_USER: usize = 8;
+
+/// How many windows after an impression a later action still counts as unattributed to
+/// its version (rather than to no impression at all).
+pub const UNATTRIBUTED_HORIZON_WINDOWS: i64 = 2;
 
 /// The default attribution window, 30 minutes (in seconds).
 pub const DEFAULT_WINDOW_SECONDS: i64 = 30 * 60;
@@ -83,7 +109,10 @@ struct Shown {
 #[derive(Debug, Default)]
 struct UserState {
     newest: i64,
+    /// Open impressions (window not closed), oldest first.
     shown: VecDeque<Shown>,
+    /// The latest closed impression: (time, version).
+    closed: Option<(i64, u32)>,
 }
 
 #[derive(Debug)]
@@ -135,6 +164,14 @@ pub struct Evaluator {
     stats: Vec<VersionStats>,
     users: HashMap<u32, UserState>,
     pairs: HashMap<(u64, MovieKey), Pair>,
+    /// Pairs by the end of their impression's window.
+    pairs_closing: BTreeMap<i64, Vec<(u64, MovieKey)>>,
+    /// Users with an open impression, by the end of its window.
+    users_closing: BTreeMap<i64, Vec<u32>>,
+    /// Users whose closed impression leaves the unattributed horizon, by that time.
+    users_forgetting: BTreeMap<i64, Vec<u32>>,
+    /// Impressions whose window ends before this are closed.
+    watermark: i64,
     next_impression: u64,
     counts: EvalCounts,
 }
@@ -149,8 +186,198 @@ impl Evaluator {
             stats: Vec::new(),
             users: HashMap::new(),
             pairs: HashMap::new(),
+            pairs_closing: BTreeMap::new(),
+            users_closing: BTreeMap::new(),
+            users_forgetting: BTreeMap::new(),
+            watermark: i64::MIN,
             next_impression: 0,
             counts: EvalCounts::default(),
+        }
+    }
+
+    /// The attribution window, seconds.
+    pub fn window(&self) -> i64 {
+        self.window
+    }
+
+    /// Impressions whose window ended before this time are closed.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Global counts so far.
+    pub fn counts(&self) -> &EvalCounts {
+        &self.counts
+    }
+
+    /// Open pairs (attributed actions whose impression's window has not closed).
+    pub fn open_pairs(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Users with any state (open impressions or a closed one remembered).
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Takes a record that was counted before a restart: the join state is rebuilt
+    /// exactly as [`Evaluator::add`] would, and no count changes.
+    pub fn replay(&mut self, record: Record) {
+        let counts = self.counts.clone();
+        let stats = self.stats.clone();
+        self.add(record);
+        self.counts = counts;
+        self.stats = stats;
+    }
+
+    /// Restores counts and a watermark saved with [`Evaluator::rows`] and
+    /// [`Evaluator::counts`] before a restart. Versions are interned in `rows`' order.
+    pub fn restore(
+        &mut self,
+        counts: EvalCounts,
+        rows: Vec<(VersionKey, VersionStats)>,
+        watermark: i64,
+    ) {
+        for (key, stats) in rows {
+            let index = self.version(&key) as usize;
+            self.stats[index] = stats;
+        }
+        self.counts = counts;
+        self.watermark = self.watermark.max(watermark);
+    }
+
+    /// Per-version rows so far (closed pairs only), sorted by version key.
+    pub fn rows(&self) -> Vec<VersionRow> {
+        let mut rows: Vec<VersionRow> = self
+            .versions
+            .iter()
+            .zip(&self.stats)
+            .map(|(key, stats)| VersionRow {
+                mean_score: stats.mean(),
+                hit_rate: stats.hit_rate(),
+                key: key.clone(),
+                stats: stats.clone(),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        rows
+    }
+
+    /// Closes every impression whose window ended before `watermark` (its last second is
+    /// `time + window`): scores its pairs, forgets them, and keeps only the impression's
+    /// time and version for the user. A watermark at or below the current one does nothing.
+    pub fn close_through(&mut self, watermark: i64, runtime: &impl Fn(MovieKey) -> Option<u32>) {
+        if watermark <= self.watermark {
+            return;
+        }
+        self.watermark = watermark;
+        let open = self.pairs_closing.split_off(&watermark);
+        for (_, keys) in std::mem::replace(&mut self.pairs_closing, open) {
+            for key in keys {
+                if let Some(pair) = self.pairs.remove(&key) {
+                    self.score(key.1, &pair, runtime);
+                }
+            }
+        }
+        let open = self.users_closing.split_off(&watermark);
+        for (_, users) in std::mem::replace(&mut self.users_closing, open) {
+            for user in users {
+                self.close_user(user);
+            }
+        }
+        let kept = self.users_forgetting.split_off(&watermark);
+        for (_, users) in std::mem::replace(&mut self.users_forgetting, kept) {
+            for user in users {
+                self.forget_user(user);
+            }
+        }
+    }
+
+    /// Drops a user with no open impression whose closed one left the horizon and whose
+    /// newest record is behind the watermark (nothing in order can still need them).
+    fn forget_user(&mut self, user: u32) {
+        let (horizon, watermark) = (self.horizon(), self.watermark);
+        let Some(state) = self.users.get(&user) else {
+            return;
+        };
+        let expired = state.shown.is_empty()
+            && state
+                .closed
+                .is_none_or(|(time, _)| time.saturating_add(horizon) < watermark);
+        if !expired {
+            return;
+        }
+        if state.newest < watermark {
+            self.users.remove(&user);
+        } else {
+            let at = state.newest.saturating_add(1);
+            self.users_forgetting.entry(at).or_default().push(user);
+        }
+    }
+
+    /// Seconds after an impression during which a later action is unattributed to it.
+    fn horizon(&self) -> i64 {
+        self.window.saturating_mul(UNATTRIBUTED_HORIZON_WINDOWS)
+    }
+
+    /// After a restart at `watermark`, replaying every record at or after this event time
+    /// (less the input's lateness) rebuilds the state later records can reach.
+    pub fn replay_from(&self, watermark: i64) -> i64 {
+        watermark.saturating_sub(self.horizon())
+    }
+
+    /// Remembers `user`'s closed impression at `time` (if it is their latest) until it
+    /// leaves the unattributed horizon.
+    fn remember_closed(&mut self, user: u32, time: i64, version: u32) {
+        let forget_at = time.saturating_add(self.horizon());
+        let Some(state) = self.users.get_mut(&user) else {
+            return;
+        };
+        if state.closed.is_none_or(|(closed, _)| closed <= time) {
+            state.closed = Some((time, version));
+            self.users_forgetting
+                .entry(forget_at)
+                .or_default()
+                .push(user);
+        }
+    }
+
+    fn close_user(&mut self, user: u32) {
+        let (window, watermark) = (self.window, self.watermark);
+        let Some(state) = self.users.get_mut(&user) else {
+            return;
+        };
+        let mut closed = Vec::new();
+        while let Some(first) = state.shown.front() {
+            if first.time.saturating_add(window) >= watermark {
+                break;
+            }
+            closed.push((first.time, first.version));
+            state.shown.pop_front();
+        }
+        for (time, version) in closed {
+            self.remember_closed(user, time, version);
+        }
+    }
+
+    fn score(&mut self, movie: MovieKey, pair: &Pair, runtime: &impl Fn(MovieKey) -> Option<u32>) {
+        let actions = PairActions {
+            position: pair.position,
+            minutes: pair.minutes,
+            rating: pair.rating.map(|(_, value)| value),
+        };
+        let stats = &mut self.stats[pair.version as usize];
+        let length = if pair.minutes.is_some() {
+            runtime(movie)
+        } else {
+            None
+        };
+        match pair_score(actions, length) {
+            Ok(score) => stats.observe(score, pair.position),
+            Err(Unscored::UnknownRuntime) => {
+                stats.unscored += 1;
+                self.counts.unknown_runtime += 1;
+            }
         }
     }
 
@@ -184,7 +411,7 @@ impl Evaluator {
         };
         let state = self.users.entry(user).or_insert_with(|| UserState {
             newest: time,
-            shown: VecDeque::new(),
+            ..UserState::default()
         });
         if time < state.newest {
             self.counts.out_of_order += 1;
@@ -247,6 +474,14 @@ impl Evaluator {
         }
         self.counts.impressions += 1;
         self.stats[version as usize].impressions += 1;
+        let closes = time.saturating_add(self.window);
+        if closes < self.watermark {
+            // Its window closed before it arrived: nothing can be attributed to it any more.
+            self.counts.late_impressions += 1;
+            self.remember_closed(user, time, version);
+            return;
+        }
+        self.users_closing.entry(closes).or_default().push(user);
         let at = state.shown.partition_point(|s| s.time <= time);
         state.shown.insert(
             at,
@@ -274,60 +509,49 @@ impl Evaluator {
             self.counts.no_impression += 1;
             return;
         };
+        let horizon = self.horizon();
         match attribute(state.shown.iter().map(|s| s.time), time, self.window) {
-            Attribution::NoImpression => self.counts.no_impression += 1,
-            Attribution::OutsideWindow(i) => {
+            Attribution::NoImpression => match state.closed {
+                Some((shown, _)) if shown <= time && time - shown <= self.window => {
+                    self.counts.late_actions += 1;
+                }
+                Some((shown, version)) if shown <= time && time - shown <= horizon => {
+                    self.counts.outside_window += 1;
+                    self.stats[version as usize].unattributed += 1;
+                }
+                _ => self.counts.no_impression += 1,
+            },
+            Attribution::OutsideWindow(i) if time - state.shown[i].time <= horizon => {
                 self.counts.outside_window += 1;
                 self.stats[state.shown[i].version as usize].unattributed += 1;
             }
+            Attribution::OutsideWindow(_) => self.counts.no_impression += 1,
             Attribution::To(i) => {
                 let shown = &state.shown[i];
-                let pair = self.pairs.entry((shown.id, movie)).or_insert_with(|| Pair {
-                    version: shown.version,
-                    position: Position::of(&shown.items, &movie),
-                    minutes: None,
-                    rating: None,
+                let key = (shown.id, movie);
+                let pair = self.pairs.entry(key).or_insert_with(|| {
+                    let closes = shown.time.saturating_add(self.window);
+                    self.pairs_closing.entry(closes).or_default().push(key);
+                    Pair {
+                        version: shown.version,
+                        position: Position::of(&shown.items, &movie),
+                        minutes: None,
+                        rating: None,
+                    }
                 });
                 fold(pair, &mut self.counts);
             }
         }
     }
 
-    /// Scores every pair; `runtime` gives a movie's length in minutes (`None`: unknown).
-    /// Rows are sorted by version key.
+    /// Scores every pair (closes every window); `runtime` gives a movie's length in
+    /// minutes (`None`: unknown). Rows are sorted by version key.
     pub fn finish(
         mut self,
         runtime: impl Fn(MovieKey) -> Option<u32>,
     ) -> (EvalCounts, Vec<VersionRow>) {
-        for ((_, movie), pair) in self.pairs {
-            let actions = PairActions {
-                position: pair.position,
-                minutes: pair.minutes,
-                rating: pair.rating.map(|(_, value)| value),
-            };
-            let stats = &mut self.stats[pair.version as usize];
-            let needs_runtime = pair.minutes.is_some();
-            let length = if needs_runtime { runtime(movie) } else { None };
-            match pair_score(actions, length) {
-                Ok(score) => stats.observe(score, pair.position),
-                Err(Unscored::UnknownRuntime) => {
-                    stats.unscored += 1;
-                    self.counts.unknown_runtime += 1;
-                }
-            }
-        }
-        let mut rows: Vec<VersionRow> = self
-            .versions
-            .into_iter()
-            .zip(self.stats)
-            .map(|(key, stats)| VersionRow {
-                mean_score: stats.mean(),
-                hit_rate: stats.hit_rate(),
-                key,
-                stats,
-            })
-            .collect();
-        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        self.close_through(i64::MAX, &runtime);
+        let rows = self.rows();
         (self.counts, rows)
     }
 }
@@ -535,5 +759,224 @@ mod tests {
         ev.add(rate(T0 + 5, 1, 1, 5));
         let (counts, _) = ev.finish(|_| Some(100));
         assert_eq!(counts.no_impression, 1);
+    }
+
+    /// A random stream of impressions and actions for `users` users over about `span`
+    /// seconds, sorted by time with a few records moved back by up to `jitter` seconds.
+    fn random_stream(seed: u64, records: usize, users: u32, jitter: i64) -> Vec<Record> {
+        let mut rng = crate::util::SplitMix64::new(seed);
+        let mut out = Vec::with_capacity(records);
+        let mut now = T0;
+        for _ in 0..records {
+            now += rng.below(20) as i64;
+            let user = rng.below(u64::from(users)) as u32;
+            let time = if rng.below(10) == 0 {
+                now - rng.below(jitter as u64 + 1) as i64
+            } else {
+                now
+            };
+            let movie = MovieKey(rng.below(40));
+            out.push(match rng.below(4) {
+                0 => Record::Impression {
+                    time,
+                    user,
+                    version: rng.below(2) as u32,
+                    items: (0..20).map(|_| MovieKey(rng.below(40))).collect(),
+                },
+                1 => Record::Rate {
+                    time,
+                    user,
+                    movie,
+                    value: 1 + rng.below(5) as u8,
+                },
+                _ => Record::Watch {
+                    time,
+                    user,
+                    movie,
+                    minute: rng.below(120) as u32,
+                },
+            });
+        }
+        out
+    }
+
+    fn time_of(record: &Record) -> i64 {
+        match record {
+            Record::Impression { time, .. }
+            | Record::Watch { time, .. }
+            | Record::Rate { time, .. } => *time,
+        }
+    }
+
+    fn evaluator(window: i64) -> Evaluator {
+        let mut e = Evaluator::new(window);
+        e.version(&VersionKey::model_version("v1"));
+        e.version(&VersionKey::model_version("v2"));
+        e
+    }
+
+    fn runtime(_: MovieKey) -> Option<u32> {
+        Some(100)
+    }
+
+    #[test]
+    fn closing_in_steps_scores_exactly_as_closing_once_at_the_end() {
+        const WINDOW: i64 = 600;
+        const LATENESS: i64 = 60;
+        for seed in 0..20 {
+            let stream = random_stream(seed, 3_000, 40, LATENESS);
+            let mut once = evaluator(WINDOW);
+            let mut stepwise = evaluator(WINDOW);
+            let mut newest = i64::MIN;
+            for (n, record) in stream.iter().enumerate() {
+                newest = newest.max(time_of(record));
+                once.add(record.clone());
+                stepwise.add(record.clone());
+                if n % 50 == 0 {
+                    stepwise.close_through(newest - LATENESS, &runtime);
+                }
+            }
+            assert!(
+                stepwise.watermark() > T0,
+                "the stream advanced the watermark"
+            );
+            let (once_counts, once_rows) = once.finish(runtime);
+            let (step_counts, step_rows) = stepwise.finish(runtime);
+            assert_eq!(step_counts.late_actions, 0, "seed {seed}");
+            assert_eq!(step_counts, once_counts, "seed {seed}");
+            assert_eq!(step_rows.len(), once_rows.len());
+            for (a, b) in step_rows.iter().zip(&once_rows) {
+                assert_eq!(a.stats.scored, b.stats.scored, "seed {seed}");
+                assert_eq!(a.stats.hits, b.stats.hits, "seed {seed}");
+                assert_eq!(a.stats.histogram, b.stats.histogram, "seed {seed}");
+                assert!(
+                    (a.stats.score_sum - b.stats.score_sum).abs() < 1e-6,
+                    "seed {seed}"
+                );
+            }
+            assert!(once_rows.iter().map(|r| r.stats.scored).sum::<u64>() > 100);
+        }
+    }
+
+    #[test]
+    fn an_action_after_its_window_closed_is_late_and_never_scored_twice() {
+        let mut e = evaluator(600);
+        e.add(Record::Impression {
+            time: T0,
+            user: 1,
+            version: 0,
+            items: keys([5, 6]),
+        });
+        e.add(Record::Rate {
+            time: T0 + 10,
+            user: 1,
+            movie: MovieKey(5),
+            value: 5,
+        });
+        e.close_through(T0 + 601, &runtime);
+        assert_eq!(e.rows()[0].stats.scored, 1);
+        assert_eq!(e.open_pairs(), 0);
+        // A late rating for the same pair, inside the old window: dropped.
+        e.add(Record::Rate {
+            time: T0 + 20,
+            user: 1,
+            movie: MovieKey(5),
+            value: 3,
+        });
+        // A late impression whose own window closed already.
+        e.add(Record::Impression {
+            time: T0 - 5,
+            user: 2,
+            version: 1,
+            items: keys([7]),
+        });
+        // An action after the closed impression's window: unattributed to its version.
+        e.add(Record::Rate {
+            time: T0 + 900,
+            user: 1,
+            movie: MovieKey(6),
+            value: 4,
+        });
+        let (counts, rows) = e.finish(runtime);
+        assert_eq!(counts.late_actions, 1);
+        assert_eq!(counts.late_impressions, 1);
+        assert_eq!(counts.impressions, 2);
+        assert_eq!(rows[0].stats.scored, 1, "the pair was scored once");
+        assert_eq!(rows[0].stats.unattributed, 1);
+        assert_eq!(rows[1].stats.impressions, 1);
+    }
+
+    #[test]
+    fn a_restart_that_replays_from_before_the_open_windows_counts_every_record_once() {
+        const WINDOW: i64 = 600;
+        const LATENESS: i64 = 60;
+        for seed in 0..10 {
+            let stream = random_stream(100 + seed, 4_000, 50, LATENESS);
+            let close =
+                |e: &mut Evaluator, newest: i64| e.close_through(newest - LATENESS, &runtime);
+            // Without a restart.
+            let mut whole = evaluator(WINDOW);
+            let mut newest = i64::MIN;
+            for (n, record) in stream.iter().enumerate() {
+                newest = newest.max(time_of(record));
+                whole.add(record.clone());
+                if n % 50 == 0 {
+                    close(&mut whole, newest);
+                }
+            }
+            // With a restart after record `crash`; the checkpoint was taken at record
+            // `checkpoint` (after its close), and records after it were counted by the dead
+            // process but are not in the checkpoint.
+            let checkpoint = 2_000;
+            let crash = 2_345;
+            let mut first = evaluator(WINDOW);
+            let mut newest = i64::MIN;
+            let mut saved = None;
+            for (n, record) in stream[..crash].iter().enumerate() {
+                newest = newest.max(time_of(record));
+                first.add(record.clone());
+                if n % 50 == 0 {
+                    close(&mut first, newest);
+                }
+                if n == checkpoint {
+                    let rows: Vec<_> = first.rows().into_iter().map(|r| (r.key, r.stats)).collect();
+                    saved = Some((first.counts().clone(), rows, first.watermark(), newest));
+                }
+            }
+            let (counts, rows, watermark, saved_newest) = saved.expect("checkpoint taken");
+            let second_start = evaluator(WINDOW);
+            // Resume at the first record at or after the watermark minus the window and the
+            // lateness: everything an open window needs is after it.
+            let resume = stream
+                .iter()
+                .position(|r| time_of(r) >= second_start.replay_from(watermark) - LATENESS)
+                .expect("a resume point");
+            let mut second = second_start;
+            second.restore(counts, rows, watermark);
+            let mut newest = saved_newest;
+            for (n, record) in stream.iter().enumerate().skip(resume) {
+                if n <= checkpoint {
+                    second.replay(record.clone());
+                    continue;
+                }
+                newest = newest.max(time_of(record));
+                second.add(record.clone());
+                if n % 50 == 0 {
+                    close(&mut second, newest);
+                }
+            }
+            let (whole_counts, whole_rows) = whole.finish(runtime);
+            let (second_counts, second_rows) = second.finish(runtime);
+            assert_eq!(second_counts, whole_counts, "seed {seed}");
+            for (a, b) in second_rows.iter().zip(&whole_rows) {
+                assert_eq!(a.stats.scored, b.stats.scored, "seed {seed}");
+                assert_eq!(a.stats.impressions, b.stats.impressions, "seed {seed}");
+                assert_eq!(a.stats.unattributed, b.stats.unattributed, "seed {seed}");
+                assert!(
+                    (a.stats.score_sum - b.stats.score_sum).abs() < 1e-6,
+                    "seed {seed}"
+                );
+            }
+        }
     }
 }
