@@ -286,6 +286,26 @@ fn simulate_against_a_real_server_feeds_online_eval_and_ingest() {
     assert_eq!(quality["malformed"], 0);
     assert_eq!(quality["recommendation_lines"], request_lines);
     assert_eq!(quality["rate_lines"], tally["ratings"]);
+
+    // Without taste.csv and runtimes.csv (a real set): the held-out ratings of the split are
+    // the taste, and the summary says every movie is taken as 100 min.
+    let real = dir.path().join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    for file in ["ratings.dat", "users.dat", "movies.dat"] {
+        std::fs::copy(data.join(file), real.join(file)).unwrap();
+    }
+    let (log, summary) = simulate(&server, &real, dir.path(), "real", "11", &[]);
+    let source = summary["source"].as_str().unwrap();
+    assert!(
+        source.contains("held-out ratings of the split (seed 42"),
+        "{source}"
+    );
+    assert!(source.contains("no runtimes.csv"), "{source}");
+    assert_eq!(summary["tally"]["requests"], 300);
+    assert!(
+        summary["online"][0]["scored"].as_u64().unwrap() > 0,
+        "{log}"
+    );
 }
 
 #[test]
