@@ -250,9 +250,27 @@ fn simulate_against_a_real_server_feeds_online_eval_and_ingest() {
         .count() as u64;
     assert_eq!(request_lines, 300 - tally["malformed"].as_u64().unwrap());
 
-    // online-eval reads the log unchanged and agrees with the simulator's summary.
+    log_reads_back(
+        dir.path(),
+        &data,
+        server.addr.port(),
+        &summary,
+        request_lines,
+    );
+    held_out_taste(&server, &data, dir.path());
+}
+
+/// `online-eval` and `ingest` read the log of run "a" unchanged and agree with its summary.
+fn log_reads_back(
+    dir: &Path,
+    data: &Path,
+    port: u16,
+    summary: &serde_json::Value,
+    request_lines: u64,
+) {
+    let tally = &summary["tally"];
     let runtimes = data.join("runtimes.csv");
-    let log_path = dir.path().join("a.log");
+    let log_path = dir.join("a.log");
     let out = ok(&[
         "online-eval",
         "--log",
@@ -265,7 +283,6 @@ fn simulate_against_a_real_server_feeds_online_eval_and_ingest() {
     assert_eq!(report["counts"]["malformed"], 0);
     assert_eq!(report["counts"]["impressions"], request_lines);
     let row = &report["versions"][0];
-    let port = server.addr.port();
     assert_eq!(row["model_version"], format!("v1:{port}"));
     let scored = row["scored"].as_u64().expect("scored pairs");
     assert!(scored > 50, "{scored} scored pairs");
@@ -278,7 +295,7 @@ fn simulate_against_a_real_server_feeds_online_eval_and_ingest() {
     );
 
     // ingest reads it too: no malformed line, every watch and rating kept.
-    let ingested = dir.path().join("ingested");
+    let ingested = dir.join("ingested");
     ok(&["ingest", "--log", path(&log_path), "--out", path(&ingested)]);
     let quality: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ingested.join("quality.json")).unwrap())
@@ -286,15 +303,17 @@ fn simulate_against_a_real_server_feeds_online_eval_and_ingest() {
     assert_eq!(quality["malformed"], 0);
     assert_eq!(quality["recommendation_lines"], request_lines);
     assert_eq!(quality["rate_lines"], tally["ratings"]);
+}
 
-    // Without taste.csv and runtimes.csv (a real set): the held-out ratings of the split are
-    // the taste, and the summary says every movie is taken as 100 min.
-    let real = dir.path().join("real");
+/// Without taste.csv and runtimes.csv (a real set): the held-out ratings of the split are
+/// the taste, and the summary says every movie is taken as 100 min.
+fn held_out_taste(server: &Server, data: &Path, dir: &Path) {
+    let real = dir.join("real");
     std::fs::create_dir_all(&real).unwrap();
     for file in ["ratings.dat", "users.dat", "movies.dat"] {
         std::fs::copy(data.join(file), real.join(file)).unwrap();
     }
-    let (log, summary) = simulate(&server, &real, dir.path(), "real", "11", &[]);
+    let (log, summary) = simulate(server, &real, dir, "real", "11", &[]);
     let source = summary["source"].as_str().unwrap();
     assert!(
         source.contains("held-out ratings of the split (seed 42"),
