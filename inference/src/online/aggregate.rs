@@ -15,7 +15,9 @@ pub const SCORE_BUCKETS: [f64; 11] = [0.1, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0
 
 /// What an aggregate row is for: release, track and model version, as the pod labels its
 /// metrics. An empty string is an unknown label.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 pub struct VersionKey {
     /// `MOVREK_RELEASE`, or empty.
     pub release: String,

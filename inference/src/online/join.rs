@@ -815,6 +815,7 @@ mod tests {
         e
     }
 
+    #[allow(clippy::unnecessary_wraps)] // the shape `close_through` takes
     fn runtime(_: MovieKey) -> Option<u32> {
         Some(100)
     }

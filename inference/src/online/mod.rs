@@ -23,13 +23,15 @@
 //! malformed, oversized, out-of-order and duplicate records; none of them panics.
 //!
 //! # Scope
-//! Pairs are scored when [`join::Evaluator::finish`] runs, i.e. at the end of a log; a
-//! long-running evaluator will need to close pairs as their window passes.
+//! Pairs are scored when their impression's window closes: at the end of a log
+//! ([`join::Evaluator::finish`]), or as the watermark of a live stream passes
+//! ([`join::Evaluator::close_through`], driven by [`stream::Stream`] in `movrek evaluate`).
 
 pub mod aggregate;
 pub mod join;
 pub mod log;
 pub mod score;
+pub mod stream;
 
 pub use aggregate::{
     EvalCounts, OnlineReport, ScoreHistogram, VersionKey, VersionRow, VersionStats,

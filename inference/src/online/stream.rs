@@ -1,0 +1,551 @@
+//! The long-running evaluator's state machine, free of Kafka: records in (with their
+//! topic, partition and offset), a watermark that closes windows, checkpoints out, and a
+//! restart from a checkpoint. `movrek evaluate` ([`crate::bus::evaluate`]) is the IO
+//! around it.
+//!
+//! # Watermark
+//! The newest event time seen on each topic, the older of the two (only topics that have
+//! delivered anything count), minus the allowed lateness. Windows ending before it are
+//! closed ([`super::Evaluator::close_through`]); a record arriving more than the lateness
+//! behind the newest one of its topic may find its window closed and is counted late.
+//!
+//! # Checkpoints and the restart guarantee
+//! A [`Checkpoint`] holds every count, the watermark, and per partition the next offset to
+//! read (`positions`) and the offset to resume from (`resume`): the first record that
+//! might still be needed by open state, found from per-partition (newest time, offset)
+//! samples at [`super::Evaluator::replay_from`] less the lateness. After a restart, records
+//! from `resume` up to `positions` are replayed (state rebuilt, nothing counted) and later
+//! records are counted. So if checkpoints are only published after they are durable and
+//! metrics show only checkpointed counts, every record is counted exactly once across
+//! restarts, provided no partition delivers a record more than the lateness out of order.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::{EvalCounts, VersionKey, VersionRow, VersionStats};
+use super::join::{Evaluator, Record};
+use super::log::{LineOutcome, MovieKeys, Runtimes, log_record};
+use crate::bus::impression::Impression;
+use crate::data::parse::LineError;
+
+/// The checkpoint format version.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// Which topic a record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// JSON impression records from `movrek serve`.
+    Impressions,
+    /// Original log lines.
+    Events,
+}
+
+impl Source {
+    fn index(self) -> usize {
+        match self {
+            Source::Impressions => 0,
+            Source::Events => 1,
+        }
+    }
+}
+
+/// A topic partition.
+pub type Partition = (Source, i32);
+
+/// Everything a restart needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// [`CHECKPOINT_VERSION`].
+    pub v: u32,
+    /// Windows ending before this are closed.
+    pub watermark: i64,
+    /// Newest event time seen per source (impressions, events).
+    pub newest: [Option<i64>; 2],
+    /// Next offset to read, per partition.
+    pub positions: Vec<(Partition, i64)>,
+    /// Offset to resume (replay) from, per partition.
+    pub resume: Vec<(Partition, i64)>,
+    /// Global counts.
+    pub counts: EvalCounts,
+    /// Per-version counts.
+    pub versions: Vec<(VersionKey, VersionStats)>,
+}
+
+/// Settings of a stream.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    /// Attribution window, seconds.
+    pub window: i64,
+    /// How far behind its topic's newest record a record may arrive and still count.
+    pub lateness: i64,
+    /// Whether recommendation-request lines on the events topic are impressions too (for a
+    /// movie service that logs its lists; off when `movrek serve` publishes impressions).
+    pub log_impressions: bool,
+}
+
+/// The evaluator with its positions.
+#[derive(Debug)]
+pub struct Stream {
+    config: StreamConfig,
+    evaluator: Evaluator,
+    movies: MovieKeys,
+    runtimes: Runtimes,
+    newest: [Option<i64>; 2],
+    positions: HashMap<Partition, i64>,
+    /// Offsets below these were counted before the restart: replayed only.
+    replay_below: HashMap<Partition, i64>,
+    /// (newest time so far, offset) when the newest time advanced, oldest first.
+    samples: HashMap<Partition, VecDeque<(i64, i64)>>,
+    /// First offset this process read, per partition.
+    first: HashMap<Partition, i64>,
+}
+
+impl Stream {
+    /// A fresh stream (no checkpoint).
+    pub fn new(config: StreamConfig, runtimes: Runtimes, movies: MovieKeys) -> Self {
+        Self {
+            evaluator: Evaluator::new(config.window),
+            config,
+            movies,
+            runtimes,
+            newest: [None, None],
+            positions: HashMap::new(),
+            replay_below: HashMap::new(),
+            samples: HashMap::new(),
+            first: HashMap::new(),
+        }
+    }
+
+    /// A stream resuming from `checkpoint`: counts restored, and records below its
+    /// positions will be replayed without counting.
+    pub fn resume(
+        config: StreamConfig,
+        runtimes: Runtimes,
+        movies: MovieKeys,
+        checkpoint: Checkpoint,
+    ) -> Result<Self, String> {
+        if checkpoint.v > CHECKPOINT_VERSION {
+            return Err(format!(
+                "checkpoint format v{} is newer than this evaluator (v{CHECKPOINT_VERSION})",
+                checkpoint.v
+            ));
+        }
+        let mut stream = Self::new(config, runtimes, movies);
+        stream
+            .evaluator
+            .restore(checkpoint.counts, checkpoint.versions, checkpoint.watermark);
+        stream.newest = checkpoint.newest;
+        stream.replay_below = checkpoint.positions.into_iter().collect();
+        Ok(stream)
+    }
+
+    /// Where to start reading each partition of a checkpoint (its resume offsets; a
+    /// partition it does not name starts at the beginning).
+    pub fn start_offsets(checkpoint: Option<&Checkpoint>) -> HashMap<Partition, i64> {
+        checkpoint
+            .map(|c| c.resume.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes one record read at `offset` of `partition`.
+    pub fn take(&mut self, partition: Partition, offset: i64, payload: &[u8]) {
+        let replay = self
+            .replay_below
+            .get(&partition)
+            .is_some_and(|&below| offset < below);
+        self.first.entry(partition).or_insert(offset);
+        let position = self.positions.entry(partition).or_insert(offset);
+        *position = (*position).max(offset + 1);
+        let parsed = self.parse(partition.0, payload, !replay);
+        let Some(record) = parsed else {
+            return;
+        };
+        let time = record_time(&record);
+        if !replay {
+            let newest = &mut self.newest[partition.0.index()];
+            *newest = Some(newest.map_or(time, |n| n.max(time)));
+        }
+        let samples = self.samples.entry(partition).or_default();
+        let running = samples.back().map_or(time, |&(t, _)| t.max(time));
+        if samples.back().is_none_or(|&(t, _)| running > t) {
+            samples.push_back((running, offset));
+        }
+        if replay {
+            self.evaluator.replay(record);
+        } else {
+            self.evaluator.add(record);
+        }
+    }
+
+    /// Parses one record; counts what is not a record when `count` (a replayed one was
+    /// counted before the restart).
+    fn parse(&mut self, source: Source, payload: &[u8], count: bool) -> Option<Record> {
+        let outcome = match source {
+            Source::Impressions => self.impression(payload),
+            Source::Events => self.event(payload),
+        };
+        match outcome {
+            Ok(record) => record,
+            Err(_) if !count => None,
+            Err(kind) => {
+                let counts = self.evaluator.counts_mut();
+                counts.records += 1;
+                match kind {
+                    NotRecord::Malformed => counts.malformed += 1,
+                    NotRecord::OutOfRange => counts.out_of_range += 1,
+                    NotRecord::FailedRequest => counts.failed_requests += 1,
+                }
+                None
+            }
+        }
+    }
+
+    fn impression(&mut self, payload: &[u8]) -> Result<Option<Record>, NotRecord> {
+        let impression = Impression::parse(payload).map_err(|_| NotRecord::Malformed)?;
+        let time = impression
+            .unix_seconds()
+            .map_err(|_| NotRecord::Malformed)?;
+        let version = self.evaluator.version(&VersionKey {
+            release: impression.release,
+            track: impression.track,
+            model_version: impression.model_version,
+        });
+        Ok(Some(Record::Impression {
+            time,
+            user: impression.user,
+            version,
+            items: impression
+                .movies
+                .into_iter()
+                .map(|id| super::MovieKey(u64::from(id)))
+                .collect(),
+        }))
+    }
+
+    fn event(&mut self, payload: &[u8]) -> Result<Option<Record>, NotRecord> {
+        let line = payload.trim_ascii();
+        match log_record(line, &mut self.movies, &mut self.evaluator) {
+            Ok(LineOutcome::Record(Record::Impression { .. })) if !self.config.log_impressions => {
+                Ok(None)
+            }
+            Ok(LineOutcome::Record(record)) => Ok(Some(record)),
+            Ok(LineOutcome::FailedRequest) => Err(NotRecord::FailedRequest),
+            Err(LineError::OutOfRange { .. }) => Err(NotRecord::OutOfRange),
+            Err(_) => Err(NotRecord::Malformed),
+        }
+    }
+
+    /// The event time windows are closed through: the older of the two topics' newest
+    /// times, less the lateness (`None` before any record).
+    pub fn watermark(&self) -> Option<i64> {
+        self.newest
+            .iter()
+            .flatten()
+            .min()
+            .map(|&t| t.saturating_sub(self.config.lateness))
+    }
+
+    /// Closes the windows the watermark has passed.
+    pub fn advance(&mut self) {
+        if let Some(watermark) = self.watermark() {
+            let runtimes = &self.runtimes;
+            self.evaluator
+                .close_through(watermark, &|movie| runtimes.get(movie));
+        }
+    }
+
+    /// Counts so far (closed pairs only).
+    pub fn rows(&self) -> Vec<VersionRow> {
+        self.evaluator.rows()
+    }
+
+    /// Global counts so far.
+    pub fn counts(&self) -> &EvalCounts {
+        self.evaluator.counts()
+    }
+
+    /// Open pairs and remembered users (for gauges).
+    pub fn open_state(&self) -> (usize, usize) {
+        (self.evaluator.open_pairs(), self.evaluator.users())
+    }
+
+    /// Newest event time per source.
+    pub fn newest(&self) -> [Option<i64>; 2] {
+        self.newest
+    }
+
+    /// A checkpoint of everything counted so far, and where to resume.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        let watermark = self.evaluator.watermark();
+        let needed_from = self
+            .evaluator
+            .replay_from(watermark)
+            .saturating_sub(self.config.lateness);
+        let mut resume = Vec::new();
+        for (&partition, samples) in &mut self.samples {
+            // Keep the last sample wholly before `needed_from` and everything after it.
+            while samples.len() > 1 && samples[1].0 < needed_from {
+                samples.pop_front();
+            }
+            let from = match samples.front() {
+                Some(&(time, offset)) if time < needed_from => offset + 1,
+                _ => self.first.get(&partition).copied().unwrap_or(0),
+            };
+            resume.push((partition, from));
+        }
+        // Partitions replayed from a checkpoint but not read yet keep their old resume.
+        for (&partition, &below) in &self.replay_below {
+            if !self.samples.contains_key(&partition) {
+                resume.push((partition, below));
+            }
+        }
+        resume.sort_unstable();
+        let mut positions: Vec<(Partition, i64)> =
+            self.positions.iter().map(|(&p, &o)| (p, o)).collect();
+        for (&partition, &below) in &self.replay_below {
+            if !self.positions.contains_key(&partition) {
+                positions.push((partition, below));
+            }
+        }
+        positions.sort_unstable();
+        let versions = self
+            .evaluator
+            .rows()
+            .into_iter()
+            .map(|row| (row.key, row.stats))
+            .collect();
+        Checkpoint {
+            v: CHECKPOINT_VERSION,
+            watermark,
+            newest: self.newest,
+            positions,
+            resume,
+            counts: self.evaluator.counts().clone(),
+            versions,
+        }
+    }
+
+    /// Closes every window (end of input: tests and bounded runs).
+    pub fn close_all(&mut self) {
+        let runtimes = &self.runtimes;
+        self.evaluator
+            .close_through(i64::MAX, &|movie| runtimes.get(movie));
+    }
+}
+
+#[derive(Debug)]
+enum NotRecord {
+    Malformed,
+    OutOfRange,
+    FailedRequest,
+}
+
+fn record_time(record: &Record) -> i64 {
+    match record {
+        Record::Impression { time, .. }
+        | Record::Watch { time, .. }
+        | Record::Rate { time, .. } => *time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::SplitMix64;
+
+    const T0: i64 = 1_796_331_600;
+    const WINDOW: i64 = 600;
+    const LATENESS: i64 = 30;
+
+    fn config() -> StreamConfig {
+        StreamConfig {
+            window: WINDOW,
+            lateness: LATENESS,
+            log_impressions: false,
+        }
+    }
+
+    fn runtimes() -> Runtimes {
+        Runtimes {
+            known: HashMap::new(),
+            default: Some(100),
+        }
+    }
+
+    fn iso(t: i64) -> String {
+        chrono::DateTime::from_timestamp(t, 0)
+            .expect("time")
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    }
+
+    /// Records as they would sit in two partitions of each topic (by user parity):
+    /// (partition, offset, payload), in arrival order.
+    fn traffic(seed: u64, n: usize) -> Vec<(Partition, i64, Vec<u8>)> {
+        let mut rng = SplitMix64::new(seed);
+        let mut offsets: HashMap<Partition, i64> = HashMap::new();
+        let mut out = Vec::new();
+        let mut now = T0;
+        for i in 0..n {
+            now += rng.below(6) as i64;
+            let user = 1 + rng.below(30) as u32;
+            let movie = 1 + rng.below(30) as u32;
+            let (source, payload) = match rng.below(5) {
+                0 => {
+                    let impression = Impression {
+                        v: 1,
+                        id: format!("x-{i}"),
+                        time: format!("{}Z", iso(now)),
+                        user,
+                        movies: (0..20).map(|_| 1 + rng.below(30) as u32).collect(),
+                        release: "movies".to_owned(),
+                        track: if rng.below(2) == 0 {
+                            "stable"
+                        } else {
+                            "canary"
+                        }
+                        .to_owned(),
+                        model_version: "v1".to_owned(),
+                        artifact_sha256: "s".to_owned(),
+                    };
+                    (Source::Impressions, impression.to_json())
+                }
+                1 => (
+                    Source::Events,
+                    format!("{},{user},GET /rate/{movie}={}", iso(now), 1 + rng.below(5))
+                        .into_bytes(),
+                ),
+                2 if rng.below(20) == 0 => (Source::Events, b"garbage line".to_vec()),
+                _ => (
+                    Source::Events,
+                    format!(
+                        "{},{user},GET /data/m/{movie}/{}.mpg",
+                        iso(now),
+                        rng.below(110)
+                    )
+                    .into_bytes(),
+                ),
+            };
+            let partition = (source, (user % 2) as i32);
+            let offset = offsets.entry(partition).or_insert(0);
+            out.push((partition, *offset, payload));
+            *offset += 1;
+        }
+        out
+    }
+
+    /// Per version: key, impressions, scored, unattributed, score sum in millionths.
+    type Row = (VersionKey, u64, u64, u64, i64);
+
+    fn summary(stream: &Stream) -> (EvalCounts, Vec<Row>) {
+        let rows = stream
+            .rows()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.key,
+                    r.stats.impressions,
+                    r.stats.scored,
+                    r.stats.unattributed,
+                    (r.stats.score_sum * 1e6).round() as i64,
+                )
+            })
+            .collect();
+        (stream.counts().clone(), rows)
+    }
+
+    /// Reads `records` the way `movrek evaluate` does: advance every 40 records, and a
+    /// checkpoint (after an advance) at record `checkpoint_at`.
+    fn run(
+        stream: &mut Stream,
+        records: &[(Partition, i64, Vec<u8>)],
+        checkpoint_at: Option<usize>,
+    ) -> Option<Checkpoint> {
+        let mut saved = None;
+        for (n, (partition, offset, payload)) in records.iter().enumerate() {
+            stream.take(*partition, *offset, payload);
+            if n % 40 == 0 {
+                stream.advance();
+            }
+            if Some(n) == checkpoint_at {
+                stream.advance();
+                saved = Some(stream.checkpoint());
+            }
+        }
+        saved
+    }
+
+    #[test]
+    fn a_restart_from_a_checkpoint_counts_every_record_once() {
+        for seed in 0..8 {
+            let records = traffic(seed, 6_000);
+            let mut whole = Stream::new(config(), runtimes(), MovieKeys::default());
+            run(&mut whole, &records, None);
+            whole.close_all();
+
+            // The first process checkpoints at 3,000 and dies at 3,500.
+            let mut first = Stream::new(config(), runtimes(), MovieKeys::default());
+            let checkpoint = run(&mut first, &records[..3_500], Some(3_000)).expect("saved");
+            let json = serde_json::to_vec(&checkpoint).expect("serialise");
+            let checkpoint: Checkpoint = serde_json::from_slice(&json).expect("parse");
+            assert!(
+                checkpoint.watermark > T0,
+                "seed {seed}: windows closed before the crash"
+            );
+
+            // The second reads each partition from the checkpoint's resume offsets.
+            let starts = Stream::start_offsets(Some(&checkpoint));
+            let mut second = Stream::resume(config(), runtimes(), MovieKeys::default(), checkpoint)
+                .expect("resume");
+            let tail: Vec<_> = records
+                .iter()
+                .filter(|(p, o, _)| *o >= starts.get(p).copied().unwrap_or(0))
+                .cloned()
+                .collect();
+            assert!(
+                tail.len() < records.len(),
+                "seed {seed}: the resume skips settled records"
+            );
+            run(&mut second, &tail, None);
+            second.close_all();
+
+            assert_eq!(summary(&second), summary(&whole), "seed {seed}");
+            assert!(whole.counts().malformed > 0 && whole.counts().late_actions == 0);
+            assert!(summary(&whole).1.iter().map(|r| r.2).sum::<u64>() > 100);
+        }
+    }
+
+    #[test]
+    fn the_watermark_waits_for_the_slower_topic() {
+        let mut stream = Stream::new(config(), runtimes(), MovieKeys::default());
+        assert_eq!(stream.watermark(), None);
+        let line = format!("{},1,GET /rate/5=4", iso(T0 + 1_000));
+        stream.take((Source::Events, 0), 0, line.as_bytes());
+        assert_eq!(stream.watermark(), Some(T0 + 1_000 - LATENESS));
+        let impression = Impression {
+            v: 1,
+            id: "a".to_owned(),
+            time: format!("{}Z", iso(T0 + 100)),
+            user: 2,
+            movies: vec![5],
+            release: "r".to_owned(),
+            track: "stable".to_owned(),
+            model_version: "v".to_owned(),
+            artifact_sha256: "s".to_owned(),
+        };
+        stream.take((Source::Impressions, 0), 0, &impression.to_json());
+        assert_eq!(stream.watermark(), Some(T0 + 100 - LATENESS));
+    }
+
+    #[test]
+    fn a_newer_checkpoint_format_is_refused() {
+        let mut stream = Stream::new(config(), runtimes(), MovieKeys::default());
+        let mut checkpoint = stream.checkpoint();
+        checkpoint.v = CHECKPOINT_VERSION + 1;
+        let error = Stream::resume(config(), runtimes(), MovieKeys::default(), checkpoint)
+            .expect_err("refused");
+        assert!(error.contains("newer"), "{error}");
+    }
+}
