@@ -1,6 +1,8 @@
-//! Impressions from `/recommend` on a real Kafka broker: every 200 carries `X-Impression-Id`
-//! and the same id arrives on the topic with the list, user, release, track, model version
-//! and artifact digest; with no broker, answers stay 200 and drops are counted.
+//! The event bus on a real Kafka broker. Impressions from `/recommend`: every 200 carries
+//! `X-Impression-Id` and the same id arrives on the topic with the list, user, release,
+//! track, model version and artifact digest; with no broker, answers stay 200 and drops are
+//! counted. Event lines: every line written arrives once, in order per user; an absent
+//! broker is an error naming what was not acknowledged.
 //!
 //! The broker is the one `hack/test.sh` starts (`hack/kafka/up`), found through
 //! `MOVREK_KAFKA_BOOTSTRAP`. Without it these tests print why and pass, unless
@@ -10,6 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use movrek_inference::bus::KafkaUri;
+use movrek_inference::bus::events::EventWriter;
 use movrek_inference::bus::impression::Impression;
 use movrek_inference::bus::publish::{Publisher, PublisherConfig};
 use movrek_inference::server::{
@@ -169,6 +173,17 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 /// Reads `topic` from the start until `want` records arrived or 30 s passed.
 fn consume(brokers: &str, topic: &str, want: usize) -> Vec<(String, Impression)> {
+    consume_raw(brokers, topic, want)
+        .into_iter()
+        .map(|(key, payload)| {
+            let record = Impression::parse(&payload).expect("an impression record");
+            (key, record)
+        })
+        .collect()
+}
+
+/// Reads `topic` from the start until `want` records arrived or 30 s passed: (key, value).
+fn consume_raw(brokers: &str, topic: &str, want: usize) -> Vec<(String, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{topic}"))
@@ -183,9 +198,7 @@ fn consume(brokers: &str, topic: &str, want: usize) -> Vec<(String, Impression)>
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.expect("consumed record");
             let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-            let record = Impression::parse(message.payload().unwrap_or_default())
-                .expect("an impression record");
-            records.push((key, record));
+            records.push((key, message.payload().unwrap_or_default().to_vec()));
         }
     }
     records
@@ -291,4 +304,70 @@ async fn without_a_broker_lists_are_still_answered_and_drops_are_counted() {
         "{metrics}"
     );
     stop(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_lines_arrive_once_each_in_order_per_user() {
+    let Some(brokers) = bootstrap() else { return };
+    let topic = fresh_topic(&brokers, "events").await;
+    let uri: KafkaUri = format!("kafka://{brokers}/{topic}").parse().expect("uri");
+    let lines: Vec<(u32, String)> = (0..300_u32)
+        .map(|i| {
+            let user = i % 7;
+            (
+                user,
+                format!(
+                    "2026-12-03T21:{:02}:{:02},{user},GET /rate/{i}=4",
+                    i / 60,
+                    i % 60
+                ),
+            )
+        })
+        .collect();
+    let sent = lines.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let mut writer = EventWriter::open(&uri)?;
+        for (user, line) in &sent {
+            writer.write(*user, line)?;
+        }
+        writer.finish(Duration::from_secs(30))
+    })
+    .await
+    .expect("writer task")
+    .expect("every line acknowledged");
+    assert_eq!(written, 300);
+
+    let received = consume_raw(&brokers, &topic, lines.len());
+    assert_eq!(received.len(), lines.len());
+    for user in 0..7_u32 {
+        let want: Vec<&str> = lines
+            .iter()
+            .filter(|(u, _)| *u == user)
+            .map(|(_, l)| l.as_str())
+            .collect();
+        let got: Vec<String> = received
+            .iter()
+            .filter(|(key, _)| key == &user.to_string())
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+            .collect();
+        assert_eq!(got, want, "user {user}: every line once, in order");
+    }
+}
+
+#[test]
+fn event_lines_to_an_absent_broker_are_an_error_not_a_silent_loss() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let uri: KafkaUri = format!("kafka://{closed}/events").parse().expect("uri");
+    let mut writer = EventWriter::open(&uri).expect("writer");
+    writer
+        .write(1, "2026-12-03T21:00:00,1,GET /rate/5=4")
+        .expect("queued");
+    let error = writer
+        .finish(Duration::from_secs(1))
+        .expect_err("nothing was acknowledged");
+    assert!(error.contains("still unacknowledged"), "{error}");
+    assert!(error.contains("events"), "{error}");
 }
