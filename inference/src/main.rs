@@ -46,6 +46,8 @@ enum Command {
     Recommend(RecommendArgs),
     /// Score an event log offline with the online-evaluation rule, per answering host.
     OnlineEval(OnlineEvalArgs),
+    /// Run the online evaluator: join impressions and events from Kafka, export scores.
+    Evaluate(EvaluateArgs),
     /// Send simulated users' traffic to a local server and log what they did.
     Simulate(movrek_inference::simulate::cli::SimulateArgs),
 }
@@ -225,6 +227,56 @@ struct OnlineEvalArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct EvaluateArgs {
+    /// Kafka brokers, `host:port[,host:port…]`.
+    #[arg(long, env = "MOVREK_KAFKA_BROKERS")]
+    brokers: String,
+    /// Topic of impression records (from `movrek serve`).
+    #[arg(long, env = "MOVREK_IMPRESSIONS_TOPIC", default_value = movrek_inference::bus::IMPRESSIONS_TOPIC)]
+    impressions_topic: String,
+    /// Topic of event lines (watches, ratings, recommendation requests).
+    #[arg(long, env = "MOVREK_EVENTS_TOPIC", default_value = movrek_inference::bus::EVENTS_TOPIC)]
+    events_topic: String,
+    /// Compacted topic the evaluator checkpoints to (created when missing).
+    #[arg(long, env = "MOVREK_STATE_TOPIC", default_value = movrek_inference::bus::evaluate::STATE_TOPIC)]
+    state_topic: String,
+    /// Evaluator name: consumer group and checkpoint key.
+    #[arg(long, env = "MOVREK_EVALUATOR_NAME", default_value = "movrek-evaluate")]
+    name: String,
+    /// Partitions of both topics to read, e.g. `0,2` (default: all). Topics must then be
+    /// partitioned alike.
+    #[arg(long, value_delimiter = ',')]
+    partitions: Option<Vec<i32>>,
+    /// Attribution window in seconds.
+    #[arg(long, default_value_t = movrek_inference::online::DEFAULT_WINDOW_SECONDS)]
+    window_secs: i64,
+    /// Seconds a record may arrive behind the newest one of its topic and still count.
+    #[arg(long, default_value_t = 60)]
+    lateness_secs: i64,
+    /// Treat recommendation-request lines on the events topic as impressions too.
+    #[arg(long)]
+    log_impressions: bool,
+    /// Movie metadata CSV with runtimes (as for `online-eval`).
+    #[arg(long)]
+    movies: Option<PathBuf>,
+    /// Runtime in minutes for movies without one (default without `--movies`: 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    default_runtime: Option<u32>,
+    /// Address `/metrics` listens on.
+    #[arg(long, env = "MOVREK_BIND", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Port `/metrics` listens on.
+    #[arg(long, env = "MOVREK_PORT", default_value_t = 9102)]
+    port: u16,
+    /// Milliseconds between checkpoints (metrics follow each one).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    checkpoint_ms: u64,
+    /// Stop (after a last checkpoint) when no record arrived for this many seconds.
+    #[arg(long, value_parser = parse_seconds)]
+    exit_when_idle_secs: Option<Duration>,
+}
+
 fn parse_user(value: &str) -> Result<u32, String> {
     server::parse_user_id(value).map_err(|reason| reason.to_string())
 }
@@ -350,6 +402,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Recommend(args) => recommend(&args),
         Command::OnlineEval(args) => online_eval(&args),
+        Command::Evaluate(args) => evaluate(&args),
         Command::Simulate(args) => movrek_inference::simulate::cli::simulate(&args),
     };
     match result {
@@ -717,7 +770,8 @@ fn recommend(args: &RecommendArgs) -> Result<(), String> {
 fn online_eval(args: &OnlineEvalArgs) -> Result<(), String> {
     use movrek_inference::online::{self, MovieKeys};
     let mut movies = MovieKeys::default();
-    let (runtimes, source) = online_runtimes(args, &mut movies)?;
+    let (runtimes, source) =
+        online_runtimes(args.movies.as_deref(), args.default_runtime, &mut movies)?;
     let mut evaluate = |input: &mut dyn std::io::BufRead| {
         online::evaluate_log(input, &mut movies, &runtimes, args.window_secs, &source)
     };
@@ -740,12 +794,13 @@ fn online_eval(args: &OnlineEvalArgs) -> Result<(), String> {
 /// Runtimes from `--movies` (others per `--default-runtime`, else unscored), or
 /// `--default-runtime` (100 min unless given) for every movie; and that choice in words.
 fn online_runtimes(
-    args: &OnlineEvalArgs,
+    movie_csv: Option<&Path>,
+    default_runtime: Option<u32>,
     movies: &mut movrek_inference::online::MovieKeys,
 ) -> Result<(movrek_inference::online::Runtimes, String), String> {
     use movrek_inference::online::{Runtimes, parse_runtimes};
-    let Some(path) = &args.movies else {
-        let minutes = args.default_runtime.unwrap_or(DEFAULT_RUNTIME_MINUTES);
+    let Some(path) = movie_csv else {
+        let minutes = default_runtime.unwrap_or(DEFAULT_RUNTIME_MINUTES);
         let runtimes = Runtimes {
             known: std::collections::HashMap::new(),
             default: Some(minutes),
@@ -755,7 +810,7 @@ fn online_runtimes(
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let (known, bad) =
         parse_runtimes(&bytes, movies).map_err(|e| format!("{}: {e}", path.display()))?;
-    let fallback = args.default_runtime.map_or_else(
+    let fallback = default_runtime.map_or_else(
         || "others unscored".to_owned(),
         |m| format!("others {m} min"),
     );
@@ -764,6 +819,42 @@ fn online_runtimes(
         known.len(),
         path.display()
     );
-    let default = args.default_runtime;
+    let default = default_runtime;
     Ok((Runtimes { known, default }, source))
+}
+
+fn evaluate(args: &EvaluateArgs) -> Result<(), String> {
+    use movrek_inference::bus::evaluate::{self, EvaluateConfig};
+    use movrek_inference::online::MovieKeys;
+    use movrek_inference::online::stream::StreamConfig;
+    let (_guard, _dropped) = init_json_logs();
+    if args.window_secs < 0 || args.lateness_secs < 0 {
+        return Err("--window-secs and --lateness-secs must not be negative".to_owned());
+    }
+    let mut movies = MovieKeys::default();
+    let (runtimes, source) =
+        online_runtimes(args.movies.as_deref(), args.default_runtime, &mut movies)?;
+    tracing::info!(runtimes = %source, "movie runtimes");
+    let config = EvaluateConfig {
+        brokers: args.brokers.clone(),
+        impressions_topic: args.impressions_topic.clone(),
+        events_topic: args.events_topic.clone(),
+        state_topic: args.state_topic.clone(),
+        name: args.name.clone(),
+        partitions: args.partitions.clone(),
+        stream: StreamConfig {
+            window: args.window_secs,
+            lateness: args.lateness_secs,
+            log_impressions: args.log_impressions,
+        },
+        metrics_addr: SocketAddr::new(args.bind, args.port),
+        checkpoint_interval: Duration::from_millis(args.checkpoint_ms),
+        exit_when_idle: args.exit_when_idle_secs,
+    };
+    let stop = evaluate::stop_on_signals()?;
+    evaluate::run(&config, runtimes, movies, &stop)
+        .map(|_| ())
+        .inspect_err(|message| {
+            tracing::error!(error = %message, "evaluator stopped with an error");
+        })
 }

@@ -7,6 +7,7 @@
 //!
 //! Addresses on the command line are `kafka://HOST:PORT[,HOST:PORT…]/TOPIC` ([`KafkaUri`]).
 
+pub mod evaluate;
 pub mod events;
 pub mod impression;
 pub mod publish;

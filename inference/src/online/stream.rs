@@ -3,18 +3,24 @@
 //! restart from a checkpoint. `movrek evaluate` ([`crate::bus::evaluate`]) is the IO
 //! around it.
 //!
-//! # Watermark
-//! The newest event time seen on each topic, the older of the two (only topics that have
-//! delivered anything count), minus the allowed lateness. Windows ending before it are
+//! # Watermark and release order
+//! The newest event time seen on each partition of both topics, the oldest of those
+//! (partitions that delivered nothing yet, or are caught up with their end, do not hold it
+//! back), minus the allowed lateness. Records wait in a queue per
+//! partition and are released to the join in event-time order (the oldest head first)
+//! once the watermark has passed them, so an action never reaches the join before the
+//! impression it belongs to merely because the two topics were read at different speeds.
+//! Then windows ending before the watermark (and before every record still queued) are
 //! closed ([`super::Evaluator::close_through`]); a record arriving more than the lateness
-//! behind the newest one of its topic may find its window closed and is counted late.
+//! behind the newest one of its partition may find its window closed and is counted late.
 //!
 //! # Checkpoints and the restart guarantee
-//! A [`Checkpoint`] holds every count, the watermark, and per partition the next offset to
-//! read (`positions`) and the offset to resume from (`resume`): the first record that
-//! might still be needed by open state, found from per-partition (newest time, offset)
-//! samples at [`super::Evaluator::replay_from`] less the lateness. After a restart, records
-//! from `resume` up to `positions` are replayed (state rebuilt, nothing counted) and later
+//! A [`Checkpoint`] holds every count, the watermark, and per partition the first offset
+//! not yet released to the join (`positions`: records below it are counted) and the offset
+//! to resume from (`resume`): the first record that might still be needed by open state,
+//! found from per-partition (newest time, offset) samples at
+//! [`super::Evaluator::replay_from`] less the lateness. After a restart, records from
+//! `resume` up to `positions` are replayed (state rebuilt, nothing counted) and later
 //! records are counted. So if checkpoints are only published after they are durable and
 //! metrics show only checkpointed counts, every record is counted exactly once across
 //! restarts, provided no partition delivers a record more than the lateness out of order.
@@ -42,14 +48,7 @@ pub enum Source {
     Events,
 }
 
-impl Source {
-    fn index(self) -> usize {
-        match self {
-            Source::Impressions => 0,
-            Source::Events => 1,
-        }
-    }
-}
+impl Source {}
 
 /// A topic partition.
 pub type Partition = (Source, i32);
@@ -61,9 +60,10 @@ pub struct Checkpoint {
     pub v: u32,
     /// Windows ending before this are closed.
     pub watermark: i64,
-    /// Newest event time seen per source (impressions, events).
-    pub newest: [Option<i64>; 2],
-    /// Next offset to read, per partition.
+    /// Newest event time seen per partition.
+    pub newest: Vec<(Partition, i64)>,
+    /// First offset not yet released to the join (records below are counted), per
+    /// partition.
     pub positions: Vec<(Partition, i64)>,
     /// Offset to resume (replay) from, per partition.
     pub resume: Vec<(Partition, i64)>,
@@ -78,7 +78,7 @@ pub struct Checkpoint {
 pub struct StreamConfig {
     /// Attribution window, seconds.
     pub window: i64,
-    /// How far behind its topic's newest record a record may arrive and still count.
+    /// How far behind its partition's newest record a record may arrive and still count.
     pub lateness: i64,
     /// Whether recommendation-request lines on the events topic are impressions too (for a
     /// movie service that logs its lists; off when `movrek serve` publishes impressions).
@@ -92,8 +92,16 @@ pub struct Stream {
     evaluator: Evaluator,
     movies: MovieKeys,
     runtimes: Runtimes,
-    newest: [Option<i64>; 2],
+    newest: HashMap<Partition, i64>,
+    /// Partitions that hold the watermark back until they deliver or are caught up.
+    expected: std::collections::HashSet<Partition>,
+    /// Partitions read to their end (they do not hold the watermark back until their next
+    /// record).
+    idle: std::collections::HashSet<Partition>,
+    /// Next offset to read, per partition.
     positions: HashMap<Partition, i64>,
+    /// Records read and not yet released to the join, per partition, in offset order.
+    queues: std::collections::BTreeMap<Partition, VecDeque<Queued>>,
     /// Offsets below these were counted before the restart: replayed only.
     replay_below: HashMap<Partition, i64>,
     /// (newest time so far, offset) when the newest time advanced, oldest first.
@@ -110,8 +118,11 @@ impl Stream {
             config,
             movies,
             runtimes,
-            newest: [None, None],
+            newest: HashMap::new(),
+            idle: std::collections::HashSet::new(),
+            expected: std::collections::HashSet::new(),
             positions: HashMap::new(),
+            queues: std::collections::BTreeMap::new(),
             replay_below: HashMap::new(),
             samples: HashMap::new(),
             first: HashMap::new(),
@@ -136,7 +147,7 @@ impl Stream {
         stream
             .evaluator
             .restore(checkpoint.counts, checkpoint.versions, checkpoint.watermark);
-        stream.newest = checkpoint.newest;
+        stream.newest = checkpoint.newest.into_iter().collect();
         stream.replay_below = checkpoint.positions.into_iter().collect();
         Ok(stream)
     }
@@ -149,46 +160,53 @@ impl Stream {
             .unwrap_or_default()
     }
 
-    /// Takes one record read at `offset` of `partition`.
+    /// Takes one record read at `offset` of `partition`; it is queued until the watermark
+    /// passes it ([`Stream::advance`]).
     pub fn take(&mut self, partition: Partition, offset: i64, payload: &[u8]) {
         let replay = self
             .replay_below
             .get(&partition)
             .is_some_and(|&below| offset < below);
         self.first.entry(partition).or_insert(offset);
+        self.idle.remove(&partition);
         let position = self.positions.entry(partition).or_insert(offset);
         *position = (*position).max(offset + 1);
-        let parsed = self.parse(partition.0, payload, !replay);
-        let Some(record) = parsed else {
-            return;
-        };
-        let time = record_time(&record);
-        if !replay {
-            let newest = &mut self.newest[partition.0.index()];
-            *newest = Some(newest.map_or(time, |n| n.max(time)));
-        }
-        let samples = self.samples.entry(partition).or_default();
-        let running = samples.back().map_or(time, |&(t, _)| t.max(time));
-        if samples.back().is_none_or(|&(t, _)| running > t) {
-            samples.push_back((running, offset));
-        }
-        if replay {
-            self.evaluator.replay(record);
-        } else {
-            self.evaluator.add(record);
-        }
-    }
-
-    /// Parses one record; counts what is not a record when `count` (a replayed one was
-    /// counted before the restart).
-    fn parse(&mut self, source: Source, payload: &[u8], count: bool) -> Option<Record> {
-        let outcome = match source {
+        let item = match partition.0 {
             Source::Impressions => self.impression(payload),
             Source::Events => self.event(payload),
         };
-        match outcome {
-            Ok(record) => record,
-            Err(_) if !count => None,
+        let time = match &item {
+            Ok(Some(record)) => record_time(record),
+            // Nothing to order: released as soon as it reaches the head of its queue.
+            Ok(None) | Err(_) => i64::MIN,
+        };
+        if time > i64::MIN {
+            if !replay {
+                let newest = self.newest.entry(partition).or_insert(time);
+                *newest = (*newest).max(time);
+            }
+            let samples = self.samples.entry(partition).or_default();
+            let running = samples.back().map_or(time, |&(t, _)| t.max(time));
+            if samples.back().is_none_or(|&(t, _)| running > t) {
+                samples.push_back((running, offset));
+            }
+        }
+        self.queues.entry(partition).or_default().push_back(Queued {
+            offset,
+            time,
+            item,
+            replay,
+        });
+    }
+
+    /// Applies one released item: a record joins (or is replayed), anything else is
+    /// counted unless replayed (it was counted before the restart).
+    fn release(&mut self, queued: Queued) {
+        match queued.item {
+            Ok(Some(record)) if queued.replay => self.evaluator.replay(record),
+            Ok(Some(record)) => self.evaluator.add(record),
+            Ok(None) => {}
+            Err(_) if queued.replay => {}
             Err(kind) => {
                 let counts = self.evaluator.counts_mut();
                 counts.records += 1;
@@ -197,7 +215,6 @@ impl Stream {
                     NotRecord::OutOfRange => counts.out_of_range += 1,
                     NotRecord::FailedRequest => counts.failed_requests += 1,
                 }
-                None
             }
         }
     }
@@ -237,23 +254,86 @@ impl Stream {
         }
     }
 
-    /// The event time windows are closed through: the older of the two topics' newest
-    /// times, less the lateness (`None` before any record).
+    /// The event time records are released through: the oldest of the partitions' newest
+    /// times (idle partitions aside), less the lateness (`None` before any record).
     pub fn watermark(&self) -> Option<i64> {
-        self.newest
+        let waiting = self
+            .expected
             .iter()
-            .flatten()
-            .min()
-            .map(|&t| t.saturating_sub(self.config.lateness))
+            .any(|p| !self.newest.contains_key(p) && !self.idle.contains(p));
+        if waiting {
+            return None;
+        }
+        let active = self
+            .newest
+            .iter()
+            .filter(|(p, _)| !self.idle.contains(p))
+            .map(|(_, &t)| t)
+            .min();
+        active
+            .or_else(|| self.newest.values().copied().max())
+            .map(|t| t.saturating_sub(self.config.lateness))
     }
 
-    /// Closes the windows the watermark has passed.
+    /// Declares the partitions being read: until each has delivered a record or is caught
+    /// up, the watermark does not move (an early burst from one must not release records
+    /// that another, slower one would have preceded).
+    pub fn expect(&mut self, partitions: impl IntoIterator<Item = Partition>) {
+        self.expected.extend(partitions);
+    }
+
+    /// Marks a partition as read to its end: it does not hold the watermark back until its
+    /// next record.
+    pub fn caught_up(&mut self, partition: Partition) {
+        self.idle.insert(partition);
+    }
+
+    /// Releases, oldest first, every queued record the watermark has passed, then closes
+    /// the windows that ended before the watermark and before every record still queued.
     pub fn advance(&mut self) {
-        if let Some(watermark) = self.watermark() {
-            let runtimes = &self.runtimes;
-            self.evaluator
-                .close_through(watermark, &|movie| runtimes.get(movie));
+        let Some(watermark) = self.watermark() else {
+            return;
+        };
+        loop {
+            let next = self
+                .queues
+                .iter()
+                .filter_map(|(&partition, queue)| {
+                    queue
+                        .front()
+                        .filter(|q| q.time <= watermark)
+                        .map(|q| (q.time, partition))
+                })
+                .min();
+            let Some((_, partition)) = next else {
+                break;
+            };
+            if let Some(queued) = self
+                .queues
+                .get_mut(&partition)
+                .and_then(VecDeque::pop_front)
+            {
+                self.release(queued);
+            }
         }
+        let oldest_queued = self
+            .queues
+            .values()
+            .flatten()
+            .map(|q| q.time)
+            .filter(|&t| t > i64::MIN)
+            .min();
+        let close = oldest_queued.map_or(watermark, |t| t.min(watermark));
+        let runtimes = &self.runtimes;
+        self.evaluator
+            .close_through(close, &|movie| runtimes.get(movie));
+    }
+
+    /// Next offset to read per partition (what a consumer group would commit).
+    pub fn consumed(&self) -> Vec<(Partition, i64)> {
+        let mut out: Vec<_> = self.positions.iter().map(|(&p, &o)| (p, o)).collect();
+        out.sort_unstable();
+        out
     }
 
     /// Counts so far (closed pairs only).
@@ -273,7 +353,14 @@ impl Stream {
 
     /// Newest event time per source.
     pub fn newest(&self) -> [Option<i64>; 2] {
-        self.newest
+        let of = |source: Source| {
+            self.newest
+                .iter()
+                .filter(|(p, _)| p.0 == source)
+                .map(|(_, &t)| t)
+                .max()
+        };
+        [of(Source::Impressions), of(Source::Events)]
     }
 
     /// A checkpoint of everything counted so far, and where to resume.
@@ -283,6 +370,11 @@ impl Stream {
             .evaluator
             .replay_from(watermark)
             .saturating_sub(self.config.lateness);
+        let released: HashMap<Partition, i64> = self
+            .samples
+            .keys()
+            .filter_map(|&p| self.released(p).map(|o| (p, o)))
+            .collect();
         let mut resume = Vec::new();
         for (&partition, samples) in &mut self.samples {
             // Keep the last sample wholly before `needed_from` and everything after it.
@@ -293,7 +385,8 @@ impl Stream {
                 Some(&(time, offset)) if time < needed_from => offset + 1,
                 _ => self.first.get(&partition).copied().unwrap_or(0),
             };
-            resume.push((partition, from));
+            let released = released.get(&partition).copied();
+            resume.push((partition, released.map_or(from, |r| from.min(r))));
         }
         // Partitions replayed from a checkpoint but not read yet keep their old resume.
         for (&partition, &below) in &self.replay_below {
@@ -302,8 +395,11 @@ impl Stream {
             }
         }
         resume.sort_unstable();
-        let mut positions: Vec<(Partition, i64)> =
-            self.positions.iter().map(|(&p, &o)| (p, o)).collect();
+        let mut positions: Vec<(Partition, i64)> = self
+            .positions
+            .keys()
+            .filter_map(|&p| self.released(p).map(|o| (p, o)))
+            .collect();
         for (&partition, &below) in &self.replay_below {
             if !self.positions.contains_key(&partition) {
                 positions.push((partition, below));
@@ -319,7 +415,11 @@ impl Stream {
         Checkpoint {
             v: CHECKPOINT_VERSION,
             watermark,
-            newest: self.newest,
+            newest: {
+                let mut newest: Vec<_> = self.newest.iter().map(|(&p, &t)| (p, t)).collect();
+                newest.sort_unstable();
+                newest
+            },
             positions,
             resume,
             counts: self.evaluator.counts().clone(),
@@ -327,12 +427,40 @@ impl Stream {
         }
     }
 
+    /// The first offset of `partition` not yet released to the join.
+    fn released(&self, partition: Partition) -> Option<i64> {
+        self.queues
+            .get(&partition)
+            .and_then(VecDeque::front)
+            .map(|q| q.offset)
+            .or_else(|| self.positions.get(&partition).copied())
+    }
+
     /// Closes every window (end of input: tests and bounded runs).
     pub fn close_all(&mut self) {
+        let newest = self.newest.clone();
+        for time in self.newest.values_mut() {
+            *time = i64::MAX;
+        }
+        let lateness = self.config.lateness;
+        self.config.lateness = 0;
+        self.advance();
+        self.newest = newest;
+        self.config.lateness = lateness;
         let runtimes = &self.runtimes;
         self.evaluator
             .close_through(i64::MAX, &|movie| runtimes.get(movie));
     }
+}
+
+/// A record read and not yet released: its parse result and whether it is a replay.
+#[derive(Debug)]
+struct Queued {
+    offset: i64,
+    /// Event time; `i64::MIN` for what has no time (released at the head of the queue).
+    time: i64,
+    item: Result<Option<Record>, NotRecord>,
+    replay: bool,
 }
 
 #[derive(Debug)]
@@ -514,6 +642,42 @@ mod tests {
             assert_eq!(summary(&second), summary(&whole), "seed {seed}");
             assert!(whole.counts().malformed > 0 && whole.counts().late_actions == 0);
             assert!(summary(&whole).1.iter().map(|r| r.2).sum::<u64>() > 100);
+        }
+    }
+
+    #[test]
+    fn topics_read_at_different_speeds_score_as_if_read_in_time_order() {
+        for seed in 0..6 {
+            let records = traffic(50 + seed, 5_000);
+            let mut in_order = Stream::new(config(), runtimes(), MovieKeys::default());
+            run(&mut in_order, &records, None);
+            in_order.close_all();
+            // Each partition read in bursts of 150 records, partitions taking turns, as a
+            // consumer fetching batches per partition does.
+            let mut by_partition: std::collections::BTreeMap<Partition, VecDeque<_>> =
+                std::collections::BTreeMap::new();
+            for record in &records {
+                by_partition
+                    .entry(record.0)
+                    .or_default()
+                    .push_back(record.clone());
+            }
+            let mut arrival = Vec::new();
+            while by_partition.values().any(|q| !q.is_empty()) {
+                for queue in by_partition.values_mut() {
+                    let n = queue.len().min(150);
+                    arrival.extend(queue.drain(..n));
+                }
+            }
+            let mut batched = Stream::new(config(), runtimes(), MovieKeys::default());
+            batched.expect(by_partition.keys().copied());
+            run(&mut batched, &arrival, None);
+            batched.close_all();
+            assert_eq!(summary(&batched), summary(&in_order), "seed {seed}");
+            assert_eq!(
+                batched.counts().no_impression,
+                in_order.counts().no_impression
+            );
         }
     }
 
