@@ -35,7 +35,7 @@ pub struct SimulateArgs {
     /// Seed of who visits when and of every user's behaviour.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Event sink: `file:PATH` or `stdout`.
+    /// Event sink: `file:PATH`, `stdout` or `kafka://HOST:PORT/TOPIC`.
     #[arg(long, default_value = "stdout")]
     pub sink: String,
     /// Share of sessions by users the server does not know.

@@ -1,8 +1,13 @@
-//! Where the simulator's event lines go: one small trait, so a Kafka topic can join the file
-//! and standard output without the simulator changing.
+//! Where the simulator's event lines go: one small trait, implemented for a file, standard
+//! output and a Kafka topic (`kafka://HOST:PORT/TOPIC`, keyed by user id, every line
+//! acknowledged by the broker or the run fails).
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::bus::KafkaUri;
+use crate::bus::events::EventWriter;
 
 /// A destination for log lines, written in session order by one writer.
 pub trait EventSink: Send {
@@ -49,6 +54,8 @@ pub enum SinkSpec {
     File(PathBuf),
     /// `stdout`.
     Stdout,
+    /// `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`.
+    Kafka(KafkaUri),
 }
 
 impl SinkSpec {
@@ -60,10 +67,13 @@ impl SinkSpec {
         if text == "stdout" || text == "-" {
             return Ok(SinkSpec::Stdout);
         }
+        if text.starts_with("kafka://") {
+            return text.parse().map(SinkSpec::Kafka);
+        }
         match text.strip_prefix("file:") {
             Some(path) if !path.is_empty() => Ok(SinkSpec::File(PathBuf::from(path))),
             _ => Err(format!(
-                "unknown sink {text:?}: use file:PATH or stdout (a Kafka sink is not built yet)"
+                "unknown sink {text:?}: use file:PATH, stdout or kafka://HOST:PORT/TOPIC"
             )),
         }
     }
@@ -75,9 +85,51 @@ impl SinkSpec {
     pub fn open(&self) -> Result<Box<dyn EventSink>, String> {
         match self {
             SinkSpec::Stdout => Ok(Box::new(WriterSink::new(io::stdout()))),
+            SinkSpec::Kafka(uri) => Ok(Box::new(EventWriter::open(uri)?)),
             SinkSpec::File(path) => std::fs::File::create(path)
                 .map(|f| Box::new(WriterSink::new(f)) as Box<dyn EventSink>)
                 .map_err(|e| format!("cannot create {}: {e}", path.display())),
         }
+    }
+}
+
+/// How long the end of a run waits for the broker to acknowledge every line.
+const KAFKA_FLUSH: Duration = Duration::from_secs(60);
+
+impl EventSink for EventWriter {
+    fn write_line(&mut self, user: u32, line: &str) -> io::Result<()> {
+        self.write(user, line).map_err(io::Error::other)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.finish(KAFKA_FLUSH)
+            .map(|_| ())
+            .map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sinks_parse_from_their_three_forms_and_bad_ones_are_named() {
+        assert_eq!(SinkSpec::parse("stdout"), Ok(SinkSpec::Stdout));
+        assert_eq!(
+            SinkSpec::parse("file:/tmp/x.log"),
+            Ok(SinkSpec::File(PathBuf::from("/tmp/x.log")))
+        );
+        let kafka = SinkSpec::parse("kafka://127.0.0.1:9092/events").expect("kafka sink");
+        assert_eq!(
+            kafka,
+            SinkSpec::Kafka(KafkaUri {
+                brokers: "127.0.0.1:9092".to_owned(),
+                topic: "events".to_owned()
+            })
+        );
+        let error = SinkSpec::parse("kafka://127.0.0.1:9092").expect_err("no topic");
+        assert!(error.contains("names no topic"), "{error}");
+        let error = SinkSpec::parse("s3://bucket/key").expect_err("unknown");
+        assert!(error.contains("kafka://HOST:PORT/TOPIC"), "{error}");
     }
 }
