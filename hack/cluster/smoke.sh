@@ -78,7 +78,7 @@ done <"$DIR/pids"
 step "all control-plane listeners are on 127.0.0.1"
 
 CHART="$ROOT/charts/movrek-operator"
-ALL='serviceMonitor.enabled=true,podMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,replicaCount=2,rbac.secretNamespaces={default},networkPolicy.enabled=true,networkPolicy.apiServer.cidrs={127.0.0.1/32},networkPolicy.webhooks.to[0].ipBlock.cidr=0.0.0.0/0,egress.allowedPrometheusHosts={prometheus.monitoring:9090,*.svc.cluster.local:9090},egress.allowedWebhookHosts={hooks.slack.com:443}'
+ALL='serviceMonitor.enabled=true,podMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,replicaCount=2,rbac.secretNamespaces={default},networkPolicy.enabled=true,networkPolicy.apiServer.cidrs={127.0.0.1/32},networkPolicy.webhooks.to[0].ipBlock.cidr=0.0.0.0/0,egress.allowedPrometheusHosts={prometheus.monitoring:9090,*.svc.cluster.local:9090},egress.allowedWebhookHosts={hooks.slack.com:443},evaluator.enabled=true,kafka.brokers=kafka.kafka:9092'
 helm lint --strict "$CHART" >"$WORK/lint.log" 2>&1 || fail "helm lint (defaults): $(cat "$WORK/lint.log")"
 helm lint --strict "$CHART" --set "$ALL" >>"$WORK/lint.log" 2>&1 || fail "helm lint (all features): $(cat "$WORK/lint.log")"
 helm template smoke "$CHART" --set "$ALL" >"$WORK/all.yaml" || fail "helm template with every feature"
@@ -102,6 +102,15 @@ kubectl apply --dry-run=server -n default -f "$WORK/netpol.yaml" >"$WORK/netpol.
 grep -q -- '--allowed-prometheus-hosts=prometheus.monitoring:9090,\*.svc.cluster.local:9090' "$WORK/all.yaml" ||
   fail "egress.allowedPrometheusHosts did not reach the operator's args"
 step "NetworkPolicy (metrics ingress; DNS, API server, Prometheus, webhook egress) accepted by the API server (dry run)"
+
+# The online evaluator's Deployment and Service are valid to the API server, with the brokers
+# and topics in its environment (its PodMonitor needs the prometheus-operator CRDs: not here).
+helm template smoke "$CHART" --set evaluator.enabled=true,kafka.brokers=kafka.kafka:9092 \
+  --show-only templates/evaluator.yaml >"$WORK/evaluator.yaml"
+kubectl apply --dry-run=server -n default -f "$WORK/evaluator.yaml" >"$WORK/evaluator.log" 2>&1 ||
+  fail "evaluator objects rejected by the API server: $(cat "$WORK/evaluator.log")"
+grep -q 'value: "kafka.kafka:9092"' "$WORK/evaluator.yaml" || fail "kafka.brokers did not reach the evaluator"
+step "online evaluator Deployment (Recreate) and Service accepted by the API server (dry run)"
 
 step "helm install (CRD from the chart's crds/, 2 replicas, Secrets readable in default only)"
 kubectl create namespace "$NS" >/dev/null
