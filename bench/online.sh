@@ -25,34 +25,7 @@ cargo build --release --locked -p movrek-inference --bin movrek --manifest-path 
 MOVREK=$ROOT/target/release/movrek
 
 if [[ ! -s $LOG ]]; then
-  python3 - "$LINES" "$USERS" "$LOG" <<'PY'
-import random, sys, datetime
-lines, users, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-rng = random.Random(7)
-t0 = datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
-written = 0
-session = 0
-with open(path, "w") as out:
-    while written < lines:
-        user = rng.randrange(1, users + 1)
-        now = t0 + datetime.timedelta(seconds=2 * session)
-        stamp = lambda dt: dt.strftime("%Y-%m-%dT%H:%M:%S")
-        items = rng.sample(range(1, 5001), 20)
-        host = "canary:8082" if session % 5 == 0 else "stable:8082"
-        out.write(f"{stamp(now)},{user},recommendation request {host}, status 200, result: "
-                  f"{', '.join(map(str, items))}, 12 ms\n")
-        written += 1
-        movie = rng.choice(items) if rng.random() < 0.5 else rng.randrange(1, 5001)
-        for minute in range(1, rng.randrange(0, 13) + 1):
-            out.write(f"{stamp(now + datetime.timedelta(seconds=60 * minute))},{user},"
-                      f"GET /data/m/{movie}/{minute}.mpg\n")
-            written += 1
-        if rng.random() < 0.3:
-            out.write(f"{stamp(now + datetime.timedelta(seconds=900))},{user},"
-                      f"GET /rate/{movie}={rng.randrange(1, 6)}\n")
-            written += 1
-        session += 1
-PY
+  python3 "$ROOT/bench/online/gen_log.py" "$LINES" "$USERS" "$LOG"
 fi
 lines=$(wc -l < "$LOG")
 echo "log: $LOG ($lines lines, $(du -h "$LOG" | cut -f1))"
