@@ -20,10 +20,12 @@
 //! closing through the end of time. Closing in any number of steps gives the same scores
 //! as closing once at the end, as long as no record arrives behind the watermark.
 //!
-//! An action later than the window counts as unattributed to the user's latest impression
-//! only up to [`UNATTRIBUTED_HORIZON_WINDOWS`] windows after it; after that the user is
-//! forgotten and such an action counts as `no_impression`. That bounds memory to the users
-//! seen in the last two windows, and bounds what a restart must replay.
+//! A streaming evaluator ([`Evaluator::with_unattributed_horizon`], as `movrek evaluate`
+//! uses with [`UNATTRIBUTED_HORIZON_WINDOWS`] windows) counts an action later than the window
+//! as unattributed to the user's latest impression only up to that horizon; after it the
+//! user is forgotten and such an action counts as `no_impression`. That bounds memory to the
+//! users seen in the horizon, and bounds what a restart must replay. Offline evaluation has
+//! no horizon: any later action is unattributed to the latest impression.
 //!
 //! # Replay
 //! [`Evaluator::replay`] takes a record that was already counted before a restart: it
@@ -168,6 +170,8 @@ pub struct Evaluator {
     pairs_closing: BTreeMap<i64, Vec<(u64, MovieKey)>>,
     /// Users with an open impression, by the end of its window.
     users_closing: BTreeMap<i64, Vec<u32>>,
+    /// Seconds after an impression during which a later action is unattributed to it.
+    horizon: i64,
     /// Users whose closed impression leaves the unattributed horizon, by that time.
     users_forgetting: BTreeMap<i64, Vec<u32>>,
     /// Impressions whose window ends before this are closed.
@@ -188,6 +192,7 @@ impl Evaluator {
             pairs: HashMap::new(),
             pairs_closing: BTreeMap::new(),
             users_closing: BTreeMap::new(),
+            horizon: i64::MAX,
             users_forgetting: BTreeMap::new(),
             watermark: i64::MIN,
             next_impression: 0,
@@ -315,9 +320,17 @@ impl Evaluator {
         }
     }
 
-    /// Seconds after an impression during which a later action is unattributed to it.
     fn horizon(&self) -> i64 {
-        self.window.saturating_mul(UNATTRIBUTED_HORIZON_WINDOWS)
+        self.horizon
+    }
+
+    /// Counts an action as unattributed to the user's latest impression only up to
+    /// `windows` windows after it, and forgets users past that (streaming; the default has
+    /// no horizon).
+    #[must_use]
+    pub fn with_unattributed_horizon(mut self, windows: i64) -> Self {
+        self.horizon = self.window.saturating_mul(windows.max(1));
+        self
     }
 
     /// After a restart at `watermark`, replaying every record at or after this event time
@@ -335,10 +348,12 @@ impl Evaluator {
         };
         if state.closed.is_none_or(|(closed, _)| closed <= time) {
             state.closed = Some((time, version));
-            self.users_forgetting
-                .entry(forget_at)
-                .or_default()
-                .push(user);
+            if forget_at < i64::MAX {
+                self.users_forgetting
+                    .entry(forget_at)
+                    .or_default()
+                    .push(user);
+            }
         }
     }
 
@@ -809,7 +824,7 @@ mod tests {
     }
 
     fn evaluator(window: i64) -> Evaluator {
-        let mut e = Evaluator::new(window);
+        let mut e = Evaluator::new(window).with_unattributed_horizon(UNATTRIBUTED_HORIZON_WINDOWS);
         e.version(&VersionKey::model_version("v1"));
         e.version(&VersionKey::model_version("v2"));
         e

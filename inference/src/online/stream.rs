@@ -114,7 +114,8 @@ impl Stream {
     /// A fresh stream (no checkpoint).
     pub fn new(config: StreamConfig, runtimes: Runtimes, movies: MovieKeys) -> Self {
         Self {
-            evaluator: Evaluator::new(config.window),
+            evaluator: Evaluator::new(config.window)
+                .with_unattributed_horizon(super::join::UNATTRIBUTED_HORIZON_WINDOWS),
             config,
             movies,
             runtimes,
