@@ -43,8 +43,7 @@ trap stop_kafka EXIT
 MOVREK_KAFKA_BOOTSTRAP="$(./hack/kafka/up "$KAFKA_DIR" | tail -n 1)"
 export MOVREK_KAFKA_BOOTSTRAP MOVREK_REQUIRE_KAFKA=1
 stage "cargo test"
-# --no-fail-fast: one failing test binary must not hide the results of the others.
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --locked
 
 stage "control-plane binaries (hack/cluster/build.sh)"
 ./hack/cluster/build.sh

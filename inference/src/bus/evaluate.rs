@@ -18,19 +18,20 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use super::KafkaUri;
+use super::events::EventWriter;
 use crate::online::aggregate::{EvalCounts, SCORE_BUCKETS, VersionRow};
 use crate::online::stream::{Checkpoint, Partition, Source, Stream, StreamConfig};
 use crate::online::{MovieKeys, Runtimes};
@@ -164,7 +165,7 @@ pub fn run(
     let listener = TcpListener::bind(config.metrics_addr)
         .map_err(|e| format!("cannot listen on {}: {e}", config.metrics_addr))?;
     spawn_metrics_server(listener, Arc::clone(&exported), Arc::clone(stop))?;
-    let writer = CheckpointWriter::new(config, key)?;
+    let mut writer = CheckpointWriter::new(config, key)?;
     tracing::info!(
         impressions = %config.impressions_topic,
         events = %config.events_topic,
@@ -189,7 +190,7 @@ pub fn run(
             last_record = Instant::now();
         }
         if last_checkpoint.elapsed() >= config.checkpoint_interval {
-            checkpoint_now(&mut stream, &writer, &exported, &readers)?;
+            checkpoint_now(&mut stream, &mut writer, &exported, &readers)?;
             last_checkpoint = Instant::now();
         }
         if config
@@ -200,7 +201,7 @@ pub fn run(
             break;
         }
     }
-    checkpoint_now(&mut stream, &writer, &exported, &readers)?;
+    checkpoint_now(&mut stream, &mut writer, &exported, &readers)?;
     tracing::info!(records = read, "stopped after a last checkpoint");
     Ok(read)
 }
@@ -274,7 +275,7 @@ impl Reader {
 /// monitoring only: restarts use the checkpoint).
 fn checkpoint_now(
     stream: &mut Stream,
-    writer: &CheckpointWriter,
+    writer: &mut CheckpointWriter,
     exported: &Arc<Mutex<Exported>>,
     readers: &[Reader],
 ) -> Result<(), String> {
@@ -462,66 +463,29 @@ fn partitions(config: &EvaluateConfig, consumer: &BaseConsumer) -> Result<Vec<i3
     }
 }
 
-#[derive(Default)]
-struct Acks {
-    failed: AtomicU64,
-}
-
-struct AckContext(Arc<Acks>);
-
-impl ClientContext for AckContext {}
-
-impl ProducerContext for AckContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
-        if result.is_err() {
-            self.0.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Writes checkpoints and waits for the broker's acknowledgement.
+/// Writes checkpoints under the evaluator's key; `Ok` only once the broker has each.
 struct CheckpointWriter {
-    producer: ThreadedProducer<AckContext>,
-    acks: Arc<Acks>,
-    topic: String,
+    records: EventWriter,
     key: String,
 }
 
 impl CheckpointWriter {
     fn new(config: &EvaluateConfig, key: String) -> Result<Self, String> {
-        let acks = Arc::new(Acks::default());
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("message.max.bytes", "8000000")
-            .create_with_context(AckContext(Arc::clone(&acks)))
-            .map_err(|e| format!("cannot create the checkpoint producer: {e}"))?;
-        Ok(Self {
-            producer,
-            acks,
+        let uri = KafkaUri {
+            brokers: config.brokers.clone(),
             topic: config.state_topic.clone(),
+        };
+        Ok(Self {
+            records: EventWriter::open(&uri)?,
             key,
         })
     }
 
-    /// Writes one checkpoint; `Ok` only once the broker has it.
-    fn write(&self, checkpoint: &Checkpoint) -> Result<(), String> {
+    fn write(&mut self, checkpoint: &Checkpoint) -> Result<(), String> {
         let payload = serde_json::to_vec(checkpoint)
             .map_err(|e| format!("checkpoint not serialisable: {e}"))?;
-        let failed_before = self.acks.failed.load(Ordering::Relaxed);
-        self.producer
-            .send(BaseRecord::to(&self.topic).key(&self.key).payload(&payload))
-            .map_err(|(e, _)| format!("cannot write a checkpoint to {}: {e}", self.topic))?;
-        self.producer
-            .flush(BROKER_TIMEOUT)
-            .map_err(|e| format!("checkpoint not acknowledged by the broker: {e}"))?;
-        if self.acks.failed.load(Ordering::Relaxed) != failed_before {
-            return Err(format!("the broker refused a checkpoint on {}", self.topic));
-        }
-        Ok(())
+        self.records.write_keyed(self.key.as_bytes(), &payload)?;
+        self.records.finish(BROKER_TIMEOUT).map(|_| ())
     }
 }
 

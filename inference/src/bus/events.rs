@@ -1,5 +1,5 @@
-//! Writing user-event lines to the `events` topic, for producers that must not lose any:
-//! `movrek simulate` and replays of a log file. Unlike impressions, a full queue waits here
+//! Writing records that must not be lost: user-event lines to the `events` topic
+//! (`movrek simulate`, replays of a log file) and the evaluator's checkpoints. Unlike impressions, a full queue waits here
 //! (the writer is a batch job, not a request) and [`EventWriter::finish`] reports every
 //! record the broker did not acknowledge as an error.
 
@@ -67,6 +67,8 @@ impl EventWriter {
             .set("linger.ms", "20")
             .set("acks", "all")
             .set("enable.idempotence", "true")
+            // Checkpoints of an evaluator with many versions can outgrow the 1 MB default.
+            .set("message.max.bytes", "8000000")
             .create_with_context(Context(Arc::clone(&deliveries)))
             .map_err(|e| format!("cannot create a Kafka producer for {}: {e}", uri.brokers))?;
         Ok(Self {
@@ -80,8 +82,13 @@ impl EventWriter {
     /// Queues one line under `user`'s key, waiting while the queue is full (at most
     /// [`STALL_LIMIT`]).
     pub fn write(&mut self, user: u32, line: &str) -> Result<(), String> {
-        let key = user.to_string();
-        let mut record = BaseRecord::to(&self.topic).key(&key).payload(line);
+        self.write_keyed(user.to_string().as_bytes(), line.as_bytes())
+    }
+
+    /// Queues one record under any key, waiting while the queue is full (at most
+    /// [`STALL_LIMIT`]).
+    pub fn write_keyed(&mut self, key: &[u8], payload: &[u8]) -> Result<(), String> {
+        let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
         let started = Instant::now();
         loop {
             match self.producer.send(record) {

@@ -29,7 +29,9 @@ pub use conn::{
     with_version_header,
 };
 pub use drain::{DrainPolicy, Phase};
-pub use http::{Body, LIST_LEN, MODEL_VERSION_HEADER, handle, join_ids, respond};
+pub use http::{
+    Body, IMPRESSION_ID_HEADER, LIST_LEN, MODEL_VERSION_HEADER, handle, join_ids, respond,
+};
 pub use load::{FetchLimits, LoadError, ModelUri};
 pub use metrics::ServedPath;
 pub use route::{BadUserId, MethodClass, Route, RouteLabel, parse_user_id};

@@ -3,11 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use crate::server::MODEL_VERSION_HEADER;
-
-/// The impression-id response header (issue 9); spelled here because the server does not
-/// export its constant yet.
-pub const IMPRESSION_ID_HEADER: &str = "x-impression-id";
+use crate::server::{IMPRESSION_ID_HEADER, MODEL_VERSION_HEADER};
 
 /// Where simulated users send their requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +106,7 @@ pub async fn ask(
             .map(str::to_owned)
     };
     let version = header(MODEL_VERSION_HEADER.as_str());
-    let impression = header(IMPRESSION_ID_HEADER);
+    let impression = header(IMPRESSION_ID_HEADER.as_str());
     let body = response
         .text()
         .await
