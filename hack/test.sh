@@ -13,7 +13,16 @@ cd "$(dirname "$0")/.."
 export MOVREK_CACHE="${MOVREK_CACHE:-/var/cache/movrek}"
 mkdir -p "$MOVREK_CACHE"
 T0=$SECONDS
-stage() { printf '== [%4ds] %s\n' "$((SECONDS - T0))" "$*"; }
+# Each stage line says how much disk is left where the build writes (CI machines are small).
+free_disk() { df -Pm "${CARGO_TARGET_DIR:-$PWD}" | awk 'NR == 2 { printf "%.1f GiB free", $4 / 1024 }'; }
+stage() { printf '== [%4ds] %s (%s)\n' "$((SECONDS - T0))" "$*" "$(free_disk)"; }
+# A clean clone needs about 6 GB for target/ and 3 GB for the caches; say so before starting
+# rather than failing an hour in with "No space left on device".
+if [ "$(df -Pm "$PWD" | awk 'NR == 2 { print $4 }')" -lt 10240 ]; then
+  echo "test.sh: warning: less than 10 GiB free on $(df -P "$PWD" | awk 'NR == 2 { print $6 }'); a clean run needs about 9 GiB" >&2
+fi
+# A clean clone gains nothing from incremental compilation; it costs time and gigabytes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 stage "system packages"
 ./hack/deps.sh lua5.1
