@@ -6,7 +6,9 @@
 //! traffic, a missing or non-finite figure, or a metrics backend that cannot be reached all end
 //! in [`Verdict::Inconclusive`], never in [`Verdict::Pass`].
 
+pub mod compare;
 pub mod prometheus;
+pub mod sequential;
 
 use std::fmt;
 use std::future::Future;
