@@ -70,6 +70,9 @@ fn scenarios() -> Vec<(&'static str, RecommenderRelease, Observed, Timestamp)> {
             },
             verdict: Verdict::Pass,
             reason: "avg 120ms <= 500ms, errors 0.1% <= 1%, 900 requests".into(),
+            comparison: None,
+            step: None,
+            guardrails: Verdict::Pass,
         }),
         ..both.clone()
     };

@@ -253,6 +253,10 @@ where
         .map_or_else(Action::await_change, Action::requeue))
 }
 
+fn unreachable<T>(fetched: &Result<T, MetricsError>) -> bool {
+    matches!(fetched, Err(MetricsError::Unreachable { .. }))
+}
+
 /// Plans, and when the plan asks for a canary check, runs it and plans again.
 async fn plan_with_analysis<S, N>(
     rr: &RecommenderRelease,
@@ -265,9 +269,22 @@ where
 {
     let mut decision = plan::plan(rr, observed, now);
     if let Some(request) = decision.analysis_needed.take() {
-        let fetched = ctx.source.canary_metrics(&request.query).await;
-        observed.metrics_unreachable = matches!(fetched, Err(MetricsError::Unreachable { .. }));
-        let result = analysis::conclude(fetched, &request.thresholds);
+        let result = if let Some(judge) = &request.judge {
+            let (fetched, counts) = futures::join!(
+                ctx.source.canary_metrics(&request.query),
+                ctx.source.track_counts(&request.query, judge)
+            );
+            observed.metrics_unreachable = unreachable(&fetched) || unreachable(&counts);
+            analysis::conclude_judged(
+                analysis::conclude(fetched, &request.thresholds),
+                counts,
+                judge,
+            )
+        } else {
+            let fetched = ctx.source.canary_metrics(&request.query).await;
+            observed.metrics_unreachable = unreachable(&fetched);
+            analysis::conclude(fetched, &request.thresholds)
+        };
         info!(verdict = %result.verdict, reason = %result.reason, "canary check");
         observed.analysis = Some(result);
         decision = plan::plan(rr, observed, now);

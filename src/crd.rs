@@ -15,6 +15,8 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::compare::{Metric, Report, StepCounts};
+use crate::analysis::sequential::Finding;
 use crate::analysis::{Analysis, Verdict};
 
 /// API group of every movrek resource.
@@ -275,6 +277,118 @@ pub struct CanarySpec {
     /// Prometheus that scrapes the inference pods.
     #[serde(default)]
     pub prometheus: PrometheusSpec,
+    /// Compare the canary with stable by anytime-valid sequential tests on errors, slow
+    /// requests and online recommendation quality (see `analysis::sequential`). Absent: the
+    /// canary is judged on the absolute limits above only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeSpec>,
+}
+
+/// The canary-versus-stable judge. Every enabled metric must be shown no worse than stable
+/// (by more than its tolerance) to pass; a regression on any of them rolls back at once. The
+/// absolute limits (`maxAverageLatency`, `maxP99Latency`, `maxErrorRate`) stay guardrails.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(cel)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgeSpec {
+    /// Highest probability of rolling back a canary that is no worse than stable, over all
+    /// metrics and however many checks run; also the level of each non-inferiority test.
+    #[serde(default = "default_alpha")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self < 0.5").message("spec.canary.judge.alpha must be in (0, 0.5)"))]
+    pub alpha: f64,
+    /// A request slower than this is a slow request. Must be a bucket bound of the inference
+    /// server's latency histogram (25ms, 50ms, 100ms, 250ms, 500ms, 1s, 2.5s, 5s, 10s…).
+    #[serde(default = "default_slow_request")]
+    pub slow_request: DurationString,
+    /// 5xx answers per request.
+    #[serde(default = "default_errors_metric")]
+    pub errors: JudgeMetricSpec,
+    /// Slow requests per request.
+    #[serde(default = "default_slow_metric")]
+    pub slow_requests: JudgeMetricSpec,
+    /// Mean online score of a recommendation list, from `movrek evaluate`.
+    #[serde(default = "default_score_metric")]
+    pub score: JudgeMetricSpec,
+    /// Share of scored lists with a hit, from `movrek evaluate`.
+    #[serde(default = "default_hits_metric")]
+    pub hits: JudgeMetricSpec,
+    /// What a step that is still undecided at its deadline does: `Rollback` (the default) or
+    /// `Promote` when every guardrail holds — an explicit choice to ship on missing evidence.
+    #[serde(default)]
+    pub on_inconclusive: InconclusiveAction,
+}
+
+/// One judged metric.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(cel)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgeMetricSpec {
+    /// Judge this metric.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Relative tolerance: the canary is no worse when its rate is at most `1 + tolerance`
+    /// times stable's (errors, slow requests), or its mean at least `1 − tolerance` times
+    /// stable's (score, hits).
+    #[x_kube(validation = Rule::new("self >= 0.0 && self < 1.0").message("tolerance must be in [0, 1)"))]
+    pub tolerance: f64,
+    /// Errors only: a canary whose own error rate is shown below this is no worse, whatever
+    /// stable does (rare errors never establish a ratio). Default: `maxErrorRate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0").message("floor must be in (0, 1)"))]
+    pub floor: Option<f64>,
+}
+
+/// What an undecided judge does at the step's deadline.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum InconclusiveAction {
+    /// Roll the canary back.
+    #[default]
+    Rollback,
+    /// Promote (or advance the step) when every guardrail holds.
+    Promote,
+}
+
+impl Default for JudgeSpec {
+    fn default() -> Self {
+        Self {
+            alpha: default_alpha(),
+            slow_request: default_slow_request(),
+            errors: default_errors_metric(),
+            slow_requests: default_slow_metric(),
+            score: default_score_metric(),
+            hits: default_hits_metric(),
+            on_inconclusive: InconclusiveAction::default(),
+        }
+    }
+}
+
+fn default_alpha() -> f64 {
+    0.05
+}
+fn default_slow_request() -> DurationString {
+    DurationString::from("250ms")
+}
+fn default_true() -> bool {
+    true
+}
+fn metric(tolerance: f64) -> JudgeMetricSpec {
+    JudgeMetricSpec {
+        enabled: true,
+        tolerance,
+        floor: None,
+    }
+}
+fn default_errors_metric() -> JudgeMetricSpec {
+    metric(0.5)
+}
+fn default_slow_metric() -> JudgeMetricSpec {
+    metric(0.25)
+}
+fn default_score_metric() -> JudgeMetricSpec {
+    metric(0.05)
+}
+fn default_hits_metric() -> JudgeMetricSpec {
+    metric(0.2)
 }
 
 impl Default for CanarySpec {
@@ -293,6 +407,7 @@ impl Default for CanarySpec {
             max_restarts: default_max_restarts(),
             max_rmse: None,
             prometheus: PrometheusSpec::default(),
+            judge: None,
         }
     }
 }
@@ -414,6 +529,15 @@ pub enum DurationError {
         text: String,
         /// The unit found.
         unit: String,
+    },
+    /// Not one of the bucket bounds of the inference server's latency histogram.
+    #[error(
+        "invalid duration {text:?}: must be a latency bucket bound of movrek serve \
+         (10ms, 25ms, 50ms, 100ms, 250ms, 500ms, 1s, 2.5s, 5s or 10s)"
+    )]
+    NotABucket {
+        /// The text as given.
+        text: String,
     },
     /// Zero, or too large to represent.
     #[error("invalid duration {text:?}: must be positive and under 10 years")]
@@ -661,7 +785,7 @@ pub struct TrackStatus {
 }
 
 /// Progress markers of the rollout in progress.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutProgress {
     /// Version under rollout.
@@ -710,6 +834,12 @@ pub struct RolloutProgress {
     /// The stable model before promotion began, restored if the promotion is aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_stable: Option<TrackStatus>,
+    /// When the current step's weight took effect: the judge counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    /// The judge's counts of every finished step (the current one is read from Prometheus).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judged_steps: Vec<StepCounts>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
@@ -744,6 +874,75 @@ pub struct AnalysisRecord {
     pub time: Time,
     /// Why (thresholds, figures, or the query error).
     pub message: String,
+    /// The canary-versus-stable comparison, when `spec.canary.judge` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ComparisonRecord>,
+}
+
+/// The judge's figures at one check.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComparisonRecord {
+    /// The comparison's own verdict (guardrails aside).
+    pub verdict: Verdict,
+    /// Observed canary share of requests in the steps so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_share: Option<f64>,
+    /// E-value of the sample-ratio test (a mismatch at `≥ 1/alpha`).
+    pub mismatch_evidence: f64,
+    /// Per metric.
+    pub metrics: Vec<MetricRecord>,
+}
+
+/// One metric at one check: both tracks' figures, the evidence and the finding.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricRecord {
+    /// Which metric.
+    pub metric: Metric,
+    /// The canary's rate (errors, slow requests, hits) or mean score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<f64>,
+    /// Stable's, the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<f64>,
+    /// Canary over stable (rates) or canary minus stable (score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<f64>,
+    /// Evidence of a regression (rejects at `≥ k/alpha` for `k` metrics).
+    pub regression_evidence: f64,
+    /// Evidence that the canary is no worse (rejects at `≥ 1/alpha`).
+    pub no_worse_evidence: f64,
+    /// What the tests concluded.
+    pub finding: Finding,
+    /// Exposure (requests or scored lists) the metric likely still needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_more: Option<f64>,
+}
+
+impl ComparisonRecord {
+    /// Records a judge report.
+    pub fn from_report(report: &Report) -> Self {
+        Self {
+            verdict: report.verdict,
+            canary_share: report.canary_share,
+            mismatch_evidence: report.mismatch_evidence,
+            metrics: report
+                .metrics
+                .iter()
+                .map(|m| MetricRecord {
+                    metric: m.metric,
+                    canary: m.outcome.canary,
+                    stable: m.outcome.stable,
+                    effect: m.outcome.effect,
+                    regression_evidence: m.outcome.regression_evidence,
+                    no_worse_evidence: m.outcome.no_worse_evidence,
+                    finding: m.outcome.finding,
+                    needs_more: m.outcome.needs_more,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl AnalysisRecord {
@@ -757,6 +956,10 @@ impl AnalysisRecord {
             verdict: analysis.verdict,
             time,
             message: analysis.reason.clone(),
+            comparison: analysis
+                .comparison
+                .as_ref()
+                .map(ComparisonRecord::from_report),
         }
     }
 }

@@ -47,11 +47,13 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use crate::analysis::{Analysis, AnalysisQuery, Thresholds, Track, Verdict};
+use crate::analysis::compare::{JudgeConfig, Metric, MetricConfig};
+use crate::analysis::prometheus::LATENCY_BUCKETS_SECONDS;
+use crate::analysis::{Analysis, AnalysisQuery, JudgeRequest, Thresholds, Track, Verdict};
 use crate::crd::{
     ACTION_ANNOTATION, AnalysisRecord, BlockedTarget, DurationError, HISTORY_LIMIT, HistoryEntry,
-    Outcome, Phase, RecommenderRelease, RecommenderReleaseSpec, RecommenderReleaseStatus,
-    RolloutProgress, TrackStatus, TrafficProvider,
+    InconclusiveAction, JudgeSpec, Outcome, Phase, RecommenderRelease, RecommenderReleaseSpec,
+    RecommenderReleaseStatus, RolloutProgress, TrackStatus, TrafficProvider,
 };
 
 /// How long to wait before asking again when a check is due but no analysis was supplied.
@@ -275,6 +277,8 @@ pub struct AnalysisRequest {
     pub query: AnalysisQuery,
     /// The limits to judge against.
     pub thresholds: Thresholds,
+    /// The canary-versus-stable comparison, when `spec.canary.judge` is set.
+    pub judge: Option<JudgeRequest>,
 }
 
 /// The spec's durations, parsed once per plan.
@@ -285,6 +289,20 @@ struct Settings {
     progress_deadline: Duration,
     max_average_latency: Duration,
     max_p99_latency: Option<Duration>,
+    /// The judge's slow-request bound in seconds, when `spec.canary.judge` is set.
+    slow_bound_seconds: Option<f64>,
+}
+
+/// Parses `judge.slowRequest` and checks it is a bucket bound of the latency histogram.
+fn slow_bound(judge: &JudgeSpec) -> Result<f64, DurationError> {
+    let seconds = judge.slow_request.parse()?.as_secs_f64();
+    LATENCY_BUCKETS_SECONDS
+        .iter()
+        .copied()
+        .find(|b| (b - seconds).abs() < 1e-9)
+        .ok_or_else(|| DurationError::NotABucket {
+            text: judge.slow_request.0.clone(),
+        })
 }
 
 impl Settings {
@@ -303,6 +321,10 @@ impl Settings {
                 .map_err(|e| ("maxAverageLatency", e))?,
             max_p99_latency: match &c.max_p99_latency {
                 Some(d) => Some(d.parse().map_err(|e| ("maxP99Latency", e))?),
+                None => None,
+            },
+            slow_bound_seconds: match &c.judge {
+                Some(j) => Some(slow_bound(j).map_err(|e| ("judge.slowRequest", e))?),
                 None => None,
             },
         })
@@ -913,6 +935,8 @@ impl<'a> Planner<'a> {
             rolling_back_at: None,
             reason: None,
             previous_stable: None,
+            step_started_at: None,
+            judged_steps: Vec::new(),
         });
         if promote_now {
             self.promote(
@@ -1044,6 +1068,7 @@ impl<'a> Planner<'a> {
             let weight = steps(self.spec)[0];
             self.next.canary_weight = weight;
             self.rollout_mut().canary_ready_at = Some(Time(self.now));
+            self.rollout_mut().step_started_at = Some(Time(self.now));
             self.rollout_mut().canary_unready_since = None;
             self.event(
                 EventKind::Normal,
@@ -1176,6 +1201,28 @@ impl<'a> Planner<'a> {
             self.next.last_analysis =
                 Some(AnalysisRecord::from_analysis(&analysis, Time(self.now)));
             self.rollback(&format!("fail-fast during the soak: {reason}"));
+            return;
+        }
+        // The comparison runs from the first second of traffic: a regression it finds ends
+        // the soak as soon as the evidence allows (its guarantee holds at any look).
+        if analysis.comparison.is_some() {
+            self.next.last_analysis =
+                Some(AnalysisRecord::from_analysis(&analysis, Time(self.now)));
+            self.warn_on_mismatch(&analysis);
+            if regressed(&analysis) {
+                self.rollback(&format!("during the soak: {}", analysis.reason));
+            }
+        }
+    }
+
+    /// A broken traffic split makes every comparison invalid: say so loudly.
+    fn warn_on_mismatch(&mut self, analysis: &Analysis) {
+        if analysis.comparison.as_ref().is_some_and(|r| r.mismatch) {
+            self.event(
+                EventKind::Warning,
+                "SampleRatioMismatch",
+                analysis.reason.clone(),
+            );
         }
     }
 
@@ -1199,6 +1246,16 @@ impl<'a> Planner<'a> {
         let previous_check = self.rollout_mut().last_check_at.replace(Time(now));
         if analysis.verdict == Verdict::Inconclusive && self.observed.metrics_unreachable {
             self.pause_analysis_clock(s, previous_check.as_ref(), &analysis.reason);
+            return;
+        }
+        self.warn_on_mismatch(&analysis);
+        if regressed(&analysis) {
+            self.event(
+                EventKind::Warning,
+                "AnalysisFailed",
+                format!("regression detected: {}", analysis.reason),
+            );
+            self.rollback(&analysis.reason);
             return;
         }
         match analysis.verdict {
@@ -1236,7 +1293,23 @@ impl<'a> Planner<'a> {
                     .clone()
                     .unwrap_or(Time(self.now));
                 let budget = s.inconclusive_budget(self.spec.canary.failure_limit);
-                if self.deadline_passed(&started, budget) {
+                let promote_undecided = self
+                    .spec
+                    .canary
+                    .judge
+                    .as_ref()
+                    .is_some_and(|j| j.on_inconclusive == InconclusiveAction::Promote)
+                    && analysis.guardrails == Verdict::Pass
+                    && analysis.comparison.as_ref().is_some_and(|r| !r.mismatch);
+                if self.deadline_passed(&started, budget) && promote_undecided {
+                    let mut accepted = analysis.clone();
+                    accepted.reason = format!(
+                        "undecided after {}, guardrails hold and judge.onInconclusive is Promote: {}",
+                        fmt_duration(budget),
+                        analysis.reason
+                    );
+                    self.check_passed(s, &accepted);
+                } else if self.deadline_passed(&started, budget) {
                     self.rollback(&format!(
                         "no passing check within {} of analysis; last: {}",
                         fmt_duration(budget),
@@ -1276,8 +1349,15 @@ impl<'a> Planner<'a> {
         let step = usize::try_from(self.rollout().step).unwrap_or(0);
         if step + 1 < steps.len() {
             let weight = steps[step + 1];
-            self.rollout_mut().step += 1;
-            self.rollout_mut().analysis_started_at = Some(Time(self.now));
+            let now = self.now;
+            let r = self.rollout_mut();
+            r.step += 1;
+            r.analysis_started_at = Some(Time(now));
+            // The judge's counts restart with the new weight; the finished step's are kept.
+            r.step_started_at = Some(Time(now));
+            if let Some(counts) = analysis.step {
+                r.judged_steps.push(counts);
+            }
             self.next.canary_weight = weight;
             self.event(
                 EventKind::Normal,
@@ -1435,7 +1515,47 @@ impl<'a> Planner<'a> {
                 max_error_rate: self.spec.canary.max_error_rate,
                 min_requests: u64::try_from(self.spec.canary.min_requests).unwrap_or(0),
             },
+            judge: self.judge_request(s),
         }
+    }
+
+    /// The comparison's part of a check: the judge settings, the current step's range and
+    /// weight, and the finished steps' counts from status.
+    fn judge_request(&self, s: &Settings) -> Option<JudgeRequest> {
+        let spec = self.spec.canary.judge.as_ref()?;
+        let rollout = self.next.rollout.as_ref()?;
+        let started = rollout
+            .step_started_at
+            .as_ref()
+            .or(rollout.canary_ready_at.as_ref())?;
+        let metric = |metric, m: &crate::crd::JudgeMetricSpec, floor| {
+            m.enabled.then_some(MetricConfig {
+                metric,
+                tolerance: m.tolerance,
+                floor,
+            })
+        };
+        let error_floor = spec.errors.floor.unwrap_or(self.spec.canary.max_error_rate);
+        let metrics = [
+            metric(
+                Metric::Errors,
+                &spec.errors,
+                (error_floor > 0.0).then_some(error_floor),
+            ),
+            metric(Metric::SlowRequests, &spec.slow_requests, None),
+            metric(Metric::Score, &spec.score, None),
+            metric(Metric::Hits, &spec.hits, None),
+        ];
+        Some(JudgeRequest {
+            config: JudgeConfig {
+                alpha: spec.alpha,
+                metrics: metrics.into_iter().flatten().collect(),
+            },
+            since: elapsed(started, self.now),
+            weight: self.next.canary_weight,
+            finished: rollout.judged_steps.clone(),
+            slow_bound_seconds: s.slow_bound_seconds?,
+        })
     }
 
     fn finish(mut self) -> Plan {
@@ -1569,6 +1689,15 @@ fn retirements(spec_provider: TrafficProvider, live: &[LiveRoutes]) -> Vec<Retir
             _ => Retirement::Delete(r.provider),
         })
         .collect()
+}
+
+/// True when the canary-versus-stable comparison found a regression (roll back at once;
+/// guardrail failures count towards `failureLimit` instead).
+fn regressed(analysis: &Analysis) -> bool {
+    analysis
+        .comparison
+        .as_ref()
+        .is_some_and(|r| r.verdict == Verdict::Fail)
 }
 
 /// Why a check run during the soak ends the rollout at once: the canary answers errors

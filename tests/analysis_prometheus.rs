@@ -391,3 +391,125 @@ async fn prometheus_addresses_off_the_allow_list_are_never_contacted() {
         "the redirect off the list was not followed"
     );
 }
+
+/// Errors, slow requests above 250 ms and the online score, over the last minute at 20%.
+fn judge_request() -> movrek_operator::analysis::JudgeRequest {
+    use movrek_operator::analysis::compare::{JudgeConfig, Metric, MetricConfig};
+    let metric = |metric| MetricConfig {
+        metric,
+        tolerance: 0.25,
+        floor: None,
+    };
+    movrek_operator::analysis::JudgeRequest {
+        config: JudgeConfig {
+            alpha: 0.05,
+            metrics: vec![
+                metric(Metric::Errors),
+                metric(Metric::SlowRequests),
+                metric(Metric::Score),
+            ],
+        },
+        since: Duration::from_secs(60),
+        weight: 20,
+        finished: Vec::new(),
+        slow_bound_seconds: 0.25,
+    }
+}
+
+/// The comparison's counts, read by the real `PromQL` from real servers: a canary that answers
+/// every request in 300 ms and fails a fifth of them, beside a fast, healthy stable, is
+/// counted slow (above the 250 ms bucket bound) and failing per track, the judge finds both
+/// regressions while the stable track's counts stay clean, and the lopsided load is caught
+/// as a sample-ratio mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn track_counts_are_read_per_track_and_a_slow_failing_canary_regresses() {
+    use movrek_operator::analysis::compare::Metric;
+    use movrek_operator::analysis::sequential::Finding;
+    use movrek_operator::analysis::{conclude, conclude_judged};
+
+    let (stable, canary) = tokio::join!(
+        MovrekServer::start(RELEASE, "stable", &[]),
+        MovrekServer::start(
+            RELEASE,
+            "canary",
+            &[
+                ("MOVREK_FAULT_DELAY_MS", "300"),
+                ("MOVREK_FAULT_ERROR_RATE", "0.2")
+            ]
+        ),
+    );
+    let prom = PrometheusServer::start(&[target(&stable), target(&canary)]).await;
+    let _stable_load = Load::start(&stable.url(), 2, 50_000, PATIENCE);
+    let _canary_load = Load::start(&canary.url(), 8, 5_000, PATIENCE);
+    let source = Prometheus::new(Duration::from_secs(5)).unwrap();
+    let request = judge_request();
+    let query = canary_query(&prom);
+    let deadline = Instant::now() + PATIENCE;
+    let (canary_counts, stable_counts) = loop {
+        let counts = source.track_counts(&query, &request).await;
+        if let Ok((c, s)) = counts
+            && c.requests >= 100.0
+            && c.errors >= 10.0
+            && s.requests >= 100.0
+        {
+            break (c, s);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never enough traffic: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // Every canary answer took 300 ms: all slow; stable answers in microseconds: none.
+    assert!(
+        canary_counts.slow >= 0.9 * canary_counts.requests,
+        "{canary_counts:?}"
+    );
+    assert!(stable_counts.slow < 1.0, "{stable_counts:?}");
+    assert!(stable_counts.errors < 1.0, "{stable_counts:?}");
+    let share = canary_counts.errors / canary_counts.requests;
+    assert!((0.1..0.3).contains(&share), "canary error share {share}");
+    // No evaluator runs here: quality counts are zero, not an error.
+    assert!(
+        canary_counts.scored.abs() < f64::EPSILON,
+        "{canary_counts:?}"
+    );
+
+    let guard = conclude(source.canary_metrics(&query).await, &limits(20));
+    let judged = conclude_judged(guard, Ok((canary_counts, stable_counts)), &request);
+    let report = judged.comparison.expect("compared");
+    let finding = |m: Metric| {
+        report
+            .metrics
+            .iter()
+            .find(|r| r.metric == m)
+            .map(|r| r.outcome.finding)
+    };
+    assert_eq!(
+        finding(Metric::Errors),
+        Some(Finding::Regression),
+        "{}",
+        report.reason
+    );
+    assert_eq!(
+        finding(Metric::SlowRequests),
+        Some(Finding::Regression),
+        "{}",
+        report.reason
+    );
+    assert_eq!(
+        finding(Metric::Score),
+        Some(Finding::Undecided),
+        "{}",
+        report.reason
+    );
+    // The two load loops are not a 20/80 split (the slow canary gets a few percent): the
+    // sample-ratio test sees it, and a mismatched comparison is never acted on.
+    assert!(report.mismatch, "{}", report.reason);
+    assert_eq!(report.verdict, Verdict::Inconclusive, "{}", report.reason);
+    assert!(
+        report.reason.starts_with("sample ratio mismatch"),
+        "{}",
+        report.reason
+    );
+}

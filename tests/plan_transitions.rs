@@ -56,6 +56,9 @@ fn analysis(verdict: Verdict) -> Analysis {
         },
         verdict,
         reason: format!("test verdict {verdict}"),
+        comparison: None,
+        step: None,
+        guardrails: verdict,
     }
 }
 
@@ -65,6 +68,9 @@ fn quiet() -> Analysis {
         metrics: CanaryMetrics::default(),
         verdict: Verdict::Inconclusive,
         reason: "no data".to_owned(),
+        comparison: None,
+        step: None,
+        guardrails: Verdict::Inconclusive,
     }
 }
 
@@ -835,6 +841,9 @@ fn the_soak_fails_fast_on_a_canary_answering_errors() {
         },
         verdict: Verdict::Fail,
         reason: "errors 100%".into(),
+        comparison: None,
+        step: None,
+        guardrails: Verdict::Fail,
     });
     let p = plan(&w.rr, &observed, at(2 * INTERVAL));
     assert_eq!(p.status.phase, Phase::RollingBack);
@@ -979,5 +988,196 @@ fn an_autoscaled_release_sizes_the_canary_from_the_observed_stable_pods() {
     assert_eq!(
         (stable_scaler.min_replicas, stable_scaler.max_replicas),
         (2, 10)
+    );
+}
+
+// ---- The canary-versus-stable judge (spec.canary.judge) ----
+
+use movrek_operator::analysis::compare::TrackCounts;
+use movrek_operator::analysis::conclude_judged;
+use movrek_operator::crd::{InconclusiveAction, JudgeSpec};
+
+/// `requests` answers with the given error share, half of them scored with mean 0.3.
+fn counts(requests: f64, errors: f64) -> TrackCounts {
+    let scored = requests / 2.0;
+    TrackCounts {
+        requests,
+        errors: requests * errors,
+        slow: requests * 0.05,
+        scored,
+        hits: scored * 0.1,
+        score_sum: scored * 0.3,
+        score_squares: scored * (0.0625 + 0.09),
+    }
+}
+
+impl World {
+    fn judged(version: &str) -> Self {
+        let mut w = Self::new(version);
+        w.rr.spec.canary.judge = Some(JudgeSpec::default());
+        w
+    }
+
+    /// One reconcile whose check (if one is due) reads these counts for the current step;
+    /// the guardrails pass.
+    fn reconcile_counts(
+        &mut self,
+        now: Timestamp,
+        canary: TrackCounts,
+        stable: TrackCounts,
+    ) -> Plan {
+        let mut observed = Observed {
+            stable: self.stable.clone(),
+            canary: self.canary.clone(),
+            ..self.observed.clone()
+        };
+        let mut p = plan(&self.rr, &observed, now);
+        if let Some(request) = p.analysis_needed.clone() {
+            let judge = request
+                .judge
+                .expect("a judged release asks for the comparison");
+            observed.analysis = Some(conclude_judged(
+                analysis(Verdict::Pass),
+                Ok((canary, stable)),
+                &judge,
+            ));
+            p = plan(&self.rr, &observed, now);
+        }
+        self.rr.status = Some(p.status.clone());
+        self.children = Some(p.children.clone());
+        p
+    }
+
+    fn start_canary(&mut self) {
+        self.reconcile(at(0), None);
+        self.converge();
+        self.reconcile(at(0), None);
+        self.set_version("v2");
+        self.reconcile(at(0), None);
+        self.converge();
+        self.reconcile(at(0), None);
+        assert_eq!(self.phase(), Phase::Soaking);
+    }
+}
+
+#[test]
+fn a_regression_the_judge_finds_rolls_back_at_once_even_during_the_soak() {
+    let mut w = World::judged("v1");
+    w.start_canary();
+    // First soak check, one interval after the canary got 20%: errors 3% against 0.5%.
+    let p = w.reconcile_counts(
+        at(INTERVAL),
+        counts(20_000.0, 0.03),
+        counts(80_000.0, 0.005),
+    );
+    assert_eq!(w.phase(), Phase::RollingBack, "{:?}", p.events);
+    assert_eq!(p.children.canary_weight, 0);
+    let status = w.rr.status.as_ref().unwrap();
+    let record = status.last_analysis.as_ref().unwrap();
+    let comparison = record.comparison.as_ref().expect("comparison recorded");
+    assert_eq!(comparison.verdict, Verdict::Fail);
+    assert!(
+        record.message.contains("worse than stable on errors"),
+        "{}",
+        record.message
+    );
+    assert_eq!(
+        status.failed_checks, 0,
+        "a regression does not wait for failureLimit"
+    );
+}
+
+#[test]
+fn the_judge_counts_each_step_from_its_own_start_and_weight() {
+    let mut w = World::judged("v1");
+    w.rr.spec.canary.step_weights = vec![20, 50];
+    w.start_canary();
+    // After the soak: the request covers the whole step so far at 20%.
+    let observed = Observed {
+        stable: w.stable.clone(),
+        canary: w.canary.clone(),
+        ..Observed::default()
+    };
+    let p = plan(&w.rr, &observed, at(SOAK));
+    let judge = p.analysis_needed.unwrap().judge.unwrap();
+    assert_eq!(
+        (judge.since, judge.weight),
+        (Duration::from_secs(SOAK as u64), 20)
+    );
+    assert!(judge.finished.is_empty());
+    assert!((judge.slow_bound_seconds - 0.25).abs() < 1e-12);
+    // Equal rates on plenty of traffic: no worse on every metric, the step advances and
+    // its counts are kept.
+    let p = w.reconcile_counts(at(SOAK), counts(40_000.0, 0.005), counts(160_000.0, 0.005));
+    assert_eq!(p.children.canary_weight, 50, "{:?}", p.events);
+    let rollout = w.rr.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert_eq!(rollout.judged_steps.len(), 1);
+    assert_eq!(rollout.judged_steps[0].weight, 20);
+    assert_eq!(rollout.step_started_at.unwrap().0, at(SOAK));
+    // The next check reads the new step from its start, at 50%, with the first step kept.
+    let observed = Observed {
+        stable: w.stable.clone(),
+        canary: w.canary.clone(),
+        ..Observed::default()
+    };
+    let p = plan(&w.rr, &observed, at(SOAK + INTERVAL));
+    let judge = p.analysis_needed.unwrap().judge.unwrap();
+    assert_eq!(
+        (judge.since, judge.weight),
+        (Duration::from_secs(INTERVAL as u64), 50)
+    );
+    assert_eq!(judge.finished.len(), 1);
+}
+
+#[test]
+fn a_sample_ratio_mismatch_warns_and_is_never_a_pass() {
+    let mut w = World::judged("v1");
+    w.start_canary();
+    // Configured 20%; the canary got a third of the requests. Otherwise identical.
+    let p = w.reconcile_counts(at(SOAK), counts(50_000.0, 0.005), counts(100_000.0, 0.005));
+    assert_eq!(w.phase(), Phase::Analyzing);
+    assert!(
+        reasons(&p).contains(&"SampleRatioMismatch"),
+        "{:?}",
+        p.events
+    );
+    let message = w.rr.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        message.contains("sample ratio mismatch: the canary got 33.3% of requests, configured 20%"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_undecided_judge_promotes_at_the_deadline_only_when_the_user_chose_it() {
+    for (action, expected) in [
+        (InconclusiveAction::Rollback, Phase::RollingBack),
+        (InconclusiveAction::Promote, Phase::Promoting),
+    ] {
+        let mut w = World::judged("v1");
+        w.rr.spec.canary.judge.as_mut().unwrap().on_inconclusive = action;
+        w.start_canary();
+        // Too little traffic to decide anything, guardrails fine, for the whole budget (5m).
+        for minute in 0..=5 {
+            w.reconcile_counts(
+                at(SOAK + minute * INTERVAL),
+                counts(200.0, 0.005),
+                counts(800.0, 0.005),
+            );
+        }
+        assert_eq!(w.phase(), expected, "{action:?}");
+    }
+}
+
+#[test]
+fn a_slow_request_bound_that_is_not_a_bucket_is_refused() {
+    let mut w = World::judged("v1");
+    w.rr.spec.canary.judge.as_mut().unwrap().slow_request = DurationString::from("300ms");
+    w.reconcile(at(0), None);
+    assert_eq!(w.phase(), Phase::Failed);
+    let message = w.rr.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        message.starts_with("spec.canary.judge.slowRequest: invalid duration \"300ms\": must be a latency bucket bound"),
+        "{message}"
     );
 }

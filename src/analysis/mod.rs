@@ -76,6 +76,27 @@ pub struct Analysis {
     pub verdict: Verdict,
     /// Why, with numbers; suitable for status, Events and notifications.
     pub reason: String,
+    /// The canary-versus-stable comparison, when the release sets `spec.canary.judge`.
+    pub comparison: Option<compare::Report>,
+    /// The current step's counts the comparison used (recorded when the step ends).
+    pub step: Option<compare::StepCounts>,
+    /// The verdict of the absolute limits alone (equal to `verdict` without a judge).
+    pub guardrails: Verdict,
+}
+
+/// What the canary-versus-stable comparison of one check needs besides the guardrail query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JudgeRequest {
+    /// Alpha and the enabled metrics.
+    pub config: compare::JudgeConfig,
+    /// How long the current step has run: the counts are read over this range.
+    pub since: Duration,
+    /// The current step's canary weight, percent.
+    pub weight: i32,
+    /// The counts of the steps already finished.
+    pub finished: Vec<compare::StepCounts>,
+    /// The slow-request bound, seconds (a bucket bound of the latency histogram).
+    pub slow_bound_seconds: f64,
 }
 
 /// Which Deployment's pods a query is about (the `track` label of the pod contract).
@@ -178,6 +199,22 @@ pub trait MetricsSource: Send + Sync {
         &self,
         q: &AnalysisQuery,
     ) -> impl Future<Output = Result<CanaryMetrics, MetricsError>> + Send;
+
+    /// Fetches both tracks' counts over the last `judge.since` (canary first). Sources that
+    /// cannot compare tracks keep this default, which says so.
+    fn track_counts(
+        &self,
+        q: &AnalysisQuery,
+        judge: &JudgeRequest,
+    ) -> impl Future<Output = Result<(compare::TrackCounts, compare::TrackCounts), MetricsError>> + Send
+    {
+        let _ = (q, judge);
+        async {
+            Err(MetricsError::InvalidRequest(
+                "this metrics source cannot compare the canary with stable".to_owned(),
+            ))
+        }
+    }
 }
 
 /// Runs one analysis: fetch, then [`judge`]. A fetch error becomes an inconclusive analysis
@@ -199,13 +236,74 @@ pub fn conclude(fetched: Result<CanaryMetrics, MetricsError>, t: &Thresholds) ->
                 metrics,
                 verdict,
                 reason,
+                comparison: None,
+                step: None,
+                guardrails: verdict,
             }
         }
         Err(err) => Analysis {
             metrics: CanaryMetrics::default(),
             verdict: Verdict::Inconclusive,
             reason: error_chain(&err),
+            comparison: None,
+            step: None,
+            guardrails: Verdict::Inconclusive,
         },
+    }
+}
+
+/// Adds the comparison to a guardrail analysis (pure).
+///
+/// # Guarantees
+/// - A guardrail breach or a regression is `Fail`; the plan tells them apart by
+///   `comparison` (a regression rolls back at once, guardrail failures count to
+///   `failureLimit`).
+/// - `Pass` needs both the guardrails and the comparison to pass.
+/// - Counts that could not be read leave the comparison out and the check `Inconclusive`
+///   (unless a guardrail failed): the canary is never promoted without it.
+pub fn conclude_judged(
+    guard: Analysis,
+    counts: Result<(compare::TrackCounts, compare::TrackCounts), MetricsError>,
+    request: &JudgeRequest,
+) -> Analysis {
+    let (canary, stable) = match counts {
+        Ok(counts) => counts,
+        Err(err) => {
+            let verdict = if guard.verdict == Verdict::Fail {
+                Verdict::Fail
+            } else {
+                Verdict::Inconclusive
+            };
+            return Analysis {
+                verdict,
+                reason: format!(
+                    "comparison with stable unavailable: {}; guardrails: {}",
+                    error_chain(&err),
+                    guard.reason
+                ),
+                ..guard
+            };
+        }
+    };
+    let step = compare::StepCounts {
+        weight: request.weight,
+        canary,
+        stable,
+    };
+    let mut steps = request.finished.clone();
+    steps.push(step);
+    let report = compare::compare(&request.config, &steps);
+    let verdict = match (report.verdict, guard.verdict) {
+        (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+        (Verdict::Pass, Verdict::Pass) => Verdict::Pass,
+        _ => Verdict::Inconclusive,
+    };
+    Analysis {
+        verdict,
+        reason: format!("{}; guardrails: {}", report.reason, guard.reason),
+        comparison: Some(report),
+        step: Some(step),
+        ..guard
     }
 }
 

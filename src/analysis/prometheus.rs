@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use prometheus_http_query::{Client, Error as PromError, response::Data};
 
-use super::{AnalysisQuery, CanaryMetrics, MetricsError, MetricsSource};
+use super::compare::TrackCounts;
+use super::{AnalysisQuery, CanaryMetrics, JudgeRequest, MetricsError, MetricsSource};
 use crate::egress::{EgressError, HostAllowList};
 
 /// Histogram of request latencies exported by `movrek serve`.
@@ -14,6 +15,86 @@ pub const DURATION_METRIC: &str = "movrek_request_duration_seconds";
 pub const REQUESTS_METRIC: &str = "movrek_requests_total";
 /// The route template the canary is judged on.
 pub const RECOMMEND_ROUTE: &str = "/recommend";
+/// Histogram of online scores exported by `movrek evaluate` (labels `release`, `track`,
+/// `model_version`).
+pub const SCORE_METRIC: &str = "movrek_online_score";
+/// Sum of squared online scores exported by `movrek evaluate`.
+pub const SCORE_SQUARES_METRIC: &str = "movrek_online_score_squares_sum";
+/// Scored lists with a hit, exported by `movrek evaluate`.
+pub const HITS_METRIC: &str = "movrek_online_hits_total";
+/// Upper bounds (seconds) of `movrek serve`'s latency histogram buckets: a slow-request bound
+/// must be one of them (mirrors `BUCKETS_SECONDS` of the inference server).
+pub const LATENCY_BUCKETS_SECONDS: [f64; 18] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The queries of the canary-versus-stable comparison: each returns one series per track
+/// (`sum by (track)`) of a counter's increase since the step began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CountQueries {
+    /// `/recommend` answers.
+    pub requests: String,
+    /// 5xx answers.
+    pub errors: String,
+    /// Answers slower than the bound: the histogram count minus the bound's bucket.
+    pub slow: String,
+    /// Scored lists.
+    pub scored: String,
+    /// Scored lists with a hit.
+    pub hits: String,
+    /// Sum of scores.
+    pub score_sum: String,
+    /// Sum of squared scores.
+    pub score_squares: String,
+}
+
+impl CountQueries {
+    /// Builds the queries for the release of `query` over the range of `judge`.
+    ///
+    /// # Caveats
+    /// The evaluator's series carry the release name but not its namespace, so two releases
+    /// of the same name in different namespaces share their quality figures.
+    pub fn for_request(query: &AnalysisQuery, judge: &JudgeRequest) -> Self {
+        let range = format!("{}s", judge.since.as_secs().max(1));
+        let release = escape_label_value(&query.release);
+        let namespace = query
+            .namespace
+            .as_deref()
+            .map(|ns| format!("namespace=\"{}\",", escape_label_value(ns)))
+            .unwrap_or_default();
+        let tracks = "track=~\"canary|stable\"";
+        let served =
+            format!("{namespace}release=\"{release}\",{tracks},route=\"{RECOMMEND_ROUTE}\"");
+        let scored = format!("release=\"{release}\",{tracks}");
+        let increase = |metric: &str, matchers: &str| {
+            format!("sum by (track)(increase({metric}{{{matchers}}}[{range}]))")
+        };
+        // Prometheus 3 writes classic-histogram `le` values as floats ("1.0" for "1").
+        let le = format!("{}", judge.slow_bound_seconds);
+        let le = if le.contains('.') {
+            le
+        } else {
+            format!("{le}(\\\\.0)?")
+        };
+        Self {
+            requests: increase(REQUESTS_METRIC, &served),
+            errors: increase(REQUESTS_METRIC, &format!("{served},status=~\"5..\"")),
+            slow: format!(
+                "{} - {}",
+                increase(&format!("{DURATION_METRIC}_count"), &served),
+                increase(
+                    &format!("{DURATION_METRIC}_bucket"),
+                    &format!("{served},le=~\"{le}\"")
+                )
+            ),
+            scored: increase(&format!("{SCORE_METRIC}_count"), &scored),
+            hits: increase(HITS_METRIC, &scored),
+            score_sum: increase(&format!("{SCORE_METRIC}_sum"), &scored),
+            score_squares: increase(SCORE_SQUARES_METRIC, &scored),
+        }
+    }
+}
 
 /// Escapes a label value for a double-quoted `PromQL` string literal.
 pub fn escape_label_value(value: &str) -> String {
@@ -213,6 +294,85 @@ impl MetricsSource for Prometheus {
             return Err(MetricsError::NoData);
         }
         Ok(metrics)
+    }
+
+    async fn track_counts(
+        &self,
+        q: &AnalysisQuery,
+        judge: &JudgeRequest,
+    ) -> Result<(TrackCounts, TrackCounts), MetricsError> {
+        let queries = CountQueries::for_request(q, judge);
+        if let Err(refused @ EgressError::NotAllowed { .. }) = self.allowed.check(&q.address) {
+            return Err(MetricsError::NotAllowed(refused));
+        }
+        let client = Client::from(self.http.clone(), &q.address).map_err(|e| {
+            MetricsError::InvalidRequest(format!(
+                "Prometheus address {:?} is not a URL: {e}",
+                q.address
+            ))
+        })?;
+        let all = async {
+            tokio::join!(
+                self.per_track(&client, &queries.requests),
+                self.per_track(&client, &queries.errors),
+                self.per_track(&client, &queries.slow),
+                self.per_track(&client, &queries.scored),
+                self.per_track(&client, &queries.hits),
+                self.per_track(&client, &queries.score_sum),
+                self.per_track(&client, &queries.score_squares),
+            )
+        };
+        let (requests, errors, slow, scored, hits, sum, squares) =
+            tokio::time::timeout(self.timeout, all)
+                .await
+                .map_err(|elapsed| MetricsError::Unreachable {
+                    address: q.address.clone(),
+                    source: Box::new(elapsed),
+                })?;
+        let (requests, errors, slow) = (requests?, errors?, slow?);
+        let (scored, hits, sum, squares) = (scored?, hits?, sum?, squares?);
+        // Counters scraped apart are extrapolated apart: a part never exceeds its whole.
+        let track = |i: usize| TrackCounts {
+            requests: requests[i],
+            errors: errors[i].min(requests[i]),
+            slow: slow[i].min(requests[i]),
+            scored: scored[i],
+            hits: hits[i].min(scored[i]),
+            score_sum: sum[i],
+            score_squares: squares[i],
+        };
+        Ok((track(0), track(1)))
+    }
+}
+
+impl Prometheus {
+    /// Runs a `sum by (track)` query: `[canary, stable]`, 0 for a track with no series and
+    /// for NaN or negative values (an increase is never below 0).
+    async fn per_track(&self, client: &Client, query: &str) -> Result<[f64; 2], MetricsError> {
+        let millis = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        let result = client
+            .query(query)
+            .timeout(millis)
+            .get()
+            .await
+            .map_err(|e| classify(e, client.base_url().as_str(), query))?;
+        let Data::Vector(samples) = result.data() else {
+            return Err(MetricsError::Query {
+                query: query.to_owned(),
+                source: "expected an instant vector by track".into(),
+            });
+        };
+        let mut out = [0.0; 2];
+        for sample in samples {
+            let slot = match sample.metric().get("track").map(String::as_str) {
+                Some("canary") => 0,
+                Some("stable") => 1,
+                _ => continue,
+            };
+            let v = sample.sample().value();
+            out[slot] = if v.is_finite() { v.max(0.0) } else { 0.0 };
+        }
+        Ok(out)
     }
 }
 
