@@ -43,6 +43,7 @@ pub const HISTORY_LIMIT: usize = 10;
     printcolumn = r#"{"name":"Stable","type":"string","jsonPath":".status.stable.version"}"#,
     printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.canary.version"}"#,
     printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.canaryWeight"}"#,
+    printcolumn = r#"{"name":"Expected","type":"string","jsonPath":".status.rollout.expectedPass","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(cel)]
@@ -840,6 +841,14 @@ pub struct RolloutProgress {
     /// The judge's counts of every finished step (the current one is read from Prometheus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub judged_steps: Vec<StepCounts>,
+    /// The judge's forecast for the current step, made at its first check from stable's
+    /// traffic: how long after the step began an identical canary is expected to pass
+    /// (`35m`), or `not within 30d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_pass: Option<String>,
+    /// The same forecast in seconds (absent when it is `not within 30d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_pass_seconds: Option<i64>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
@@ -1142,6 +1151,12 @@ mod tests {
             .iter()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Phase", "Stable", "Canary", "Weight", "Age"]);
+        assert_eq!(
+            columns,
+            ["Phase", "Stable", "Canary", "Weight", "Expected", "Age"]
+        );
+        // The forecast only in `kubectl get rr -o wide`: the default columns stay as designed.
+        let expected = &version.additional_printer_columns.as_ref().unwrap()[4];
+        assert_eq!(expected.priority, Some(1));
     }
 }

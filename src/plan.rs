@@ -47,7 +47,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use crate::analysis::compare::{JudgeConfig, Metric, MetricConfig};
+use crate::analysis::compare::{JudgeConfig, Metric, MetricConfig, forecast_pass};
 use crate::analysis::prometheus::LATENCY_BUCKETS_SECONDS;
 use crate::analysis::{Analysis, AnalysisQuery, JudgeRequest, Thresholds, Track, Verdict};
 use crate::crd::{
@@ -937,6 +937,8 @@ impl<'a> Planner<'a> {
             previous_stable: None,
             step_started_at: None,
             judged_steps: Vec::new(),
+            expected_pass: None,
+            expected_pass_seconds: None,
         });
         if promote_now {
             self.promote(
@@ -1208,10 +1210,47 @@ impl<'a> Planner<'a> {
         if analysis.comparison.is_some() {
             self.next.last_analysis =
                 Some(AnalysisRecord::from_analysis(&analysis, Time(self.now)));
+            self.forecast(s, &analysis, s.soak);
             self.warn_on_mismatch(&analysis);
             if regressed(&analysis) {
                 self.rollback(&format!("during the soak: {}", analysis.reason));
             }
+        }
+    }
+
+    /// The plan before the evidence: at a step's first compared check, from stable's traffic
+    /// so far, when an identical canary is expected to pass. Beyond the time the step has
+    /// (`soak` before checks, plus the inconclusive budget) it raises `DecisionUnlikely`.
+    fn forecast(&mut self, s: &Settings, analysis: &Analysis, soak: Duration) {
+        let (Some(step), Some(request)) = (analysis.step, self.judge_request(s)) else {
+            return;
+        };
+        let rollout = self.rollout();
+        if rollout.expected_pass.is_some() {
+            return;
+        }
+        let observed = request.since.as_secs_f64();
+        let expected = forecast_pass(&request.config, step.weight, &step.stable, observed);
+        let available = soak + s.inconclusive_budget(self.spec.canary.failure_limit);
+        let r = self.rollout_mut();
+        r.expected_pass = Some(expected.map_or_else(
+            || "not within 30d".to_owned(),
+            |secs| fmt_duration(Duration::from_secs_f64(secs)),
+        ));
+        r.expected_pass_seconds = expected.map(|secs| secs as i64);
+        if expected.is_none_or(|secs| secs > available.as_secs_f64()) {
+            let when = r.expected_pass.clone().unwrap_or_default();
+            self.event(
+                EventKind::Warning,
+                "DecisionUnlikely",
+                format!(
+                    "at {}% and today's stable traffic an identical canary is expected to pass \
+                     after {when}, but the step has {} (soak and inconclusive budget); \
+                     it will end by spec.canary.judge.onInconclusive",
+                    step.weight,
+                    fmt_duration(available)
+                ),
+            );
         }
     }
 
@@ -1248,6 +1287,7 @@ impl<'a> Planner<'a> {
             self.pause_analysis_clock(s, previous_check.as_ref(), &analysis.reason);
             return;
         }
+        self.forecast(s, &analysis, Duration::ZERO);
         self.warn_on_mismatch(&analysis);
         if regressed(&analysis) {
             self.event(
@@ -1355,6 +1395,8 @@ impl<'a> Planner<'a> {
             r.analysis_started_at = Some(Time(now));
             // The judge's counts restart with the new weight; the finished step's are kept.
             r.step_started_at = Some(Time(now));
+            r.expected_pass = None;
+            r.expected_pass_seconds = None;
             if let Some(counts) = analysis.step {
                 r.judged_steps.push(counts);
             }

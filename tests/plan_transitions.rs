@@ -1181,3 +1181,43 @@ fn a_slow_request_bound_that_is_not_a_bucket_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn the_first_compared_check_forecasts_the_pass_and_warns_when_the_step_is_too_short() {
+    // Busy service: stable served 8,000 requests in the first minute.
+    let mut w = World::judged("v1");
+    w.start_canary();
+    let p = w.reconcile_counts(at(INTERVAL), counts(2_000.0, 0.005), counts(8_000.0, 0.005));
+    let rollout = w.rr.status.as_ref().unwrap().rollout.clone().unwrap();
+    let seconds = rollout.expected_pass_seconds.expect("a forecast");
+    assert!(seconds > 60 && seconds < SOAK, "{seconds}");
+    assert!(!reasons(&p).contains(&"DecisionUnlikely"), "{:?}", p.events);
+    // Made once per step: a later check keeps it.
+    w.reconcile_counts(
+        at(2 * INTERVAL),
+        counts(4_000.0, 0.005),
+        counts(16_000.0, 0.005),
+    );
+    let again = w.rr.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert_eq!(again.expected_pass_seconds, Some(seconds));
+
+    // Quiet service: 80 requests a minute cannot show anything within soak plus budget.
+    let mut w = World::judged("v1");
+    w.start_canary();
+    let p = w.reconcile_counts(at(INTERVAL), counts(20.0, 0.005), counts(80.0, 0.005));
+    let rollout = w.rr.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert!(rollout.expected_pass.is_some());
+    assert!(
+        rollout
+            .expected_pass_seconds
+            .is_none_or(|s| s > SOAK + DEADLINE),
+        "{rollout:?}"
+    );
+    let note = &p
+        .events
+        .iter()
+        .find(|e| e.reason == "DecisionUnlikely")
+        .expect("warned")
+        .note;
+    assert!(note.contains("at 20% and today's stable traffic"), "{note}");
+}

@@ -325,6 +325,61 @@ fn conclude(
     (Verdict::Inconclusive, format!("not decided yet: {figures}"))
 }
 
+/// The longest a forecast looks ahead.
+const FORECAST_HORIZON_SECS: f64 = 30.0 * 86_400.0;
+
+/// Expected time, from the step's start, until an identical canary passes every enabled
+/// metric: stable's rates observed over `observed_secs` are projected (the canary at the same
+/// per-request rates, with its share of traffic from `weight`) and the judge is run on the
+/// expected counts at growing horizons. `None` when no horizon up to 30 days passes (for
+/// instance when the evaluator scores nothing, so quality can never be shown).
+pub fn forecast_pass(
+    config: &JudgeConfig,
+    weight: i32,
+    stable: &TrackCounts,
+    observed_secs: f64,
+) -> Option<f64> {
+    if observed_secs <= 0.0 || stable.requests <= 0.0 || !(1..100).contains(&weight) {
+        return None;
+    }
+    let canary_share = f64::from(weight) / f64::from(100 - weight);
+    let at = |secs: f64| {
+        let scale = secs / observed_secs;
+        let stable = scaled(stable, scale);
+        let step = StepCounts {
+            weight,
+            canary: scaled(&stable, canary_share),
+            stable,
+        };
+        compare(config, &[step]).verdict == Verdict::Pass
+    };
+    let mut high = 10.0;
+    while !at(high) {
+        high *= 2.0;
+        if high > FORECAST_HORIZON_SECS {
+            return None;
+        }
+    }
+    let mut low = high / 2.0;
+    while high - low > high * 0.02 {
+        let mid = f64::midpoint(low, high);
+        if at(mid) { high = mid } else { low = mid }
+    }
+    Some(high.ceil())
+}
+
+fn scaled(t: &TrackCounts, k: f64) -> TrackCounts {
+    TrackCounts {
+        requests: t.requests * k,
+        errors: t.errors * k,
+        slow: t.slow * k,
+        scored: t.scored * k,
+        hits: t.hits * k,
+        score_sum: t.score_sum * k,
+        score_squares: t.score_squares * k,
+    }
+}
+
 /// `errors 0.52% vs 0.50% (×1.04, e=0.3/2.1): needs about 3,100 more requests`.
 fn describe(m: &MetricResult) -> String {
     let o = &m.outcome;
@@ -554,5 +609,35 @@ mod tests {
         assert_eq!(thousands(999.2), "1,000");
         assert_eq!(thousands(87.0), "87");
         assert_eq!(thousands(1_234_567.0), "1,300,000");
+    }
+
+    #[test]
+    fn a_forecast_is_when_expected_counts_first_pass() {
+        // Stable over 60 s: 16 req/s with the usual rates; the canary at 20%.
+        let stable = track(960.0, 0.005, 0.05, 0.1, 0.3);
+        let secs = forecast_pass(&config(), 20, &stable, 60.0).expect("passes within 30 days");
+        let at = |s: f64| {
+            let k = s / 60.0;
+            let st = scaled(&stable, k);
+            compare(&config(), &[step(20, scaled(&st, 0.25), st)]).verdict
+        };
+        assert_eq!(at(secs), Verdict::Pass);
+        assert_ne!(
+            at(secs * 0.9),
+            Verdict::Pass,
+            "the forecast is the first passing time"
+        );
+        // Twice the traffic: about half the time.
+        let faster = forecast_pass(&config(), 20, &scaled(&stable, 2.0), 60.0).unwrap();
+        assert!((faster / secs - 0.5).abs() < 0.05, "{faster} vs {secs}");
+        // Nothing scored (no evaluator): quality is never shown, no forecast.
+        let unscored = TrackCounts {
+            scored: 0.0,
+            hits: 0.0,
+            score_sum: 0.0,
+            score_squares: 0.0,
+            ..stable
+        };
+        assert_eq!(forecast_pass(&config(), 20, &unscored, 60.0), None);
     }
 }
