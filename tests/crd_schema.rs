@@ -53,7 +53,8 @@ fn valid_spec() -> Value {
             "failureLimit": 3,
             "progressDeadline": "10m",
             "maxRmse": 1.0,
-            "prometheus": {"address": "http://prometheus.monitoring:9090"}
+            "prometheus": {"address": "http://prometheus.monitoring:9090"},
+            "judge": {"alpha": 0.05}
         },
         "notify": {"webhookUrl": "https://hooks.example/T000"}
     })
@@ -153,6 +154,31 @@ fn failure_limit_and_gates_have_bounds() {
         json!(-0.5),
         "offlineRmse must be >= 0",
     );
+}
+
+#[test]
+fn judge_settings_are_bounded() {
+    assert_refused(
+        "/canary/judge",
+        json!({"alpha": 0.0}),
+        "alpha must be in (0, 0.5)",
+    );
+    assert_refused(
+        "/canary/judge",
+        json!({"alpha": 0.5}),
+        "alpha must be in (0, 0.5)",
+    );
+    assert_refused(
+        "/canary/judge",
+        json!({"score": {"tolerance": 1.0}}),
+        "tolerance must be in [0, 1)",
+    );
+    assert_refused(
+        "/canary/judge",
+        json!({"errors": {"tolerance": 0.5, "floor": 0.0}}),
+        "floor must be in (0, 1)",
+    );
+    assert!(messages_with("/canary/judge", json!({})).is_empty());
 }
 
 #[test]
