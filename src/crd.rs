@@ -332,8 +332,9 @@ pub struct JudgeMetricSpec {
     /// stable's (score, hits).
     #[x_kube(validation = Rule::new("self >= 0.0 && self < 1.0").message("tolerance must be in [0, 1)"))]
     pub tolerance: f64,
-    /// Errors only: a canary whose own error rate is shown below this is no worse, whatever
-    /// stable does (rare errors never establish a ratio). Default: `maxErrorRate`.
+    /// Errors and slow requests: a canary whose own rate is shown below this is no worse,
+    /// whatever stable does (rare events never establish a ratio). Default: `maxErrorRate`
+    /// for errors, 0.01 for slow requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0").message("floor must be in (0, 1)"))]
     pub floor: Option<f64>,
@@ -383,7 +384,10 @@ fn default_errors_metric() -> JudgeMetricSpec {
     metric(0.5)
 }
 fn default_slow_metric() -> JudgeMetricSpec {
-    metric(0.25)
+    JudgeMetricSpec {
+        floor: Some(0.01),
+        ..metric(0.25)
+    }
 }
 fn default_score_metric() -> JudgeMetricSpec {
     metric(0.05)

@@ -1584,7 +1584,11 @@ impl<'a> Planner<'a> {
                 &spec.errors,
                 (error_floor > 0.0).then_some(error_floor),
             ),
-            metric(Metric::SlowRequests, &spec.slow_requests, None),
+            metric(
+                Metric::SlowRequests,
+                &spec.slow_requests,
+                spec.slow_requests.floor,
+            ),
             metric(Metric::Score, &spec.score, None),
             metric(Metric::Hits, &spec.hits, None),
         ];

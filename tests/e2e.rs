@@ -28,6 +28,8 @@ use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use movrek_operator::analysis::Verdict;
+use movrek_operator::analysis::compare::Metric;
+use movrek_operator::analysis::sequential::Finding;
 use movrek_operator::crd::{Outcome, Phase, RecommenderRelease};
 use serde_json::Value;
 use warp::Filter;
@@ -43,6 +45,8 @@ const RELEASE: &str = "movies";
 const HOST: &str = "movies.example";
 /// Injected latency of models whose version contains `slow`.
 const SLOW_MS: u64 = 400;
+/// Share of answers a `…-failing` model version fails with a 500.
+const FAILING_ERROR_RATE: &str = "0.2";
 
 /// A trained model artifact.
 #[derive(Clone, Debug)]
@@ -183,8 +187,16 @@ impl Env {
         let models = train_models(&work, versions);
         let faults = models
             .keys()
-            .filter(|v| v.contains("slow"))
-            .map(|v| (v.clone(), SLOW_MS))
+            .filter_map(|v| {
+                let fault = if v.contains("slow") {
+                    ("MOVREK_FAULT_DELAY_MS", SLOW_MS.to_string())
+                } else if v.contains("failing") {
+                    ("MOVREK_FAULT_ERROR_RATE", FAILING_ERROR_RATE.to_owned())
+                } else {
+                    return None;
+                };
+                Some((v.clone(), vec![(fault.0.to_owned(), fault.1)]))
+            })
             .collect();
         let webhook = Webhook::start().await;
         let data = DataPlane::start(
@@ -1943,6 +1955,122 @@ async fn s14_autoscaled_stable_replicas_are_left_to_the_hpa() {
             .await,
         2,
         "50% of the 4 stable pods"
+    );
+    env.finish().await;
+}
+
+/// The canary settings of scenario 15: the judge compares errors and slow requests with
+/// stable (no evaluator runs here, so quality is off); the error guardrail is set out of reach
+/// (50 %) so that only the comparison can roll back.
+const JUDGED_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s\n    \
+    maxAverageLatency: 300ms\n    maxErrorRate: 0.5\n    minRequests: 20\n    failureLimit: 2\n    \
+    progressDeadline: 3m\n    judge:\n      alpha: 0.05\n      slowRequest: 250ms\n      \
+    errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.05, enabled: false }\n      \
+    hits: { tolerance: 0.2, enabled: false }";
+
+/// Scenario 15 (issue 10): the judge on the real control plane and real Prometheus. A canary
+/// failing 20 % of its answers is rolled back by the comparison with stable during its soak —
+/// not by `failureLimit` and not by the guardrail — and an identical canary is then promoted
+/// once shown no worse than stable on every metric. Prints the first-failure-to-rollback time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one() {
+    let mut env = Env::start("s15", &["v1", "v2-failing", "v3"]).await;
+    env.deploy_stable("v1").await;
+    env.start_traffic(Duration::from_secs(300));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.apply_version("v2-failing", JUDGED_CANARY);
+    let rr = env
+        .wait_phase(Phase::RolledBack, Duration::from_secs(90))
+        .await;
+    let status = rr.status.expect("status");
+    assert_eq!(status.canary_weight, 0);
+    assert_eq!(
+        status.failed_checks, 0,
+        "the judge does not wait for failureLimit"
+    );
+    let analysis = status.last_analysis.clone().expect("lastAnalysis");
+    let comparison = analysis
+        .comparison
+        .clone()
+        .expect("the comparison is recorded");
+    assert_eq!(comparison.verdict, Verdict::Fail, "{}", analysis.message);
+    let errors = comparison
+        .metrics
+        .iter()
+        .find(|m| m.metric == Metric::Errors)
+        .expect("errors compared");
+    assert_eq!(errors.finding, Finding::Regression, "{}", analysis.message);
+    assert!(
+        errors.canary.unwrap_or(0.0) > 0.05 && errors.stable.unwrap_or(1.0) < 0.01,
+        "{errors:?}"
+    );
+    let entry = status.history.first().expect("history entry");
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v2-failing", Outcome::RolledBack)
+    );
+    assert!(
+        entry.reason.contains("worse than stable on errors"),
+        "{}",
+        entry.reason
+    );
+    let samples = env.samples();
+    let first_failure = samples.iter().find(|s| s.status >= 500).map(|s| s.at);
+    let rolled_back = env
+        .watch()
+        .states()
+        .iter()
+        .find(|s| first_failure.is_some_and(|f| s.at > f) && s.weight == 0)
+        .map(|s| s.at);
+    if let (Some(failure), Some(back)) = (first_failure, rolled_back) {
+        env.timeline.mark(&format!(
+            "FIGURE judge: first failed answer through nginx → weight 0 in {:.1}s (soak 8s, \
+             a compared check every 4s); message: {}",
+            back.saturating_sub(failure).as_secs_f64(),
+            analysis.message
+        ));
+    }
+    env.wait_webhook("rolled back model v2-failing", Duration::from_secs(10))
+        .await;
+
+    // An identical canary: promoted once every compared metric is shown no worse.
+    env.apply_version("v3", JUDGED_CANARY);
+    let rr = env
+        .wait_for(
+            "phase Succeeded with stable v3",
+            Duration::from_secs(150),
+            |rr| {
+                rr.status.as_ref().is_some_and(|s| {
+                    s.phase == Phase::Succeeded
+                        && s.stable.as_ref().is_some_and(|t| t.version == "v3")
+                })
+            },
+        )
+        .await;
+    let status = rr.status.expect("status");
+    let entry = status.history.first().expect("history entry");
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v3", Outcome::Promoted)
+    );
+    let passed = entry.last_analysis.clone().expect("the deciding check");
+    let comparison = passed.comparison.expect("compared");
+    assert_eq!(comparison.verdict, Verdict::Pass, "{}", passed.message);
+    assert!(
+        comparison
+            .metrics
+            .iter()
+            .all(|m| m.finding == Finding::NoWorse),
+        "{}",
+        passed.message
+    );
+    env.timeline
+        .mark(&format!("v3 promoted: {}", passed.message));
+    let reasons = env.event_reasons().await;
+    assert!(
+        !reasons.iter().any(|r| r == "SampleRatioMismatch"),
+        "nginx splits as configured: {reasons:?}"
     );
     env.finish().await;
 }

@@ -135,7 +135,8 @@ pub struct MetricConfig {
     pub metric: Metric,
     /// Relative tolerance of non-inferiority (see [`RateTest::tolerance`]).
     pub tolerance: f64,
-    /// Absolute rate below which the canary is no worse whatever stable does (errors only).
+    /// Absolute rate below which the canary is no worse whatever stable does (metrics where
+    /// lower is better; ignored for the others).
     pub floor: Option<f64>,
 }
 
@@ -390,18 +391,17 @@ fn describe(m: &MetricResult) -> String {
         (_, Some(v)) => format!("{:.2}%", v * 100.0),
     };
     let _ = write!(out, " {} vs {}", figure(o.canary), figure(o.stable));
-    if let Some(e) = o.effect {
-        let _ = match m.metric {
-            Metric::Score => write!(out, " ({e:+.4}"),
-            _ => write!(out, " (×{e:.2}"),
-        };
-        let _ = write!(
-            out,
-            ", evidence {} worse / {} no worse)",
-            short(o.regression_evidence),
-            short(o.no_worse_evidence)
-        );
-    }
+    let effect = match (m.metric, o.effect) {
+        (_, None) => String::new(),
+        (Metric::Score, Some(e)) => format!("{e:+.4}, "),
+        (_, Some(e)) => format!("×{e:.2}, "),
+    };
+    let _ = write!(
+        out,
+        " ({effect}evidence {} worse / {} no worse)",
+        short(o.regression_evidence),
+        short(o.no_worse_evidence)
+    );
     match o.finding {
         Finding::Regression => out.push_str(": worse"),
         Finding::NoWorse => out.push_str(": no worse"),

@@ -13,8 +13,9 @@
 //!   pid) and waits until the new configuration answers.
 //!
 //! Fault injection: a `RecommenderRelease` cannot set pod env, so the stand-in adds
-//! `MOVREK_FAULT_DELAY_MS` to the processes of any pod whose `MOVREK_MODEL_VERSION` is listed
-//! in the test's fault table (e.g. `v2-slow` → 400 ms).
+//! fault variables (`MOVREK_FAULT_DELAY_MS`, `MOVREK_FAULT_ERROR_RATE`) to the processes of any
+//! pod whose `MOVREK_MODEL_VERSION` is listed in the test's fault table (e.g. `v2-slow` →
+//! 400 ms, `v2-failing` → 20 % 5xx).
 //!
 //! Routing changes are applied before a process stops, so a pod leaving never costs a
 //! request through nginx.
@@ -94,12 +95,12 @@ impl std::fmt::Debug for DataPlane {
 
 impl DataPlane {
     /// Starts Prometheus, nginx and the pod loop for `namespace`; files go under `dir`.
-    /// `faults` maps a model version to the `MOVREK_FAULT_DELAY_MS` its processes get.
+    /// `faults` maps a model version to the fault variables its processes get.
     pub async fn start(
         client: Client,
         namespace: &str,
         dir: &Path,
-        faults: HashMap<String, u64>,
+        faults: HashMap<String, Vec<(String, String)>>,
         timeline: Arc<Timeline>,
     ) -> Self {
         std::fs::create_dir_all(dir).expect("create the data-plane dir");
@@ -187,7 +188,7 @@ struct StandIn {
     ingresses: Api<Ingress>,
     namespace: String,
     backends: HashMap<String, Backend>,
-    faults: HashMap<String, u64>,
+    faults: HashMap<String, Vec<(String, String)>>,
     pods_dir: PathBuf,
     sd_file: PathBuf,
     last_sd: String,
@@ -323,15 +324,20 @@ impl StandIn {
             cmd.env(k, v);
         }
         cmd.env("MOVREK_PORT", port.to_string());
-        let fault = self.faults.get(&version).copied();
-        if let Some(ms) = fault {
-            cmd.env("MOVREK_FAULT_DELAY_MS", ms.to_string());
+        let fault = self.faults.get(&version).cloned().unwrap_or_default();
+        for (k, v) in &fault {
+            cmd.env(k, v);
         }
         let log = self.pods_dir.join(format!("{name}.log"));
         let process = ChildGuard::spawn(&format!("movrek serve for pod {name}"), cmd, &log);
         self.timeline.mark(&format!(
             "stand-in: pod {name} Running → movrek serve {track} {version} on :{port}{}",
-            fault.map_or_else(String::new, |ms| format!(" (fault delay {ms} ms)"))
+            if fault.is_empty() {
+                String::new()
+            } else {
+                let vars: Vec<String> = fault.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(" ({})", vars.join(" "))
+            }
         ));
         self.stats.lock().expect("stats lock").started += 1;
         self.backends.insert(
