@@ -308,6 +308,29 @@ fn http_probe(path: &str, initial_delay: i32, period: i32, failures: i32) -> Pro
     }
 }
 
+/// The pod contract's environment of a track, with the impressions sink when the release
+/// asks for one.
+fn pod_env(
+    rr: &RecommenderRelease,
+    release: &str,
+    track: Track,
+    target: &TrackStatus,
+) -> Vec<EnvVar> {
+    let mut vars = vec![
+        env("MOVREK_MODEL_URI", &target.model_uri),
+        env("MOVREK_MODEL_SHA256", &target.model_sha256),
+        env("MOVREK_MODEL_VERSION", &target.version),
+        env("MOVREK_RELEASE", release),
+        env("MOVREK_TRACK", track.as_label()),
+        env("MOVREK_PORT", rr.spec.port.to_string()),
+    ];
+    if let Some(impressions) = &rr.spec.impressions {
+        vars.push(env("MOVREK_KAFKA_BROKERS", &impressions.brokers));
+        vars.push(env("MOVREK_IMPRESSIONS_TOPIC", &impressions.topic));
+    }
+    vars
+}
+
 /// The inference container of a track: the pod contract (env, port, probes), the drain and
 /// the restricted security context.
 fn inference_container(
@@ -328,14 +351,7 @@ fn inference_container(
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        env: Some(vec![
-            env("MOVREK_MODEL_URI", &target.model_uri),
-            env("MOVREK_MODEL_SHA256", &target.model_sha256),
-            env("MOVREK_MODEL_VERSION", &target.version),
-            env("MOVREK_RELEASE", release),
-            env("MOVREK_TRACK", track.as_label()),
-            env("MOVREK_PORT", port.to_string()),
-        ]),
+        env: Some(pod_env(rr, release, track, target)),
         readiness_probe: Some(http_probe("/readyz", 1, 5, 3)),
         // The image is FROM scratch (no shell for an exec hook): the kubelet's own sleep.
         lifecycle: (drain > 0).then(|| Lifecycle {
@@ -612,6 +628,36 @@ mod tests {
             },
             replicas,
             autoscaled: false,
+        }
+    }
+
+    fn env_of(rr: &RecommenderRelease, track: Track) -> BTreeMap<String, String> {
+        let d = deployment(rr, track, &workload("v8", 1), &Selection::default()).unwrap();
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        pod.containers[0]
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn impressions_reach_both_tracks_only_when_asked_for() {
+        let mut rr = release();
+        assert!(!env_of(&rr, Track::Stable).contains_key("MOVREK_KAFKA_BROKERS"));
+        rr.spec.impressions = Some(crate::crd::ImpressionsSpec {
+            brokers: "kafka-0.kafka:9092,kafka-1.kafka:9092".to_owned(),
+            topic: "impressions-prod".to_owned(),
+        });
+        for track in [Track::Stable, Track::Canary] {
+            let env = env_of(&rr, track);
+            assert_eq!(
+                env["MOVREK_KAFKA_BROKERS"],
+                "kafka-0.kafka:9092,kafka-1.kafka:9092"
+            );
+            assert_eq!(env["MOVREK_IMPRESSIONS_TOPIC"], "impressions-prod");
         }
     }
 

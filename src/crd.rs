@@ -88,6 +88,30 @@ pub struct RecommenderReleaseSpec {
     #[serde(default = "default_drain_seconds")]
     #[schemars(range(min = 0, max = 120))]
     pub drain_seconds: i32,
+    /// Publish every answered recommendation list to Kafka (the evaluator's impressions,
+    /// docs/events.md): both tracks' pods get the brokers and the topic. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impressions: Option<ImpressionsSpec>,
+}
+
+/// Where the inference pods publish impressions.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(cel)]
+#[serde(rename_all = "camelCase")]
+pub struct ImpressionsSpec {
+    /// Bootstrap brokers, `host:port[,host:port…]` (`MOVREK_KAFKA_BROKERS`).
+    #[x_kube(validation = Rule::new("self.matches('^[^,:\\\\s]+:[0-9]+(,[^,:\\\\s]+:[0-9]+)*$')")
+        .message("spec.impressions.brokers must be host:port[,host:port...]"))]
+    pub brokers: String,
+    /// Topic (`MOVREK_IMPRESSIONS_TOPIC`).
+    #[serde(default = "default_impressions_topic")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z0-9._-]{1,249}$')")
+        .message("spec.impressions.topic must be a Kafka topic name"))]
+    pub topic: String,
+}
+
+fn default_impressions_topic() -> String {
+    "impressions".to_owned()
 }
 
 fn default_drain_seconds() -> i32 {

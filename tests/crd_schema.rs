@@ -56,7 +56,8 @@ fn valid_spec() -> Value {
             "prometheus": {"address": "http://prometheus.monitoring:9090"},
             "judge": {"alpha": 0.05}
         },
-        "notify": {"webhookUrl": "https://hooks.example/T000"}
+        "notify": {"webhookUrl": "https://hooks.example/T000"},
+        "impressions": {"brokers": "kafka:9092"}
     })
 }
 
@@ -179,6 +180,27 @@ fn judge_settings_are_bounded() {
         "floor must be in (0, 1)",
     );
     assert!(messages_with("/canary/judge", json!({})).is_empty());
+}
+
+#[test]
+fn impressions_need_host_port_brokers_and_a_topic_name() {
+    let ok = json!({"brokers": "kafka:9092,10.0.0.7:9093", "topic": "impressions"});
+    assert!(messages_with("/impressions", ok).is_empty());
+    assert_refused(
+        "/impressions",
+        json!({"brokers": "kafka", "topic": "impressions"}),
+        "brokers must be host:port",
+    );
+    assert_refused(
+        "/impressions",
+        json!({"brokers": "kafka:9092, other:9092", "topic": "impressions"}),
+        "brokers must be host:port",
+    );
+    assert_refused(
+        "/impressions",
+        json!({"brokers": "kafka:9092", "topic": "a topic"}),
+        "must be a Kafka topic name",
+    );
 }
 
 #[test]
