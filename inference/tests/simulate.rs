@@ -386,3 +386,90 @@ fn simulate_refuses_other_hosts_unbounded_runs_and_a_dead_target() {
     assert!(stderr.contains("no request got an answer"), "{stderr}");
     assert!(out.stdout.is_empty(), "no answer, no line");
 }
+
+/// `--host` sends the virtual host an ingress or Gateway listener routes by: a loopback
+/// listener records the `Host` header of the one request (and answers an empty list).
+#[test]
+fn simulate_sends_the_virtual_host_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&[
+        "generate",
+        "--users",
+        "20",
+        "--movies",
+        "30",
+        "--ratings",
+        "200",
+        "--out",
+        path(&data),
+    ]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("one connection");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut host = None;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line
+                .strip_prefix("host: ")
+                .or_else(|| line.strip_prefix("Host: "))
+            {
+                host = Some(value.trim().to_owned());
+            }
+        }
+        let _ =
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        tx.send(host).unwrap();
+    });
+    let target = format!("http://{addr}");
+    let bad = movrek(&[
+        "simulate",
+        "--target",
+        &target,
+        "--host",
+        "a b",
+        "--data",
+        path(&data),
+        "--count",
+        "1",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--host \"a b\" is not a host name"));
+    let out = movrek(&[
+        "simulate",
+        "--target",
+        &target,
+        "--host",
+        "movies.example",
+        "--data",
+        path(&data),
+        "--count",
+        "1",
+        "--rate",
+        "10",
+        "--unknown-share",
+        "0",
+        "--malformed-share",
+        "0",
+        "--burst-share",
+        "0",
+        "--sink",
+        "stdout",
+        "--quiet",
+        "--timeout",
+        "5",
+    ]);
+    let host = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the request arrived");
+    server.join().unwrap();
+    assert_eq!(host.as_deref(), Some("movies.example"), "{out:?}");
+}

@@ -15,6 +15,10 @@ pub struct SimulateArgs {
     /// Server or ingress to send requests to; only 127.0.0.0/8 (or localhost) is accepted.
     #[arg(long, default_value = "http://127.0.0.1:8082")]
     pub target: String,
+    /// `Host` header of every request, for a target that routes by virtual host (an ingress
+    /// or a Gateway listener, e.g. `movies.example`).
+    #[arg(long)]
+    pub host: Option<String>,
     /// Data directory of the users: a `movrek generate` output (its `taste.csv` and
     /// `runtimes.csv` are the hidden truth) or any other set, whose seeded split's held-out
     /// ratings stand for the taste.
@@ -104,7 +108,17 @@ fn seconds(name: &str, value: f64) -> Result<Duration, String> {
 /// # Errors
 /// A message naming the bad flag.
 pub fn config(args: &SimulateArgs) -> Result<SimConfig, String> {
-    let target = parse_target(&args.target)?;
+    let mut target = parse_target(&args.target)?;
+    if let Some(host) = &args.host {
+        if host.is_empty()
+            || host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(format!("--host {host:?} is not a host name"));
+        }
+        target.virtual_host = Some(host.clone());
+    }
     let duration = args.duration.map(|d| seconds("duration", d)).transpose()?;
     let sessions = session_count(args.count, duration, args.rate)?;
     let mix = Mix {

@@ -14,6 +14,9 @@ pub struct Target {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// `Host` header to send instead of the address (an ingress's or Gateway listener's
+    /// virtual host, e.g. `movies.example`); `None` sends the address.
+    pub virtual_host: Option<String>,
 }
 
 /// Parses `http://127.x.y.z[:port][/prefix]` (or `localhost`, taken as 127.0.0.1).
@@ -55,6 +58,7 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
         base: format!("http://{ip}:{port}{path}"),
         host: ip.to_string(),
         port,
+        virtual_host: None,
     })
 }
 
@@ -92,8 +96,11 @@ pub async fn ask(
     path_id: &str,
 ) -> Result<Answer, String> {
     let started = Instant::now();
-    let response = client
-        .get(format!("{}recommend/{path_id}", target.base))
+    let mut request = client.get(format!("{}recommend/{path_id}", target.base));
+    if let Some(host) = &target.virtual_host {
+        request = request.header(reqwest::header::HOST, host);
+    }
+    let response = request
         .send()
         .await
         .map_err(|e| crate::server::error_chain(&e))?;
