@@ -473,3 +473,105 @@ fn simulate_sends_the_virtual_host_it_is_given() {
     server.join().unwrap();
     assert_eq!(host.as_deref(), Some("movies.example"), "{out:?}");
 }
+
+/// `--live`: log times are the wall clock and every line is written when its time comes, so
+/// the log is in time order (as a live service's is) and no line is stamped after it was
+/// written; with one-second minutes, the run outlasts its sessions by the watches.
+#[test]
+fn live_mode_writes_each_line_when_its_time_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&[
+        "generate",
+        "--users",
+        "50",
+        "--movies",
+        "60",
+        "--ratings",
+        "1500",
+        "--out",
+        path(&data),
+    ]);
+    // Three-minute films: with one-second minutes every watch ends within seconds.
+    let runtimes: String = std::iter::once("movieId,runtime\n".to_owned())
+        .chain((1..=60).map(|m| format!("{m},3\n")))
+        .collect();
+    std::fs::write(data.join("runtimes.csv"), runtimes).unwrap();
+    let model = dir.path().join("m.movrek");
+    ok(&[
+        "train",
+        "--data",
+        path(&data),
+        "--out",
+        path(&model),
+        "--version",
+        "v1",
+    ]);
+    let server = Server::start(&model);
+    let log = dir.path().join("live.log");
+    let sink = format!("file:{}", path(&log));
+    let url = server.url();
+    let before = chrono::Utc::now().timestamp();
+    ok(&[
+        "simulate",
+        "--live",
+        "--target",
+        &url,
+        "--data",
+        path(&data),
+        "--count",
+        "20",
+        "--rate",
+        "20",
+        "--minute-seconds",
+        "1",
+        "--last-minute-only",
+        "--unknown-share",
+        "0",
+        "--malformed-share",
+        "0",
+        "--burst-share",
+        "0",
+        "--sink",
+        &sink,
+        "--quiet",
+    ]);
+    let after = chrono::Utc::now().timestamp();
+    let refused = movrek(&[
+        "simulate",
+        "--live",
+        "--start",
+        "2024-05-01T00:00:00",
+        "--data",
+        path(&data),
+        "--count",
+        "1",
+    ]);
+    assert!(!refused.status.success(), "--live with --start is refused");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let times: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            let stamp = l.split(',').next().unwrap();
+            chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S")
+                .unwrap_or_else(|e| panic!("{stamp}: {e}"))
+                .and_utc()
+                .timestamp()
+        })
+        .collect();
+    assert!(times.len() >= 20, "{text}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "lines in time order:\n{text}"
+    );
+    assert!(
+        times[0] >= before && *times.last().unwrap() <= after,
+        "wall-clock times"
+    );
+    // Twenty sessions take one second; the last watches end minutes (seconds here) later.
+    assert!(
+        after - before >= 5,
+        "the run waited for its watches ({}s)",
+        after - before
+    );
+}

@@ -77,6 +77,11 @@ pub struct SimulateArgs {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
+    /// Live clock: log times are the wall clock, a user's next visit happens when it is due,
+    /// and each line is written when its time comes (a live service's log, in time order), so
+    /// a live evaluator can join it with impressions servers stamp now. Not with `--start`.
+    #[arg(long, conflicts_with = "start")]
+    pub live: bool,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -149,11 +154,16 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig, String> {
         start_time,
         // An hour, or longer than the longest watch (240 min of minute lines) when minutes
         // are slow, so one visit's lines never reach the user's next impression.
-        visit_gap_secs: 3600.max(300 * i64::from(args.minute_seconds)),
+        visit_gap_secs: if args.live {
+            0
+        } else {
+            3600.max(300 * i64::from(args.minute_seconds))
+        },
         minute_seconds: args.minute_seconds,
         every_minute: !args.last_minute_only,
         timeout: seconds("timeout", args.timeout)?,
         progress: !args.quiet,
+        live: args.live,
     })
 }
 

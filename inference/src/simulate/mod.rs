@@ -20,6 +20,12 @@
 //! the wall clock, so a live consumer that judges lag by record time should read the log as
 //! a replay, not as live traffic.
 //!
+//! `--live` is the other clock, for a live evaluator beside servers that stamp impressions
+//! with the wall clock: virtual time is the wall clock (`start` is now, no visit gap: a
+//! user's next visit happens when it is due), and each line is written when its time comes
+//! (a watch's minute lines one `minute_seconds` apart), so every partition of the sink is in
+//! time order as a real service's log is. The run then lasts until its last line is due.
+//!
 //! # Bounds
 //! A run is at most `count` sessions (or `duration × rate`), and stops taking sessions
 //! `2 × timeout + 10 s` after the last one was due; what it skipped is counted.
@@ -33,7 +39,8 @@ pub mod report;
 pub mod sink;
 pub mod world;
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -83,6 +90,8 @@ pub struct SimConfig {
     pub timeout: Duration,
     /// Print a progress line to stderr at most once a second.
     pub progress: bool,
+    /// Write each line when its (wall-clock) time comes instead of at once.
+    pub live: bool,
 }
 
 /// The number of sessions of a run: `count`, or `duration × rate`, the smaller when both
@@ -131,7 +140,11 @@ struct Outcome {
     tally: Tally,
 }
 
-/// The writer's state: reorders outcomes into session order, writes, feeds the evaluator.
+/// A line waiting for its time in live mode: (time, sequence, user, line).
+type DueLine = (i64, u64, u32, String);
+
+/// The writer's state: reorders outcomes into session order, writes (at once, or in live
+/// mode when each line's time comes), feeds the evaluator.
 struct Writer {
     sink: Box<dyn EventSink>,
     next: u64,
@@ -139,6 +152,9 @@ struct Writer {
     tally: Tally,
     evaluator: Evaluator,
     movies: MovieKeys,
+    /// Live mode: lines not yet due, earliest first.
+    due: Option<BinaryHeap<Reverse<DueLine>>>,
+    queued: u64,
 }
 
 impl Writer {
@@ -148,22 +164,56 @@ impl Writer {
             self.next += 1;
             merge(&mut self.tally, outcome.tally);
             self.tally.skipped += u64::from(outcome.skipped);
-            for line in &outcome.lines {
-                self.sink
-                    .write_line(outcome.user, line)
-                    .map_err(|e| format!("cannot write an event line: {e}"))?;
-                self.tally.lines += 1;
-                match log_record(line.as_bytes(), &mut self.movies, &mut self.evaluator) {
-                    Ok(LineOutcome::Record(record)) => self.evaluator.add(record),
-                    Ok(LineOutcome::FailedRequest) => {
-                        self.evaluator.counts_mut().failed_requests += 1;
-                    }
-                    Err(e) => {
-                        return Err(format!(
-                            "wrote a line the evaluator cannot read ({e}): {line}"
-                        ));
-                    }
+            for line in outcome.lines {
+                if let Some(due) = &mut self.due {
+                    let time = line
+                        .split(',')
+                        .next()
+                        .and_then(|t| crate::data::events::parse_time(t.as_bytes()))
+                        .unwrap_or(i64::MIN);
+                    due.push(Reverse((time, self.queued, outcome.user, line)));
+                    self.queued += 1;
+                } else {
+                    self.emit(outcome.user, &line)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Live mode: writes every line whose time is at or before `now` (Unix seconds).
+    fn emit_due(&mut self, now: i64) -> Result<(), String> {
+        while let Some(Reverse((time, ..))) = self.due.as_ref().and_then(BinaryHeap::peek) {
+            if *time > now {
+                break;
+            }
+            let Some(Reverse((_, _, user, line))) = self.due.as_mut().and_then(BinaryHeap::pop)
+            else {
+                break;
+            };
+            self.emit(user, &line)?;
+        }
+        Ok(())
+    }
+
+    fn waiting(&self) -> bool {
+        self.due.as_ref().is_some_and(|d| !d.is_empty())
+    }
+
+    fn emit(&mut self, user: u32, line: &str) -> Result<(), String> {
+        self.sink
+            .write_line(user, line)
+            .map_err(|e| format!("cannot write an event line: {e}"))?;
+        self.tally.lines += 1;
+        match log_record(line.as_bytes(), &mut self.movies, &mut self.evaluator) {
+            Ok(LineOutcome::Record(record)) => self.evaluator.add(record),
+            Ok(LineOutcome::FailedRequest) => {
+                self.evaluator.counts_mut().failed_requests += 1;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "wrote a line the evaluator cannot read ({e}): {line}"
+                ));
             }
         }
         Ok(())
@@ -233,10 +283,21 @@ pub async fn run(
         },
         evaluator: Evaluator::new(DEFAULT_WINDOW_SECONDS),
         movies: MovieKeys::default(),
+        due: config.live.then(BinaryHeap::new),
+        queued: 0,
     };
     let mut last_progress = Instant::now();
-    while let Some(outcome) = rx.recv().await {
-        writer.take(outcome)?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let wall = || chrono::Utc::now().timestamp();
+    loop {
+        tokio::select! {
+            outcome = rx.recv() => {
+                let Some(outcome) = outcome else { break };
+                writer.take(outcome)?;
+            }
+            _ = tick.tick(), if config.live => {}
+        }
+        writer.emit_due(wall())?;
         if config.progress && last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
             eprintln!(
@@ -244,6 +305,12 @@ pub async fn run(
                 Summary::progress(&writer.tally, started.elapsed().as_secs_f64())
             );
         }
+    }
+    // Live mode: the last watches are still running; their lines come when due (at most
+    // the longest watch after the last session).
+    while writer.waiting() {
+        tick.tick().await;
+        writer.emit_due(wall())?;
     }
     for worker in workers {
         worker
