@@ -1070,7 +1070,7 @@ impl<'a> Planner<'a> {
             let weight = steps(self.spec)[0];
             self.next.canary_weight = weight;
             self.rollout_mut().canary_ready_at = Some(Time(self.now));
-            self.rollout_mut().step_started_at = Some(Time(self.now));
+            self.rollout_mut().step_started_at = Some(self.settled(s));
             self.rollout_mut().canary_unready_since = None;
             self.event(
                 EventKind::Normal,
@@ -1218,6 +1218,19 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// When a weight set now is in force everywhere: the judge counts from one `interval`
+    /// later (at least 10 s, at most 30 s), because routers reload, new pods join their
+    /// upstreams and Prometheus discovers them in the meantime — counting that stretch would
+    /// see the old split and report a sample-ratio mismatch that is only the change taking
+    /// effect.
+    fn settled(&self, s: &Settings) -> Time {
+        let settle = s
+            .interval
+            .clamp(Duration::from_secs(10), Duration::from_secs(30));
+        let settle = jiff::SignedDuration::try_from(settle).unwrap_or_default();
+        Time(self.now.checked_add(settle).unwrap_or(self.now))
+    }
+
     /// The plan before the evidence: at a step's first compared check, from stable's traffic
     /// so far, when an identical canary is expected to pass. Beyond the time the step has
     /// (`soak` before checks, plus the inconclusive budget) it raises `DecisionUnlikely`.
@@ -1230,6 +1243,9 @@ impl<'a> Planner<'a> {
             return;
         }
         let observed = request.since.as_secs_f64();
+        if observed < 1.0 {
+            return; // the step has not settled yet: nothing to project from
+        }
         let expected = forecast_pass(&request.config, step.weight, &step.stable, observed);
         let available = soak + s.inconclusive_budget(self.spec.canary.failure_limit);
         let r = self.rollout_mut();
@@ -1390,11 +1406,12 @@ impl<'a> Planner<'a> {
         if step + 1 < steps.len() {
             let weight = steps[step + 1];
             let now = self.now;
+            let settled = self.settled(s);
             let r = self.rollout_mut();
             r.step += 1;
             r.analysis_started_at = Some(Time(now));
             // The judge's counts restart with the new weight; the finished step's are kept.
-            r.step_started_at = Some(Time(now));
+            r.step_started_at = Some(settled);
             r.expected_pass = None;
             r.expected_pass_seconds = None;
             if let Some(counts) = analysis.step {

@@ -1092,7 +1092,8 @@ fn the_judge_counts_each_step_from_its_own_start_and_weight() {
     let mut w = World::judged("v1");
     w.rr.spec.canary.step_weights = vec![20, 50];
     w.start_canary();
-    // After the soak: the request covers the whole step so far at 20%.
+    // After the soak: the request covers the step since it settled (one interval, at most
+    // 30 s, after the weight was set) at 20%.
     let observed = Observed {
         stable: w.stable.clone(),
         canary: w.canary.clone(),
@@ -1102,7 +1103,7 @@ fn the_judge_counts_each_step_from_its_own_start_and_weight() {
     let judge = p.analysis_needed.unwrap().judge.unwrap();
     assert_eq!(
         (judge.since, judge.weight),
-        (Duration::from_secs(SOAK as u64), 20)
+        (Duration::from_secs(SOAK as u64 - 30), 20)
     );
     assert!(judge.finished.is_empty());
     assert!((judge.slow_bound_seconds - 0.25).abs() < 1e-12);
@@ -1113,7 +1114,7 @@ fn the_judge_counts_each_step_from_its_own_start_and_weight() {
     let rollout = w.rr.status.as_ref().unwrap().rollout.clone().unwrap();
     assert_eq!(rollout.judged_steps.len(), 1);
     assert_eq!(rollout.judged_steps[0].weight, 20);
-    assert_eq!(rollout.step_started_at.unwrap().0, at(SOAK));
+    assert_eq!(rollout.step_started_at.unwrap().0, at(SOAK + 30));
     // The next check reads the new step from its start, at 50%, with the first step kept.
     let observed = Observed {
         stable: w.stable.clone(),
@@ -1124,7 +1125,7 @@ fn the_judge_counts_each_step_from_its_own_start_and_weight() {
     let judge = p.analysis_needed.unwrap().judge.unwrap();
     assert_eq!(
         (judge.since, judge.weight),
-        (Duration::from_secs(INTERVAL as u64), 50)
+        (Duration::from_secs(INTERVAL as u64 - 30), 50)
     );
     assert_eq!(judge.finished.len(), 1);
 }
