@@ -6,6 +6,8 @@
 
 mod support;
 
+#[path = "e2e/bus.rs"]
+mod bus;
 #[path = "e2e/cluster.rs"]
 mod cluster;
 #[path = "e2e/dataplane.rs"]
@@ -18,6 +20,7 @@ mod timeline;
 mod traffic;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -75,14 +78,23 @@ fn train_models(dir: &Path, versions: &[&str]) -> HashMap<String, Model> {
         .output()
         .expect("run movrek generate");
     assert!(out.status.success(), "movrek generate: {out:?}");
+    let scrambled = dir.join("data-scrambled");
+    if versions.iter().any(|v| v.contains("random")) {
+        scramble_users(&data, &scrambled);
+    }
     versions
         .iter()
         .map(|v| {
             let path = dir.join(format!("{v}.movrek"));
+            let source = if v.contains("random") {
+                &scrambled
+            } else {
+                &data
+            };
             let out = Command::new(&bin)
                 .arg("train")
                 .arg("--data")
-                .arg(&data)
+                .arg(source)
                 .arg("--out")
                 .arg(&path)
                 .args(["--version", v])
@@ -108,6 +120,41 @@ fn train_models(dir: &Path, versions: &[&str]) -> HashMap<String, Model> {
             )
         })
         .collect()
+}
+
+/// Copies a `movrek generate` data set with every rating moved to another user (user ids
+/// rotated by half the population): a model trained on it is as fast as a good one and
+/// recommends each user what suits a stranger — the "random recommender" of scenario 16.
+fn scramble_users(data: &Path, out: &Path) {
+    std::fs::create_dir_all(out).expect("create the scrambled data dir");
+    for entry in std::fs::read_dir(data).expect("read the data dir") {
+        let entry = entry.expect("data dir entry");
+        if entry.file_name() != "ratings.dat" {
+            std::fs::copy(entry.path(), out.join(entry.file_name())).expect("copy a data file");
+        }
+    }
+    let ratings = std::fs::read_to_string(data.join("ratings.dat")).expect("read ratings.dat");
+    let mut users: Vec<u32> = ratings
+        .lines()
+        .filter_map(|l| l.split("::").next()?.parse().ok())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    let shift = users.len() / 2;
+    let rotated: HashMap<u32, u32> = users
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| (u, users[(i + shift) % users.len()]))
+        .collect();
+    let mut moved = String::with_capacity(ratings.len());
+    for line in ratings.lines() {
+        let (user, rest) = line
+            .split_once("::")
+            .expect("UserID::MovieID::Rating::Timestamp");
+        let user: u32 = user.parse().expect("a user id");
+        let _ = writeln!(moved, "{}::{rest}", rotated[&user]);
+    }
+    std::fs::write(out.join("ratings.dat"), moved).expect("write the scrambled ratings");
 }
 
 /// A local Slack-compatible webhook receiver recording each JSON body.
@@ -164,6 +211,8 @@ struct Env {
     data: Option<DataPlane>,
     webhook: Webhook,
     models: HashMap<String, Model>,
+    /// `spec.impressions` of every manifest: brokers and topic.
+    impressions: Option<(String, String)>,
     operator_kubeconfig: PathBuf,
     work: PathBuf,
     cluster: Cluster,
@@ -220,6 +269,7 @@ impl Env {
             data: Some(data),
             webhook,
             models,
+            impressions: None,
             operator_kubeconfig,
             work,
             cluster,
@@ -263,12 +313,18 @@ impl Env {
              model:\n    version: \"{v}\"\n    uri: \"file://{path}\"\n    sha256: {sha}\n  \
              replicas: 2\n  traffic:\n    provider: ingress-nginx\n    host: {HOST}\n    \
              ingressClassName: nginx\n  canary:\n    {canary}\n    prometheus:\n      \
-             address: {prom}\n  notify:\n    webhookUrl: {hook}\n",
+             address: {prom}\n  notify:\n    webhookUrl: {hook}\n{impressions}",
             v = m.version,
             path = m.path.display(),
             sha = m.sha256,
             prom = self.data().prometheus.url(),
             hook = self.webhook.url,
+            impressions = self
+                .impressions
+                .as_ref()
+                .map_or_else(String::new, |(b, t)| {
+                    format!("  impressions:\n    brokers: \"{b}\"\n    topic: {t}\n")
+                }),
         )
     }
 
@@ -2071,6 +2127,133 @@ async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one()
     assert!(
         !reasons.iter().any(|r| r == "SampleRatioMismatch"),
         "nginx splits as configured: {reasons:?}"
+    );
+    env.finish().await;
+}
+
+/// The canary settings of scenario 16: every metric judged, quality included; the guardrails
+/// (latency, errors) are loose enough that only the comparison can roll back.
+const QUALITY_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s\n    \
+    maxAverageLatency: 300ms\n    maxErrorRate: 0.5\n    minRequests: 20\n    failureLimit: 2\n    \
+    progressDeadline: 6m\n    judge:\n      alpha: 0.05\n      slowRequest: 250ms\n      \
+    errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.05 }\n      \
+    hits: { tolerance: 0.2 }";
+
+/// `movrek simulate --live` users of scenario 16: 25 sessions/s through nginx (by virtual
+/// host) for at most 400 s, their watches and ratings to the `events` topic.
+fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGuard {
+    let mut simulate = Command::new(support::movrek_bin());
+    simulate
+        .args([
+            "simulate",
+            "--target",
+            &env.data().nginx_url(),
+            "--host",
+            HOST,
+        ])
+        .arg("--data")
+        .arg(env.work.join("data"))
+        .args(["--rate", "25", "--duration", "400", "--concurrency", "8"])
+        .args([
+            "--unknown-share",
+            "0",
+            "--malformed-share",
+            "0",
+            "--burst-share",
+            "0",
+        ])
+        .args(["--minute-seconds", "1", "--live", "--quiet"])
+        .args(["--sink", &format!("kafka://{}/{events}", bus.bootstrap)]);
+    support::ChildGuard::spawn("movrek simulate", simulate, &env.work.join("simulate.log"))
+}
+
+/// Scenario 16 (issue 10): a canary that answers as fast as stable but recommends badly (a
+/// model trained on scrambled users) is rolled back on online quality while every latency and
+/// error figure is fine. The whole loop is real: `movrek simulate` users go through nginx,
+/// the pods publish impressions to a real Kafka broker (`spec.impressions`), the users'
+/// watches and ratings go to it too, `movrek evaluate` scores them, Prometheus scrapes it, and
+/// the operator's judge reads the score and hits per track.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s16_a_fast_canary_that_recommends_badly_is_rolled_back_on_quality() {
+    let mut env = Env::start("s16", &["v1", "v2-random"]).await;
+    let bus = bus::Bus::start(&env.work);
+    let tag = format!("s16-{}", std::process::id());
+    let (impressions, events) = (format!("impressions-{tag}"), format!("events-{tag}"));
+    bus.create_topic(&impressions);
+    bus.create_topic(&events);
+    env.timeline.mark(&format!(
+        "Kafka {} topics {impressions}, {events}",
+        bus.bootstrap
+    ));
+    env.impressions = Some((bus.bootstrap.clone(), impressions.clone()));
+    env.deploy_stable("v1").await;
+    let evaluator = bus::Evaluator::start(
+        &bus,
+        &impressions,
+        &events,
+        &tag,
+        &env.work.join("evaluate.log"),
+    )
+    .await;
+    env.data().prometheus.scrape_evaluator(evaluator.addr);
+    env.timeline
+        .mark(&format!("movrek evaluate on {}, scraped", evaluator.addr));
+    let _users = simulated_users(&env, &bus, &events);
+    env.timeline
+        .mark("movrek simulate --live: 25 sessions/s through nginx for at most 400 s");
+    let scored = evaluator
+        .wait_scored(RELEASE, "stable", Duration::from_secs(150))
+        .await;
+    env.timeline.mark(&format!(
+        "the evaluator scores stable's lists ({scored} so far)"
+    ));
+    env.apply_version("v2-random", QUALITY_CANARY);
+    let rr = env
+        .wait_phase(Phase::RolledBack, Duration::from_secs(300))
+        .await;
+    let status = rr.status.expect("status");
+    assert_eq!(status.failed_checks, 0, "no guardrail failed");
+    let analysis = status.last_analysis.clone().expect("lastAnalysis");
+    env.timeline
+        .mark(&format!("deciding check: {}", analysis.message));
+    let comparison = analysis.comparison.clone().expect("compared");
+    assert_eq!(comparison.verdict, Verdict::Fail, "{}", analysis.message);
+    let finding = |metric: Metric| {
+        comparison
+            .metrics
+            .iter()
+            .find(|m| m.metric == metric)
+            .map(|m| m.finding)
+    };
+    assert!(
+        [Metric::Score, Metric::Hits]
+            .iter()
+            .any(|&m| finding(m) == Some(Finding::Regression)),
+        "rolled back on quality: {}",
+        analysis.message
+    );
+    for m in [Metric::Errors, Metric::SlowRequests] {
+        assert_ne!(
+            finding(m),
+            Some(Finding::Regression),
+            "{}",
+            analysis.message
+        );
+    }
+    let score = comparison
+        .metrics
+        .iter()
+        .find(|m| m.metric == Metric::Score)
+        .expect("score compared");
+    assert!(
+        score.canary.is_some() && score.stable.is_some(),
+        "the evaluator's figures reached the judge for both tracks: {score:?}"
+    );
+    let entry = status.history.first().expect("history entry");
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v2-random", Outcome::RolledBack)
     );
     env.finish().await;
 }

@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -697,11 +698,18 @@ impl std::fmt::Debug for Prometheus {
 impl Prometheus {
     async fn start(dir: &Path, sd_file: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("create prometheus dir");
+        // The evaluator's own series carry `release` and `track`: its job keeps them
+        // (honor_labels), as the chart's PodMonitor does.
+        let evaluator_file = dir.join("evaluator.json");
+        std::fs::write(&evaluator_file, "[]").expect("write the evaluator targets");
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: movrek-inference\n    file_sd_configs:\n\
+             \x20     - files: ['{}']\n        refresh_interval: 1s\n\
+             \x20 - job_name: movrek-evaluator\n    honor_labels: true\n    file_sd_configs:\n\
              \x20     - files: ['{}']\n        refresh_interval: 1s\n",
-            sd_file.display()
+            sd_file.display(),
+            evaluator_file.display()
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
         let mut p = Self {
@@ -711,6 +719,13 @@ impl Prometheus {
         };
         p.resume().await;
         p
+    }
+
+    /// Scrapes a `movrek evaluate` at `addr` from now on.
+    pub fn scrape_evaluator(&self, addr: SocketAddr) {
+        let targets = format!("[{{\"targets\": [\"{addr}\"], \"labels\": {{}}}}]");
+        std::fs::write(self.dir.join("evaluator.json"), targets)
+            .expect("write the evaluator targets");
     }
 
     /// Base URL of the HTTP API (what `spec.canary.prometheus.address` points at).
