@@ -347,6 +347,21 @@ impl Env {
             .mark(&format!("kubectl apply rr/{RELEASE} model {version}"));
     }
 
+    /// Waits until `version` is promoted: phase Succeeded with it on the stable track.
+    async fn wait_promoted(&self, version: &str, limit: Duration) -> RecommenderRelease {
+        self.wait_for(
+            &format!("phase Succeeded with stable {version}"),
+            limit,
+            |rr| {
+                rr.status.as_ref().is_some_and(|s| {
+                    s.phase == Phase::Succeeded
+                        && s.stable.as_ref().is_some_and(|t| t.version == version)
+                })
+            },
+        )
+        .await
+    }
+
     /// Polls the release until `pred` holds; panics with its status after `limit`.
     async fn wait_for(
         &self,
@@ -777,18 +792,7 @@ async fn s02_good_canary_is_promoted() {
     );
     env.wait_phase(Phase::Soaking, Duration::from_secs(60))
         .await;
-    let rr = env
-        .wait_for(
-            "phase Succeeded with stable v2",
-            Duration::from_secs(90),
-            |rr| {
-                rr.status.as_ref().is_some_and(|s| {
-                    s.phase == Phase::Succeeded
-                        && s.stable.as_ref().is_some_and(|t| t.version == "v2")
-                })
-            },
-        )
-        .await;
+    let rr = env.wait_promoted("v2", Duration::from_secs(90)).await;
     let status = rr.status.expect("status");
     assert_eq!(status.canary_weight, 0);
     let analysis = status.last_analysis.expect("lastAnalysis");
@@ -2092,18 +2096,7 @@ async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one()
 
     // An identical canary: promoted once every compared metric is shown no worse.
     env.apply_version("v3", JUDGED_CANARY);
-    let rr = env
-        .wait_for(
-            "phase Succeeded with stable v3",
-            Duration::from_secs(150),
-            |rr| {
-                rr.status.as_ref().is_some_and(|s| {
-                    s.phase == Phase::Succeeded
-                        && s.stable.as_ref().is_some_and(|t| t.version == "v3")
-                })
-            },
-        )
-        .await;
+    let rr = env.wait_promoted("v3", Duration::from_secs(150)).await;
     let status = rr.status.expect("status");
     let entry = status.history.first().expect("history entry");
     assert_eq!(

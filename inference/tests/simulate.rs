@@ -33,6 +33,21 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// `movrek generate` of `users` × `movies` × `ratings` into `out`.
+fn generate(out: &Path, users: &str, movies: &str, ratings: &str) {
+    ok(&[
+        "generate",
+        "--users",
+        users,
+        "--movies",
+        movies,
+        "--ratings",
+        ratings,
+        "--out",
+        path(out),
+    ]);
+}
+
 /// A `movrek serve` on 127.0.0.1, killed by pid on drop.
 struct Server {
     child: Child,
@@ -184,17 +199,7 @@ fn without_latency(log: &str) -> String {
 fn simulate_against_a_real_server_feeds_online_eval_and_ingest() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    ok(&[
-        "generate",
-        "--users",
-        "300",
-        "--movies",
-        "200",
-        "--ratings",
-        "8000",
-        "--out",
-        path(&data),
-    ]);
+    generate(&data, "300", "200", "8000");
     assert!(data.join("taste.csv").is_file() && data.join("runtimes.csv").is_file());
     let model = dir.path().join("m.movrek");
     ok(&[
@@ -352,17 +357,7 @@ fn simulate_refuses_other_hosts_unbounded_runs_and_a_dead_target() {
 
     // Nothing listens: every request is a counted transport error, and the run fails.
     let data = dir.path().join("data");
-    ok(&[
-        "generate",
-        "--users",
-        "20",
-        "--movies",
-        "30",
-        "--ratings",
-        "200",
-        "--out",
-        path(&data),
-    ]);
+    generate(&data, "20", "30", "200");
     let out = movrek(&[
         "simulate",
         "--target",
@@ -393,17 +388,7 @@ fn simulate_refuses_other_hosts_unbounded_runs_and_a_dead_target() {
 fn simulate_sends_the_virtual_host_it_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    ok(&[
-        "generate",
-        "--users",
-        "20",
-        "--movies",
-        "30",
-        "--ratings",
-        "200",
-        "--out",
-        path(&data),
-    ]);
+    generate(&data, "20", "30", "200");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -481,17 +466,7 @@ fn simulate_sends_the_virtual_host_it_is_given() {
 fn live_mode_writes_each_line_when_its_time_comes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    ok(&[
-        "generate",
-        "--users",
-        "50",
-        "--movies",
-        "60",
-        "--ratings",
-        "1500",
-        "--out",
-        path(&data),
-    ]);
+    generate(&data, "50", "60", "1500");
     // Three-minute films: with one-second minutes every watch ends within seconds.
     let runtimes: String = std::iter::once("movieId,runtime\n".to_owned())
         .chain((1..=60).map(|m| format!("{m},3\n")))

@@ -236,14 +236,36 @@ impl Prometheus {
         self.timeout
     }
 
-    async fn value(&self, client: &Client, query: &str) -> Result<Option<f64>, MetricsError> {
+    /// A client for `address` when the allow-list lets it through (a malformed address is
+    /// reported by `Client::from`).
+    fn client(&self, address: &str) -> Result<Client, MetricsError> {
+        if let Err(refused @ EgressError::NotAllowed { .. }) = self.allowed.check(address) {
+            return Err(MetricsError::NotAllowed(refused));
+        }
+        Client::from(self.http.clone(), address).map_err(|e| {
+            MetricsError::InvalidRequest(format!(
+                "Prometheus address {address:?} is not a URL: {e}"
+            ))
+        })
+    }
+
+    /// Runs one instant query under the analysis timeout.
+    async fn instant(
+        &self,
+        client: &Client,
+        query: &str,
+    ) -> Result<prometheus_http_query::response::PromqlResult, MetricsError> {
         let millis = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
-        let result = client
+        client
             .query(query)
             .timeout(millis)
             .get()
             .await
-            .map_err(|e| classify(e, client.base_url().as_str(), query))?;
+            .map_err(|e| classify(e, client.base_url().as_str(), query))
+    }
+
+    async fn value(&self, client: &Client, query: &str) -> Result<Option<f64>, MetricsError> {
+        let result = self.instant(client, query).await?;
         single_value(result.data()).map_err(|msg| MetricsError::Query {
             query: query.to_owned(),
             source: msg.into(),
@@ -259,16 +281,7 @@ impl MetricsSource for Prometheus {
                 q.window
             ))
         })?;
-        // A malformed address is reported by `Client::from` below, as before.
-        if let Err(refused @ EgressError::NotAllowed { .. }) = self.allowed.check(&q.address) {
-            return Err(MetricsError::NotAllowed(refused));
-        }
-        let client = Client::from(self.http.clone(), &q.address).map_err(|e| {
-            MetricsError::InvalidRequest(format!(
-                "Prometheus address {:?} is not a URL: {e}",
-                q.address
-            ))
-        })?;
+        let client = self.client(&q.address)?;
         let all = async {
             tokio::join!(
                 self.value(&client, &queries.average_latency),
@@ -302,15 +315,7 @@ impl MetricsSource for Prometheus {
         judge: &JudgeRequest,
     ) -> Result<(TrackCounts, TrackCounts), MetricsError> {
         let queries = CountQueries::for_request(q, judge);
-        if let Err(refused @ EgressError::NotAllowed { .. }) = self.allowed.check(&q.address) {
-            return Err(MetricsError::NotAllowed(refused));
-        }
-        let client = Client::from(self.http.clone(), &q.address).map_err(|e| {
-            MetricsError::InvalidRequest(format!(
-                "Prometheus address {:?} is not a URL: {e}",
-                q.address
-            ))
-        })?;
+        let client = self.client(&q.address)?;
         let all = async {
             tokio::join!(
                 self.per_track(&client, &queries.requests),
@@ -349,13 +354,7 @@ impl Prometheus {
     /// Runs a `sum by (track)` query: `[canary, stable]`, 0 for a track with no series and
     /// for NaN or negative values (an increase is never below 0).
     async fn per_track(&self, client: &Client, query: &str) -> Result<[f64; 2], MetricsError> {
-        let millis = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
-        let result = client
-            .query(query)
-            .timeout(millis)
-            .get()
-            .await
-            .map_err(|e| classify(e, client.base_url().as_str(), query))?;
+        let result = self.instant(client, query).await?;
         let Data::Vector(samples) = result.data() else {
             return Err(MetricsError::Query {
                 query: query.to_owned(),
