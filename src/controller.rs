@@ -660,6 +660,7 @@ fn announce<S, N>(
                 error_rate: f.error_rate,
                 requests: f.requests,
             }),
+            comparison: a.figures.as_ref().and_then(|f| f.comparison.clone()),
         };
         let notifier = ctx.notifier.clone();
         let client = ctx.client.clone();

@@ -957,6 +957,24 @@ pub struct MetricRecord {
     pub needs_more: Option<f64>,
 }
 
+impl MetricRecord {
+    /// The metric's result as the judge had it.
+    pub fn to_result(&self) -> crate::analysis::compare::MetricResult {
+        crate::analysis::compare::MetricResult {
+            metric: self.metric,
+            outcome: crate::analysis::sequential::Outcome {
+                finding: self.finding,
+                canary: self.canary,
+                stable: self.stable,
+                effect: self.effect,
+                regression_evidence: self.regression_evidence,
+                no_worse_evidence: self.no_worse_evidence,
+                needs_more: self.needs_more,
+            },
+        }
+    }
+}
+
 impl ComparisonRecord {
     /// Records a judge report.
     pub fn from_report(report: &Report) -> Self {

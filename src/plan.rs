@@ -49,7 +49,9 @@ use kube::ResourceExt;
 
 use crate::analysis::compare::{JudgeConfig, Metric, MetricConfig, forecast_pass};
 use crate::analysis::prometheus::LATENCY_BUCKETS_SECONDS;
-use crate::analysis::{Analysis, AnalysisQuery, JudgeRequest, Thresholds, Track, Verdict};
+use crate::analysis::{
+    Analysis, AnalysisQuery, JudgeRequest, Thresholds, Track, TrackVersions, Verdict,
+};
 use crate::crd::{
     ACTION_ANNOTATION, AnalysisRecord, BlockedTarget, DurationError, HISTORY_LIMIT, HistoryEntry,
     InconclusiveAction, JudgeSpec, Outcome, Phase, RecommenderRelease, RecommenderReleaseSpec,
@@ -1618,6 +1620,10 @@ impl<'a> Planner<'a> {
             weight: self.next.canary_weight,
             finished: rollout.judged_steps.clone(),
             slow_bound_seconds: s.slow_bound_seconds?,
+            versions: TrackVersions {
+                canary: self.next.canary.as_ref()?.version.clone(),
+                stable: self.next.stable.as_ref()?.version.clone(),
+            },
         })
     }
 

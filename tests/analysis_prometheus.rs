@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use movrek_operator::analysis::prometheus::Prometheus;
 use movrek_operator::analysis::{
-    Analysis, AnalysisQuery, MetricsError, MetricsSource, Thresholds, Track, Verdict, analyze,
+    Analysis, AnalysisQuery, MetricsError, MetricsSource, Thresholds, Track, TrackFigures, Verdict,
+    analyze,
 };
 use movrek_operator::egress::HostAllowList;
 use support::{Load, MovrekServer, PrometheusServer, Target};
@@ -413,6 +414,7 @@ fn judge_request() -> movrek_operator::analysis::JudgeRequest {
         weight: 20,
         finished: Vec::new(),
         slow_bound_seconds: 0.25,
+        versions: movrek_operator::analysis::TrackVersions::default(),
     }
 }
 
@@ -447,7 +449,11 @@ async fn track_counts_are_read_per_track_and_a_slow_failing_canary_regresses() {
     let deadline = Instant::now() + PATIENCE;
     let (canary_counts, stable_counts) = loop {
         let counts = source.track_counts(&query, &request).await;
-        if let Ok((c, s)) = counts
+        if let Ok(TrackFigures {
+            canary: c,
+            stable: s,
+            ..
+        }) = counts
             && c.requests >= 100.0
             && c.errors >= 10.0
             && s.requests >= 100.0
@@ -476,7 +482,11 @@ async fn track_counts_are_read_per_track_and_a_slow_failing_canary_regresses() {
     );
 
     let guard = conclude(source.canary_metrics(&query).await, &limits(20));
-    let judged = conclude_judged(guard, Ok((canary_counts, stable_counts)), &request);
+    let judged = conclude_judged(
+        guard,
+        Ok(TrackFigures::new(canary_counts, stable_counts)),
+        &request,
+    );
     let report = judged.comparison.expect("compared");
     let finding = |m: Metric| {
         report

@@ -12,18 +12,21 @@ mod bus;
 mod cluster;
 #[path = "e2e/dataplane.rs"]
 mod dataplane;
+#[path = "e2e/models.rs"]
+mod models;
 #[path = "e2e/operator.rs"]
 mod operator;
 #[path = "e2e/timeline.rs"]
 mod timeline;
 #[path = "e2e/traffic.rs"]
 mod traffic;
+#[path = "e2e/webhook.rs"]
+mod webhook;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -34,14 +37,14 @@ use movrek_operator::analysis::Verdict;
 use movrek_operator::analysis::compare::Metric;
 use movrek_operator::analysis::sequential::Finding;
 use movrek_operator::crd::{Outcome, Phase, RecommenderRelease};
-use serde_json::Value;
-use warp::Filter;
 
 use cluster::Cluster;
 use dataplane::DataPlane;
+use models::{Model, train_models};
 use operator::{Operator, metric_sum};
 use timeline::{ReleaseWatch, Timeline};
 use traffic::{Mix, Traffic};
+use webhook::Webhook;
 
 const NAMESPACE: &str = "default";
 const RELEASE: &str = "movies";
@@ -50,151 +53,6 @@ const HOST: &str = "movies.example";
 const SLOW_MS: u64 = 400;
 /// Share of answers a `…-failing` model version fails with a 500.
 const FAILING_ERROR_RATE: &str = "0.2";
-
-/// A trained model artifact.
-#[derive(Clone, Debug)]
-struct Model {
-    version: String,
-    path: PathBuf,
-    sha256: String,
-}
-
-/// Trains `versions` on one small synthetic data set (the same data, different versions).
-fn train_models(dir: &Path, versions: &[&str]) -> HashMap<String, Model> {
-    let bin = support::movrek_bin();
-    let data = dir.join("data");
-    let out = Command::new(&bin)
-        .args([
-            "generate",
-            "--users",
-            "300",
-            "--movies",
-            "200",
-            "--ratings",
-            "8000",
-        ])
-        .arg("--out")
-        .arg(&data)
-        .output()
-        .expect("run movrek generate");
-    assert!(out.status.success(), "movrek generate: {out:?}");
-    let scrambled = dir.join("data-scrambled");
-    if versions.iter().any(|v| v.contains("random")) {
-        scramble_users(&data, &scrambled);
-    }
-    versions
-        .iter()
-        .map(|v| {
-            let path = dir.join(format!("{v}.movrek"));
-            let source = if v.contains("random") {
-                &scrambled
-            } else {
-                &data
-            };
-            let out = Command::new(&bin)
-                .arg("train")
-                .arg("--data")
-                .arg(source)
-                .arg("--out")
-                .arg(&path)
-                .args(["--version", v])
-                .output()
-                .expect("run movrek train");
-            assert!(out.status.success(), "movrek train {v}: {out:?}");
-            let sum = Command::new("sha256sum")
-                .arg(&path)
-                .output()
-                .expect("run sha256sum");
-            let sha256 = String::from_utf8_lossy(&sum.stdout)
-                .split_whitespace()
-                .next()
-                .expect("sha256sum output")
-                .to_owned();
-            (
-                (*v).to_owned(),
-                Model {
-                    version: (*v).to_owned(),
-                    path,
-                    sha256,
-                },
-            )
-        })
-        .collect()
-}
-
-/// Copies a `movrek generate` data set with every rating moved to another user (user ids
-/// rotated by half the population): a model trained on it is as fast as a good one and
-/// recommends each user what suits a stranger — the "random recommender" of scenario 16.
-fn scramble_users(data: &Path, out: &Path) {
-    std::fs::create_dir_all(out).expect("create the scrambled data dir");
-    for entry in std::fs::read_dir(data).expect("read the data dir") {
-        let entry = entry.expect("data dir entry");
-        if entry.file_name() != "ratings.dat" {
-            std::fs::copy(entry.path(), out.join(entry.file_name())).expect("copy a data file");
-        }
-    }
-    let ratings = std::fs::read_to_string(data.join("ratings.dat")).expect("read ratings.dat");
-    let mut users: Vec<u32> = ratings
-        .lines()
-        .filter_map(|l| l.split("::").next()?.parse().ok())
-        .collect();
-    users.sort_unstable();
-    users.dedup();
-    let shift = users.len() / 2;
-    let rotated: HashMap<u32, u32> = users
-        .iter()
-        .enumerate()
-        .map(|(i, &u)| (u, users[(i + shift) % users.len()]))
-        .collect();
-    let mut moved = String::with_capacity(ratings.len());
-    for line in ratings.lines() {
-        let (user, rest) = line
-            .split_once("::")
-            .expect("UserID::MovieID::Rating::Timestamp");
-        let user: u32 = user.parse().expect("a user id");
-        let _ = writeln!(moved, "{}::{rest}", rotated[&user]);
-    }
-    std::fs::write(out.join("ratings.dat"), moved).expect("write the scrambled ratings");
-}
-
-/// A local Slack-compatible webhook receiver recording each JSON body.
-struct Webhook {
-    url: String,
-    seen: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Webhook {
-    async fn start() -> Self {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        let route = warp::post()
-            .and(warp::path("hook"))
-            .and(warp::body::json())
-            .map(move |body: Value| {
-                record.lock().expect("webhook lock").push(body);
-                "ok"
-            });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind webhook receiver");
-        let addr = listener.local_addr().expect("webhook addr");
-        tokio::spawn(warp::serve(route).incoming(listener).run());
-        Self {
-            url: format!("http://{addr}/hook"),
-            seen,
-        }
-    }
-
-    /// The `text` of every notification received.
-    fn texts(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .expect("webhook lock")
-            .iter()
-            .map(|b| b["text"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-}
 
 /// Canary settings every scenario starts from (seconds, not hours).
 const FAST_CANARY: &str = "weight: 20\n    soakDuration: 4s\n    interval: 4s\n    \
@@ -2124,6 +1982,94 @@ async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one()
     env.finish().await;
 }
 
+/// The canary settings of scenario 17: the judge on errors and slow requests, a short deadline.
+const SRM_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s\n    \
+    maxAverageLatency: 300ms\n    maxErrorRate: 0.5\n    minRequests: 20\n    failureLimit: 2\n    \
+    progressDeadline: 50s\n    judge:\n      alpha: 0.05\n      slowRequest: 250ms\n      \
+    errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.05, enabled: false }\n      \
+    hits: { tolerance: 0.2, enabled: false }";
+
+/// Scenario 17 (issue 10): a broken split. Besides the users who come through the ingress, a
+/// client pinned to a stable pod (bypassing the ingress, as a stale client or a
+/// misconfigured mesh would) skews the split the canary was given. The judge reports the
+/// sample-ratio mismatch (a Warning Event, the reason in status), never compares the tracks
+/// on the skewed counts, never promotes, and rolls the canary back at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s17_a_broken_split_is_reported_and_never_promoted() {
+    let mut env = Env::start("s17", &["v1", "v2"]).await;
+    env.deploy_stable("v1").await;
+    let pinned = env
+        .data()
+        .pod_urls("stable")
+        .into_iter()
+        .next()
+        .expect("a ready stable pod");
+    env.start_traffic(Duration::from_secs(150));
+    let stray = Traffic::start(
+        &pinned,
+        HOST,
+        2,
+        Duration::from_millis(50),
+        Duration::from_secs(150),
+        env.timeline.epoch,
+    );
+    env.timeline.mark(&format!(
+        "a client pinned to stable pod {pinned}: 2 × 20 req/s beside the ingress's users"
+    ));
+    env.apply_version("v2", SRM_CANARY);
+    let rr = env
+        .wait_for(
+            "a check reports the sample-ratio mismatch",
+            Duration::from_secs(60),
+            |rr| {
+                rr.status
+                    .as_ref()
+                    .and_then(|s| s.last_analysis.as_ref())
+                    .is_some_and(|a| a.message.contains("sample ratio mismatch"))
+            },
+        )
+        .await;
+    let analysis = rr.status.and_then(|s| s.last_analysis).expect("analysis");
+    assert_eq!(
+        analysis.verdict,
+        Verdict::Inconclusive,
+        "{}",
+        analysis.message
+    );
+    env.timeline
+        .mark(&format!("reported: {}", analysis.message));
+    let rr = env
+        .wait_phase(Phase::RolledBack, Duration::from_secs(90))
+        .await;
+    let status = rr.status.expect("status");
+    assert!(
+        !env.watch()
+            .phases()
+            .iter()
+            .any(|p| matches!(p, Phase::Promoting | Phase::Succeeded)),
+        "a skewed split was promoted: {:?}",
+        env.watch().phases()
+    );
+    let entry = status.history.first().expect("history entry");
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v2", Outcome::RolledBack)
+    );
+    let reasons = env.event_reasons().await;
+    assert!(
+        reasons.iter().any(|r| r == "SampleRatioMismatch"),
+        "a Warning Event names the mismatch: {reasons:?}"
+    );
+    let strays = stray.stop().await;
+    assert!(
+        strays.iter().filter(|s| s.status == 200).count() > 100,
+        "the pinned client was served"
+    );
+    env.timeline.mark(&format!("rolled back: {}", entry.reason));
+    env.finish().await;
+}
+
 /// The canary settings of scenario 16: every metric judged, quality included; the guardrails
 /// (latency, errors) are loose enough that only the comparison can roll back.
 const QUALITY_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s\n    \
@@ -2132,8 +2078,16 @@ const QUALITY_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s
     errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.05 }\n      \
     hits: { tolerance: 0.2 }";
 
+/// The A/A canary of scenario 16: quality judged with a tolerance an e2e run can show in a
+/// minute or two (score ≥ 0.8 × stable's; the default 0.05 needs thousands of scored lists).
+const QUALITY_AA_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s\n    \
+    maxAverageLatency: 300ms\n    maxErrorRate: 0.5\n    minRequests: 20\n    failureLimit: 2\n    \
+    progressDeadline: 6m\n    judge:\n      alpha: 0.05\n      slowRequest: 250ms\n      \
+    errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.2 }\n      \
+    hits: { tolerance: 0.2 }";
+
 /// `movrek simulate --live` users of scenario 16: 25 sessions/s through nginx (by virtual
-/// host) for at most 400 s, their watches and ratings to the `events` topic.
+/// host) for at most 700 s, their watches and ratings to the `events` topic.
 fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGuard {
     let mut simulate = Command::new(support::movrek_bin());
     simulate
@@ -2146,7 +2100,7 @@ fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGua
         ])
         .arg("--data")
         .arg(env.work.join("data"))
-        .args(["--rate", "25", "--duration", "400", "--concurrency", "8"])
+        .args(["--rate", "25", "--duration", "700", "--concurrency", "8"])
         .args([
             "--unknown-share",
             "0",
@@ -2162,14 +2116,15 @@ fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGua
 
 /// Scenario 16 (issue 10): a canary that answers as fast as stable but recommends badly (a
 /// model trained on scrambled users) is rolled back on online quality while every latency and
-/// error figure is fine. The whole loop is real: `movrek simulate` users go through nginx,
+/// error figure is fine; then an identical canary (A/A) is promoted on quality, but not while
+/// the evaluator is down. The whole loop is real: `movrek simulate` users go through nginx,
 /// the pods publish impressions to a real Kafka broker (`spec.impressions`), the users'
 /// watches and ratings go to it too, `movrek evaluate` scores them, Prometheus scrapes it, and
 /// the operator's judge reads the score and hits per track.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
-async fn s16_a_fast_canary_that_recommends_badly_is_rolled_back_on_quality() {
-    let mut env = Env::start("s16", &["v1", "v2-random"]).await;
+async fn s16_quality_a_bad_canary_is_rolled_back_an_identical_one_promoted() {
+    let mut env = Env::start("s16", &["v1", "v2-random", "v3"]).await;
     let bus = bus::Bus::start(&env.work);
     let tag = format!("s16-{}", std::process::id());
     let (impressions, events) = (format!("impressions-{tag}"), format!("events-{tag}"));
@@ -2181,7 +2136,7 @@ async fn s16_a_fast_canary_that_recommends_badly_is_rolled_back_on_quality() {
     ));
     env.impressions = Some((bus.bootstrap.clone(), impressions.clone()));
     env.deploy_stable("v1").await;
-    let evaluator = bus::Evaluator::start(
+    let mut evaluator = bus::Evaluator::start(
         &bus,
         &impressions,
         &events,
@@ -2194,7 +2149,7 @@ async fn s16_a_fast_canary_that_recommends_badly_is_rolled_back_on_quality() {
         .mark(&format!("movrek evaluate on {}, scraped", evaluator.addr));
     let _users = simulated_users(&env, &bus, &events);
     env.timeline
-        .mark("movrek simulate --live: 25 sessions/s through nginx for at most 400 s");
+        .mark("movrek simulate --live: 25 sessions/s through nginx for at most 700 s");
     let scored = evaluator
         .wait_scored(RELEASE, "stable", Duration::from_secs(150))
         .await;
@@ -2248,5 +2203,99 @@ async fn s16_a_fast_canary_that_recommends_badly_is_rolled_back_on_quality() {
         (entry.version.as_str(), entry.outcome),
         ("v2-random", Outcome::RolledBack)
     );
+    identical_canary_waits_out_an_evaluator_outage(&env, &mut evaluator).await;
     env.finish().await;
+}
+
+/// Second half of scenario 16: an identical canary (A/A); the evaluator is killed once the
+/// canary is compared, and the canary is not promoted while the evaluator is silent, however
+/// good the frozen figures look; restarted (same consumer group and state topic), it resumes
+/// and the canary is promoted with score and hits shown no worse.
+async fn identical_canary_waits_out_an_evaluator_outage(env: &Env, evaluator: &mut bus::Evaluator) {
+    let check_time = |rr: &RecommenderRelease| {
+        rr.status
+            .as_ref()
+            .and_then(|s| s.last_analysis.as_ref())
+            .map(|a| a.time.clone())
+    };
+    let before = env
+        .releases()
+        .get(RELEASE)
+        .await
+        .ok()
+        .and_then(|rr| check_time(&rr));
+    env.apply_version("v3", QUALITY_AA_CANARY);
+    env.wait_for(
+        "the first compared check of v3",
+        Duration::from_secs(60),
+        |rr| {
+            check_time(rr) != before
+                && rr.status.as_ref().is_some_and(|s| {
+                    s.canary.as_ref().is_some_and(|t| t.version == "v3")
+                        && s.last_analysis
+                            .as_ref()
+                            .is_some_and(|a| a.comparison.is_some())
+                })
+        },
+    )
+    .await;
+    evaluator.kill();
+    let down_at = env.timeline.now();
+    env.timeline.mark("movrek evaluate killed (by pid)");
+    let rr = env
+        .wait_for(
+            "a check says the evaluator is silent",
+            Duration::from_secs(30),
+            |rr| {
+                rr.status
+                    .as_ref()
+                    .and_then(|s| s.last_analysis.as_ref())
+                    .is_some_and(|a| a.message.contains("online evaluator reports nothing"))
+            },
+        )
+        .await;
+    let analysis = rr.status.and_then(|s| s.last_analysis).expect("analysis");
+    assert_eq!(
+        analysis.verdict,
+        Verdict::Inconclusive,
+        "{}",
+        analysis.message
+    );
+    env.timeline
+        .mark(&format!("while down: {}", analysis.message));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let promoted_while_down = env
+        .watch()
+        .states()
+        .iter()
+        .any(|s| s.at > down_at && matches!(s.phase, Phase::Promoting | Phase::Succeeded));
+    assert!(
+        !promoted_while_down,
+        "promoted while the evaluator was down"
+    );
+    evaluator.resume().await;
+    env.timeline
+        .mark("movrek evaluate started again (same group, state topic and port)");
+    let rr = env.wait_promoted("v3", Duration::from_secs(300)).await;
+    let entry = rr
+        .status
+        .and_then(|s| s.history.into_iter().next())
+        .expect("history entry");
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v3", Outcome::Promoted)
+    );
+    let passed = entry.last_analysis.expect("the deciding check");
+    let comparison = passed.comparison.expect("compared");
+    assert_eq!(comparison.verdict, Verdict::Pass, "{}", passed.message);
+    for m in [Metric::Score, Metric::Hits] {
+        let result = comparison
+            .metrics
+            .iter()
+            .find(|r| r.metric == m)
+            .expect("quality compared");
+        assert_eq!(result.finding, Finding::NoWorse, "{}", passed.message);
+    }
+    env.timeline
+        .mark(&format!("v3 promoted: {}", passed.message));
 }

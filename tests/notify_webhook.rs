@@ -84,6 +84,7 @@ fn event() -> Notification {
             error_rate: Some(0.0),
             requests: Some(900.0),
         }),
+        comparison: None,
     }
 }
 

@@ -994,7 +994,7 @@ fn an_autoscaled_release_sizes_the_canary_from_the_observed_stable_pods() {
 // ---- The canary-versus-stable judge (spec.canary.judge) ----
 
 use movrek_operator::analysis::compare::TrackCounts;
-use movrek_operator::analysis::conclude_judged;
+use movrek_operator::analysis::{TrackFigures, conclude_judged};
 use movrek_operator::crd::{InconclusiveAction, JudgeSpec};
 
 /// `requests` answers with the given error share, half of them scored with mean 0.3.
@@ -1038,7 +1038,7 @@ impl World {
                 .expect("a judged release asks for the comparison");
             observed.analysis = Some(conclude_judged(
                 analysis(Verdict::Pass),
-                Ok((canary, stable)),
+                Ok(TrackFigures::new(canary, stable)),
                 &judge,
             ));
             p = plan(&self.rr, &observed, now);

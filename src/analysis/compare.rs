@@ -150,6 +150,15 @@ pub struct JudgeConfig {
     pub metrics: Vec<MetricConfig>,
 }
 
+impl JudgeConfig {
+    /// True when a quality metric (score or hits, from the online evaluator) is judged.
+    pub fn judges_quality(&self) -> bool {
+        self.metrics
+            .iter()
+            .any(|m| matches!(m.metric, Metric::Score | Metric::Hits))
+    }
+}
+
 /// One metric's result at one check.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricResult {
@@ -382,7 +391,8 @@ fn scaled(t: &TrackCounts, k: f64) -> TrackCounts {
 }
 
 /// `errors 0.52% vs 0.50% (×1.04, e=0.3/2.1): needs about 3,100 more requests`.
-fn describe(m: &MetricResult) -> String {
+/// One metric's result in words: both figures, the effect, the evidence and the finding.
+pub fn describe(m: &MetricResult) -> String {
     let o = &m.outcome;
     let mut out = m.metric.name().to_owned();
     let figure = |v: Option<f64>| match (m.metric, v) {

@@ -84,6 +84,31 @@ pub struct Analysis {
     pub guardrails: Verdict,
 }
 
+/// Both tracks' counts of the current step, as one check reads them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrackFigures {
+    /// The canary's counts.
+    pub canary: compare::TrackCounts,
+    /// Stable's counts over the same range.
+    pub stable: compare::TrackCounts,
+    /// Tracks (`canary`, `stable`) for which the online evaluator has no live series now:
+    /// `movrek evaluate` is down, not scraped by this Prometheus, or never saw the track's
+    /// impressions. Only looked at when a quality metric is judged; frozen quality counts are
+    /// real evidence of a regression but can never show a canary no worse.
+    pub evaluator_silent: Vec<&'static str>,
+}
+
+impl TrackFigures {
+    /// Counts with a live evaluator for both tracks.
+    pub fn new(canary: compare::TrackCounts, stable: compare::TrackCounts) -> Self {
+        Self {
+            canary,
+            stable,
+            evaluator_silent: Vec::new(),
+        }
+    }
+}
+
 /// What the canary-versus-stable comparison of one check needs besides the guardrail query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JudgeRequest {
@@ -97,6 +122,20 @@ pub struct JudgeRequest {
     pub finished: Vec<compare::StepCounts>,
     /// The slow-request bound, seconds (a bucket bound of the latency histogram).
     pub slow_bound_seconds: f64,
+    /// The model versions on the `canary` and `stable` tracks: quality counts are read for
+    /// these only. The evaluator keeps scoring a version's lists for an attribution window
+    /// after its pods are gone, so a canary just rolled back would otherwise count as the
+    /// next one.
+    pub versions: TrackVersions,
+}
+
+/// The model version serving each track.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackVersions {
+    /// `status.canary.version`.
+    pub canary: String,
+    /// `status.stable.version`.
+    pub stable: String,
 }
 
 /// Which Deployment's pods a query is about (the `track` label of the pod contract).
@@ -206,8 +245,7 @@ pub trait MetricsSource: Send + Sync {
         &self,
         q: &AnalysisQuery,
         judge: &JudgeRequest,
-    ) -> impl Future<Output = Result<(compare::TrackCounts, compare::TrackCounts), MetricsError>> + Send
-    {
+    ) -> impl Future<Output = Result<TrackFigures, MetricsError>> + Send {
         let _ = (q, judge);
         async {
             Err(MetricsError::InvalidRequest(
@@ -261,13 +299,15 @@ pub fn conclude(fetched: Result<CanaryMetrics, MetricsError>, t: &Thresholds) ->
 /// - `Pass` needs both the guardrails and the comparison to pass.
 /// - Counts that could not be read leave the comparison out and the check `Inconclusive`
 ///   (unless a guardrail failed): the canary is never promoted without it.
+/// - While quality is judged and the online evaluator is silent for a track, a check that
+///   would pass is `Inconclusive` and says so; a regression still fails.
 pub fn conclude_judged(
     guard: Analysis,
-    counts: Result<(compare::TrackCounts, compare::TrackCounts), MetricsError>,
+    counts: Result<TrackFigures, MetricsError>,
     request: &JudgeRequest,
 ) -> Analysis {
-    let (canary, stable) = match counts {
-        Ok(counts) => counts,
+    let figures = match counts {
+        Ok(figures) => figures,
         Err(err) => {
             let verdict = if guard.verdict == Verdict::Fail {
                 Verdict::Fail
@@ -287,20 +327,36 @@ pub fn conclude_judged(
     };
     let step = compare::StepCounts {
         weight: request.weight,
-        canary,
-        stable,
+        canary: figures.canary,
+        stable: figures.stable,
     };
     let mut steps = request.finished.clone();
     steps.push(step);
     let report = compare::compare(&request.config, &steps);
-    let verdict = match (report.verdict, guard.verdict) {
+    let mut verdict = match (report.verdict, guard.verdict) {
         (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
         (Verdict::Pass, Verdict::Pass) => Verdict::Pass,
         _ => Verdict::Inconclusive,
     };
+    let mut reason = format!("{}; guardrails: {}", report.reason, guard.reason);
+    if request.config.judges_quality() && !figures.evaluator_silent.is_empty() {
+        if verdict == Verdict::Pass {
+            verdict = Verdict::Inconclusive;
+        }
+        if verdict != Verdict::Fail {
+            let tracks = match figures.evaluator_silent.as_slice() {
+                [one] => format!("the {one} track"),
+                many => format!("the {} tracks", many.join(" and ")),
+            };
+            reason = format!(
+                "the online evaluator reports nothing for {tracks} now (is movrek evaluate \
+                 running, reading the impressions topic, and scraped by this Prometheus?); {reason}"
+            );
+        }
+    }
     Analysis {
         verdict,
-        reason: format!("{}; guardrails: {}", report.reason, guard.reason),
+        reason,
         comparison: Some(report),
         step: Some(step),
         ..guard
@@ -735,5 +791,77 @@ mod tests {
         );
         let back: Verdict = serde_json::from_str("\"Fail\"").unwrap();
         assert_eq!(back, Verdict::Fail);
+    }
+
+    /// `requests` answers at the given error share; half scored with mean 0.3 and hit share 0.1.
+    fn track(requests: f64, errors: f64) -> compare::TrackCounts {
+        let scored = requests / 2.0;
+        compare::TrackCounts {
+            requests,
+            errors: requests * errors,
+            slow: requests * 0.05,
+            scored,
+            hits: scored * 0.1,
+            score_sum: scored * 0.3,
+            score_squares: scored * (0.0625 + 0.09),
+        }
+    }
+
+    fn judged(quality: bool) -> JudgeRequest {
+        use compare::{Metric, MetricConfig};
+        let metric = |metric, tolerance, floor| MetricConfig {
+            metric,
+            tolerance,
+            floor,
+        };
+        let mut metrics = vec![metric(Metric::Errors, 0.25, Some(0.01))];
+        if quality {
+            metrics.push(metric(Metric::Score, 0.05, None));
+        }
+        JudgeRequest {
+            config: compare::JudgeConfig {
+                alpha: 0.05,
+                metrics,
+            },
+            since: Duration::from_secs(600),
+            weight: 20,
+            finished: Vec::new(),
+            slow_bound_seconds: 0.25,
+            versions: TrackVersions::default(),
+        }
+    }
+
+    fn passing_guard() -> Analysis {
+        conclude(Ok(healthy()), &limits())
+    }
+
+    #[test]
+    fn a_silent_evaluator_holds_back_a_pass_but_not_a_regression() {
+        let same = || TrackFigures::new(track(40_000.0, 0.005), track(160_000.0, 0.005));
+        let live = conclude_judged(passing_guard(), Ok(same()), &judged(true));
+        assert_eq!(live.verdict, Verdict::Pass, "{}", live.reason);
+
+        let silent = TrackFigures {
+            evaluator_silent: vec!["canary"],
+            ..same()
+        };
+        let held = conclude_judged(passing_guard(), Ok(silent.clone()), &judged(true));
+        assert_eq!(held.verdict, Verdict::Inconclusive, "{}", held.reason);
+        assert!(
+            held.reason
+                .starts_with("the online evaluator reports nothing for the canary track now"),
+            "{}",
+            held.reason
+        );
+        // Quality not judged: the evaluator does not matter.
+        let unjudged = conclude_judged(passing_guard(), Ok(silent.clone()), &judged(false));
+        assert_eq!(unjudged.verdict, Verdict::Pass, "{}", unjudged.reason);
+        // Errors regressed: rolled back whatever the evaluator says.
+        let failing = TrackFigures {
+            canary: track(40_000.0, 0.05),
+            ..silent
+        };
+        let failed = conclude_judged(passing_guard(), Ok(failing), &judged(true));
+        assert_eq!(failed.verdict, Verdict::Fail, "{}", failed.reason);
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use prometheus_http_query::{Client, Error as PromError, response::Data};
 
 use super::compare::TrackCounts;
-use super::{AnalysisQuery, CanaryMetrics, JudgeRequest, MetricsError, MetricsSource};
+use super::{
+    AnalysisQuery, CanaryMetrics, JudgeRequest, MetricsError, MetricsSource, TrackFigures,
+};
 use crate::egress::{EgressError, HostAllowList};
 
 /// Histogram of request latencies exported by `movrek serve`.
@@ -22,6 +24,8 @@ pub const SCORE_METRIC: &str = "movrek_online_score";
 pub const SCORE_SQUARES_METRIC: &str = "movrek_online_score_squares_sum";
 /// Scored lists with a hit, exported by `movrek evaluate`.
 pub const HITS_METRIC: &str = "movrek_online_hits_total";
+/// Impressions read by `movrek evaluate` (labels `release`, `track`, `model_version`).
+pub const IMPRESSIONS_METRIC: &str = "movrek_online_impressions_total";
 /// Upper bounds (seconds) of `movrek serve`'s latency histogram buckets: a slow-request bound
 /// must be one of them (mirrors `BUCKETS_SECONDS` of the inference server).
 pub const LATENCY_BUCKETS_SECONDS: [f64; 18] = [
@@ -47,6 +51,9 @@ pub struct CountQueries {
     pub score_sum: String,
     /// Sum of squared scores.
     pub score_squares: String,
+    /// The evaluator's impressions counter as it is now (no range: only live series), to
+    /// tell a silent evaluator from a quiet track.
+    pub evaluator_live: String,
 }
 
 impl CountQueries {
@@ -66,9 +73,27 @@ impl CountQueries {
         let tracks = "track=~\"canary|stable\"";
         let served =
             format!("{namespace}release=\"{release}\",{tracks},route=\"{RECOMMEND_ROUTE}\"");
-        let scored = format!("release=\"{release}\",{tracks}");
         let increase = |metric: &str, matchers: &str| {
             format!("sum by (track)(increase({metric}{{{matchers}}}[{range}]))")
+        };
+        // Quality series per track *and* version: a rolled-back canary's lists are still
+        // being scored for an attribution window after its pods are gone.
+        let versioned = |track: &str, version: &str| {
+            format!(
+                "release=\"{release}\",track=\"{track}\",model_version=\"{}\"",
+                escape_label_value(version)
+            )
+        };
+        let (canary, stable) = (
+            versioned("canary", &judge.versions.canary),
+            versioned("stable", &judge.versions.stable),
+        );
+        let quality = |metric: &str| {
+            format!(
+                "{} or {}",
+                increase(metric, &canary),
+                increase(metric, &stable)
+            )
         };
         // Prometheus 3 writes classic-histogram `le` values as floats ("1.0" for "1").
         let le = format!("{}", judge.slow_bound_seconds);
@@ -88,10 +113,13 @@ impl CountQueries {
                     &format!("{served},le=~\"{le}\"")
                 )
             ),
-            scored: increase(&format!("{SCORE_METRIC}_count"), &scored),
-            hits: increase(HITS_METRIC, &scored),
-            score_sum: increase(&format!("{SCORE_METRIC}_sum"), &scored),
-            score_squares: increase(SCORE_SQUARES_METRIC, &scored),
+            scored: quality(&format!("{SCORE_METRIC}_count")),
+            hits: quality(HITS_METRIC),
+            score_sum: quality(&format!("{SCORE_METRIC}_sum")),
+            score_squares: quality(SCORE_SQUARES_METRIC),
+            evaluator_live: format!(
+                "sum by (track)({IMPRESSIONS_METRIC}{{{canary}}}) or sum by (track)({IMPRESSIONS_METRIC}{{{stable}}})"
+            ),
         }
     }
 }
@@ -313,11 +341,19 @@ impl MetricsSource for Prometheus {
         &self,
         q: &AnalysisQuery,
         judge: &JudgeRequest,
-    ) -> Result<(TrackCounts, TrackCounts), MetricsError> {
+    ) -> Result<TrackFigures, MetricsError> {
         let queries = CountQueries::for_request(q, judge);
         let client = self.client(&q.address)?;
+        let quality = judge.config.judges_quality();
         let all = async {
             tokio::join!(
+                async {
+                    if quality {
+                        self.live_tracks(&client, &queries.evaluator_live).await
+                    } else {
+                        Ok([true; 2])
+                    }
+                },
                 self.per_track(&client, &queries.requests),
                 self.per_track(&client, &queries.errors),
                 self.per_track(&client, &queries.slow),
@@ -327,7 +363,7 @@ impl MetricsSource for Prometheus {
                 self.per_track(&client, &queries.score_squares),
             )
         };
-        let (requests, errors, slow, scored, hits, sum, squares) =
+        let (live, requests, errors, slow, scored, hits, sum, squares) =
             tokio::time::timeout(self.timeout, all)
                 .await
                 .map_err(|elapsed| MetricsError::Unreachable {
@@ -346,11 +382,37 @@ impl MetricsSource for Prometheus {
             score_sum: sum[i],
             score_squares: squares[i],
         };
-        Ok((track(0), track(1)))
+        let live = live?;
+        Ok(TrackFigures {
+            canary: track(0),
+            stable: track(1),
+            evaluator_silent: ["canary", "stable"]
+                .into_iter()
+                .zip(live)
+                .filter_map(|(name, live)| (!live).then_some(name))
+                .collect(),
+        })
     }
 }
 
 impl Prometheus {
+    /// Runs a `sum by (track)` query: whether each of `[canary, stable]` has a series.
+    async fn live_tracks(&self, client: &Client, query: &str) -> Result<[bool; 2], MetricsError> {
+        let result = self.instant(client, query).await?;
+        let Data::Vector(samples) = result.data() else {
+            return Err(MetricsError::Query {
+                query: query.to_owned(),
+                source: "expected an instant vector by track".into(),
+            });
+        };
+        let has = |track: &str| {
+            samples
+                .iter()
+                .any(|s| s.metric().get("track").is_some_and(|t| t == track))
+        };
+        Ok([has("canary"), has("stable")])
+    }
+
     /// Runs a `sum by (track)` query: `[canary, stable]`, 0 for a track with no series and
     /// for NaN or negative values (an increase is never below 0).
     async fn per_track(&self, client: &Client, query: &str) -> Result<[f64; 2], MetricsError> {
@@ -479,6 +541,37 @@ mod tests {
             "sum(rate(movrek_request_duration_seconds_sum{release=\"movies\",track=\"canary\",route=\"/recommend\"}[5m])) \
              / sum(rate(movrek_request_duration_seconds_count{release=\"movies\",track=\"canary\",route=\"/recommend\"}[5m]))"
         );
+    }
+
+    #[test]
+    fn quality_counts_are_read_per_track_and_version() {
+        let judge = super::super::JudgeRequest {
+            config: super::super::compare::JudgeConfig {
+                alpha: 0.05,
+                metrics: Vec::new(),
+            },
+            since: Duration::from_secs(90),
+            weight: 20,
+            finished: Vec::new(),
+            slow_bound_seconds: 0.25,
+            versions: super::super::TrackVersions {
+                canary: "v3".to_owned(),
+                stable: "v\"1".to_owned(),
+            },
+        };
+        let q = CountQueries::for_request(&query(Some("team"), "movies", Duration::ZERO), &judge);
+        assert_eq!(
+            q.scored,
+            "sum by (track)(increase(movrek_online_score_count{release=\"movies\",track=\"canary\",model_version=\"v3\"}[90s])) \
+             or sum by (track)(increase(movrek_online_score_count{release=\"movies\",track=\"stable\",model_version=\"v\\\"1\"}[90s]))"
+        );
+        assert_eq!(
+            q.evaluator_live,
+            "sum by (track)(movrek_online_impressions_total{release=\"movies\",track=\"canary\",model_version=\"v3\"}) \
+             or sum by (track)(movrek_online_impressions_total{release=\"movies\",track=\"stable\",model_version=\"v\\\"1\"})"
+        );
+        // Served counts are per pod: the track is enough (a rolled-back canary's pods are gone).
+        assert!(!q.requests.contains("model_version"), "{}", q.requests);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::analysis::{CanaryMetrics, format_ratio, format_seconds};
+use crate::analysis::{CanaryMetrics, compare, format_ratio, format_seconds};
+use crate::crd::ComparisonRecord;
 
 pub use webhook::Webhook;
 
@@ -72,6 +73,8 @@ pub struct Notification {
     pub reason: String,
     /// The last analysis figures, when there were any.
     pub figures: Option<CanaryMetrics>,
+    /// The deciding check's comparison with stable, when the judge ran.
+    pub comparison: Option<ComparisonRecord>,
 }
 
 /// Escapes the three characters Slack's message formatting reserves.
@@ -112,16 +115,47 @@ pub fn payload(n: &Notification) -> Value {
                 .filter_map(|(title, value)| value.map(|v| field(title, &v))),
         );
     }
+    let mut attachments = vec![json!({
+        "fallback": text,
+        "color": n.kind.color(),
+        "title": format!("RecommenderRelease {}", slack_escape(&target)),
+        "text": slack_escape(&n.reason),
+        "fields": fields,
+        "footer": "movrek-operator",
+    })];
+    if let Some(c) = &n.comparison {
+        attachments.push(comparison_attachment(c, n.kind.color()));
+    }
+    json!({ "text": text, "attachments": attachments })
+}
+
+/// The judge's evidence, one field per metric: both tracks' figures, the effect, the
+/// evidence of each question and the finding; the split first.
+fn comparison_attachment(c: &ComparisonRecord, color: &str) -> Value {
+    let split = c.canary_share.map_or_else(
+        || "no requests yet".to_owned(),
+        |share| {
+            format!(
+                "canary share {:.1}%, mismatch evidence {:.2}",
+                share * 100.0,
+                c.mismatch_evidence
+            )
+        },
+    );
+    let mut fields =
+        vec![json!({ "title": "Split", "value": slack_escape(&split), "short": false })];
+    fields.extend(c.metrics.iter().map(|m| {
+        json!({
+            "title": m.metric.name(),
+            "value": slack_escape(&compare::describe(&m.to_result())),
+            "short": false,
+        })
+    }));
     json!({
-        "text": text,
-        "attachments": [{
-            "fallback": text,
-            "color": n.kind.color(),
-            "title": format!("RecommenderRelease {}", slack_escape(&target)),
-            "text": slack_escape(&n.reason),
-            "fields": fields,
-            "footer": "movrek-operator",
-        }],
+        "fallback": format!("canary against stable: {}", c.verdict),
+        "color": color,
+        "title": format!("Canary against stable: {}", c.verdict),
+        "fields": fields,
     })
 }
 
@@ -288,7 +322,54 @@ mod tests {
                 error_rate: Some(0.0),
                 requests: Some(640.0),
             }),
+            comparison: None,
         }
+    }
+
+    #[test]
+    fn payload_carries_the_comparison_per_metric() {
+        use crate::analysis::Verdict;
+        use crate::analysis::compare::Metric;
+        use crate::analysis::sequential::Finding;
+        use crate::crd::MetricRecord;
+        let score = MetricRecord {
+            metric: Metric::Score,
+            canary: Some(11.699),
+            stable: Some(19.5852),
+            effect: Some(-7.8862),
+            regression_evidence: 118.94,
+            no_worse_evidence: 0.0,
+            finding: Finding::Regression,
+            needs_more: None,
+        };
+        let n = Notification {
+            comparison: Some(ComparisonRecord {
+                verdict: Verdict::Fail,
+                canary_share: Some(0.4987),
+                mismatch_evidence: 0.31,
+                metrics: vec![score],
+            }),
+            ..rolled_back()
+        };
+        let p = payload(&n);
+        let block = &p["attachments"][1];
+        assert_eq!(block["title"], "Canary against stable: Fail");
+        assert_eq!(block["fields"][0]["title"], "Split");
+        assert_eq!(
+            block["fields"][0]["value"],
+            "canary share 49.9%, mismatch evidence 0.31"
+        );
+        assert_eq!(block["fields"][1]["title"], "score");
+        assert_eq!(
+            block["fields"][1]["value"],
+            "score 11.6990 vs 19.5852 (-7.8862, evidence 118.94 worse / 0.00 no worse): worse"
+        );
+        assert_eq!(
+            payload(&rolled_back())["attachments"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
     }
 
     #[test]

@@ -94,7 +94,10 @@ impl Drop for Bus {
 pub struct Evaluator {
     /// Where its `/metrics` listens.
     pub addr: SocketAddr,
-    process: ChildGuard,
+    /// `None` while it is stopped (an outage).
+    process: Option<ChildGuard>,
+    command: Vec<String>,
+    log: PathBuf,
 }
 
 impl Evaluator {
@@ -102,24 +105,60 @@ impl Evaluator {
     /// watch in virtual seconds) and 2 s of lateness, checkpointing to a topic of its own.
     pub async fn start(bus: &Bus, impressions: &str, events: &str, tag: &str, log: &Path) -> Self {
         let port = free_port();
+        let command = [
+            "evaluate",
+            "--brokers",
+            &bus.bootstrap,
+            "--impressions-topic",
+            impressions,
+            "--events-topic",
+            events,
+            "--state-topic",
+            &format!("movrek-state-{tag}"),
+            "--name",
+            &format!("movrek-evaluate-{tag}"),
+            "--window-secs",
+            "60",
+            "--lateness-secs",
+            "2",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut evaluator = Self {
+            addr: format!("127.0.0.1:{port}").parse().expect("address"),
+            process: None,
+            command,
+            log: log.to_owned(),
+        };
+        evaluator.resume().await;
+        evaluator
+    }
+
+    /// Kills the process (an outage: no graceful checkpoint).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    /// Starts it (again) with the same name, state topic and port, and waits for `/metrics`.
+    pub async fn resume(&mut self) {
         let mut cmd = Command::new(movrek_bin());
-        cmd.args(["evaluate", "--brokers", &bus.bootstrap])
-            .args(["--impressions-topic", impressions, "--events-topic", events])
-            .args(["--state-topic", &format!("movrek-state-{tag}")])
-            .args(["--name", &format!("movrek-evaluate-{tag}")])
-            .args(["--window-secs", "60", "--lateness-secs", "2"])
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .env("MOVREK_LOG", "warn");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-        let process = spawn_ready(
-            "movrek evaluate",
-            cmd,
-            log,
-            &format!("http://{addr}/metrics"),
-            Duration::from_secs(60),
-        )
-        .await;
-        Self { addr, process }
+        cmd.args(&self.command).env("MOVREK_LOG", "warn");
+        self.process = Some(
+            spawn_ready(
+                "movrek evaluate",
+                cmd,
+                &self.log,
+                &format!("http://{}/metrics", self.addr),
+                Duration::from_secs(60),
+            )
+            .await,
+        );
     }
 
     /// Waits until the evaluator has scored lists of `release`'s `track`; panics after
@@ -151,7 +190,10 @@ impl Evaluator {
         panic!(
             "movrek evaluate scored nothing for {release}/{track} in {limit:?}; its metrics:\n{}\nits log:\n{}",
             metrics.join("\n"),
-            self.process.log_tail(20)
+            self.process
+                .as_ref()
+                .map(|p| p.log_tail(20))
+                .unwrap_or_default()
         );
     }
 }

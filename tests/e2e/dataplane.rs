@@ -81,6 +81,7 @@ pub struct DataPlane {
     pub prometheus: Prometheus,
     /// The real nginx the traffic goes through.
     pub nginx_port: u16,
+    sd_file: PathBuf,
     stats: Arc<Mutex<Stats>>,
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -117,6 +118,7 @@ impl DataPlane {
         let task = tokio::spawn({
             let (stats, stop) = (stats.clone(), stop.clone());
             let namespace = namespace.to_owned();
+            let sd_file = sd_file.clone();
             async move {
                 let mut standin = StandIn {
                     pods: Api::namespaced(client.clone(), &namespace),
@@ -148,6 +150,7 @@ impl DataPlane {
         Self {
             prometheus,
             nginx_port,
+            sd_file,
             stats,
             stop,
             task: Some(task),
@@ -157,6 +160,18 @@ impl DataPlane {
     /// Base URL of nginx.
     pub fn nginx_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.nginx_port)
+    }
+
+    /// Base URLs of the ready pods of `track`, straight to their processes (not through
+    /// nginx), as the Prometheus targets name them.
+    pub fn pod_urls(&self, track: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.sd_file).unwrap_or_default();
+        let targets: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        targets
+            .iter()
+            .filter(|t| t["labels"]["track"] == track)
+            .filter_map(|t| Some(format!("http://{}", t["targets"][0].as_str()?)))
+            .collect()
     }
 
     /// Counters so far.

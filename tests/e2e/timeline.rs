@@ -6,6 +6,8 @@
     reason = "shared test infrastructure: not every scenario uses every helper"
 )]
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,9 @@ pub struct Timeline {
     /// When the scenario started.
     pub epoch: Instant,
     name: String,
+    /// Where notes go besides the list: printed, or appended to a file (the demo keeps the
+    /// harness's own notes out of its story).
+    sink: Option<PathBuf>,
     entries: Mutex<Vec<(Duration, String)>>,
 }
 
@@ -27,6 +32,17 @@ impl Timeline {
         Arc::new(Self {
             epoch: Instant::now(),
             name: name.to_owned(),
+            sink: None,
+            entries: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A timeline whose notes are appended to `file` instead of printed.
+    pub fn to_file(name: &str, file: &Path) -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            name: name.to_owned(),
+            sink: Some(file.to_owned()),
             entries: Mutex::new(Vec::new()),
         })
     }
@@ -39,7 +55,19 @@ impl Timeline {
     /// Records and prints a note.
     pub fn mark(&self, note: &str) {
         let at = self.now();
-        println!("[{} {:>7.2}s] {note}", self.name, at.as_secs_f64());
+        let line = format!("[{} {:>7.2}s] {note}", self.name, at.as_secs_f64());
+        match &self.sink {
+            None => println!("{line}"),
+            Some(file) => {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)
+                {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        }
         self.entries
             .lock()
             .expect("timeline lock")

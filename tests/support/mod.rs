@@ -35,7 +35,10 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Self {
-        let out = std::fs::File::create(log)
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
             .unwrap_or_else(|e| panic!("cannot create log {}: {e}", log.display()));
         let err = out.try_clone().expect("cannot clone the log file handle");
         let child = cmd

@@ -1,0 +1,150 @@
+//! Test infrastructure: model artifacts for the scenarios, trained by the real `movrek`
+//! binary on one small synthetic data set. The version name says what kind of model it is:
+//! `…-random` is trained on scrambled users (fast, recommends badly), `…-early` on the
+//! earliest tenth of the ratings (a model from before most of the history); `…-slow` and
+//! `…-failing` are ordinary models the data-plane stand-in injects faults into.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support;
+
+/// A trained model artifact.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// `spec.model.version`.
+    pub version: String,
+    /// The artifact file.
+    pub path: PathBuf,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
+/// Trains `versions` on one small synthetic data set (the same data, different versions).
+pub fn train_models(dir: &Path, versions: &[&str]) -> HashMap<String, Model> {
+    let bin = support::movrek_bin();
+    let data = dir.join("data");
+    let out = Command::new(&bin)
+        .args([
+            "generate",
+            "--users",
+            "300",
+            "--movies",
+            "200",
+            "--ratings",
+            "8000",
+        ])
+        .arg("--out")
+        .arg(&data)
+        .output()
+        .expect("run movrek generate");
+    assert!(out.status.success(), "movrek generate: {out:?}");
+    let scrambled = dir.join("data-scrambled");
+    if versions.iter().any(|v| v.contains("random")) {
+        scramble_users(&data, &scrambled);
+    }
+    let early = dir.join("data-early");
+    if versions.iter().any(|v| v.contains("early")) {
+        earliest_ratings(&data, &early, 10);
+    }
+    versions
+        .iter()
+        .map(|v| {
+            let path = dir.join(format!("{v}.movrek"));
+            let source = if v.contains("random") {
+                &scrambled
+            } else if v.contains("early") {
+                &early
+            } else {
+                &data
+            };
+            let out = Command::new(&bin)
+                .arg("train")
+                .arg("--data")
+                .arg(source)
+                .arg("--out")
+                .arg(&path)
+                .args(["--version", v])
+                .output()
+                .expect("run movrek train");
+            assert!(out.status.success(), "movrek train {v}: {out:?}");
+            let sum = Command::new("sha256sum")
+                .arg(&path)
+                .output()
+                .expect("run sha256sum");
+            let sha256 = String::from_utf8_lossy(&sum.stdout)
+                .split_whitespace()
+                .next()
+                .expect("sha256sum output")
+                .to_owned();
+            (
+                (*v).to_owned(),
+                Model {
+                    version: (*v).to_owned(),
+                    path,
+                    sha256,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Copies a `movrek generate` data set keeping only the earliest `percent` % of its ratings
+/// (by timestamp): what a model trained long before today would have seen.
+fn earliest_ratings(data: &Path, out: &Path, percent: usize) {
+    copy_all_but_ratings(data, out);
+    let ratings = std::fs::read_to_string(data.join("ratings.dat")).expect("read ratings.dat");
+    let mut lines: Vec<(u64, &str)> = ratings
+        .lines()
+        .filter_map(|l| Some((l.rsplit("::").next()?.parse().ok()?, l)))
+        .collect();
+    lines.sort_unstable();
+    let keep = lines.len() * percent / 100;
+    let mut kept = String::new();
+    for (_, line) in &lines[..keep] {
+        let _ = writeln!(kept, "{line}");
+    }
+    std::fs::write(out.join("ratings.dat"), kept).expect("write the early ratings");
+}
+
+/// Copies every file of a data set but `ratings.dat` into `out`.
+fn copy_all_but_ratings(data: &Path, out: &Path) {
+    std::fs::create_dir_all(out).expect("create the data copy dir");
+    for entry in std::fs::read_dir(data).expect("read the data dir") {
+        let entry = entry.expect("data dir entry");
+        if entry.file_name() != "ratings.dat" {
+            std::fs::copy(entry.path(), out.join(entry.file_name())).expect("copy a data file");
+        }
+    }
+}
+
+/// Copies a `movrek generate` data set with every rating moved to another user (user ids
+/// rotated by half the population): a model trained on it is as fast as a good one and
+/// recommends each user what suits a stranger — the "random recommender" of scenario 16.
+fn scramble_users(data: &Path, out: &Path) {
+    copy_all_but_ratings(data, out);
+    let ratings = std::fs::read_to_string(data.join("ratings.dat")).expect("read ratings.dat");
+    let mut users: Vec<u32> = ratings
+        .lines()
+        .filter_map(|l| l.split("::").next()?.parse().ok())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    let shift = users.len() / 2;
+    let rotated: HashMap<u32, u32> = users
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| (u, users[(i + shift) % users.len()]))
+        .collect();
+    let mut moved = String::with_capacity(ratings.len());
+    for line in ratings.lines() {
+        let (user, rest) = line
+            .split_once("::")
+            .expect("UserID::MovieID::Rating::Timestamp");
+        let user: u32 = user.parse().expect("a user id");
+        let _ = writeln!(moved, "{}::{rest}", rotated[&user]);
+    }
+    std::fs::write(out.join("ratings.dat"), moved).expect("write the scrambled ratings");
+}
