@@ -1,14 +1,55 @@
 #!/usr/bin/env bash
-# The local rollout demo: brings up a real Kubernetes control plane on 127.0.0.1 (built
-# from the Go module proxy on first use, then cached), installs the Helm chart, runs the
-# operator under the chart's ServiceAccount, and shows whole rollouts with real traffic
-# through nginx and real Prometheus analysis, printing a timeline for each:
+# The movrek demo: one local cluster, one RecommenderRelease, four model versions, and the
+# operator's decisions as they happen, judged on latency, errors and recommendation quality.
 #
-#   1. install: first apply goes straight to stable, `kubectl wait --for=condition=Ready`
-#   2. a good model version: canary at 20% → soak → analysis passes → promoted
-#   3. a slow model version: analysis fails → rolled back, webhook notified, 0 failed requests
+#   v1-early   installed as stable (trained on the earliest tenth of the rating history)
+#   v2         retrained on all of it: judged no worse than stable → promoted
+#   v3-random  as fast, but trained on scrambled users → rolled back on online quality
+#   v4-slow    400 ms per answer → rolled back on latency
 #
-# Everything it starts is stopped by pid when it ends. Usage: hack/demo.sh
+# A real kube-apiserver, etcd and controller-manager on 127.0.0.1, the Helm chart, the
+# operator, a movrek serve per pod, nginx as the ingress, Prometheus, a Kafka broker,
+# `movrek evaluate`, and `movrek simulate --live` users through the ingress the whole time.
+#
+# Usage: hack/demo.sh [--keep]
+#   --keep   leave everything running at the end and print how to look around; Ctrl-C stops it
+# Ctrl-C at any time stops everything the demo started (by pid) and removes the cluster.
+# Honours MOVREK_CACHE (default /var/cache/movrek) and CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec ./hack/e2e.sh s01_install s02_good s03_slow
+export MOVREK_CACHE="${MOVREK_CACHE:-/var/cache/movrek}"
+# The demo runs its own broker (hack/kafka/up) and stops it at the end.
+unset MOVREK_KAFKA_BOOTSTRAP
+for arg in "$@"; do
+  case "$arg" in
+    --keep) ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo: unknown argument $arg (usage: hack/demo.sh [--keep])" >&2; exit 2 ;;
+  esac
+done
+
+cold=()
+[ -x "$MOVREK_CACHE/k8s/bin/kube-apiserver" ] ||
+  cold+=("the Kubernetes control plane from the Go module proxy (about 9 minutes on 2 cores)")
+ls "$MOVREK_CACHE"/kafka/*/.complete >/dev/null 2>&1 ||
+  cold+=("the Kafka broker's jars from Maven Central (under a minute)")
+command -v prometheus >/dev/null && command -v nginx >/dev/null ||
+  cold+=("prometheus and nginx from Debian (a minute)")
+target="${CARGO_TARGET_DIR:-target}"
+[ -x "$target/debug/movrek" ] && [ -x "$target/debug/movrek-operator" ] ||
+  cold+=("movrek and movrek-operator with cargo (about 4 minutes)")
+if [ ${#cold[@]} -gt 0 ]; then
+  echo "First run: building and caching, once:"
+  printf '  - %s\n' "${cold[@]}"
+  echo "Then the demo itself takes about 6 minutes."
+else
+  echo "Everything is cached: the demo takes about 6 minutes."
+fi
+
+echo "== [1/4] prometheus, nginx";        ./hack/deps.sh
+echo "== [2/4] control plane binaries";   ./hack/cluster/build.sh
+echo "== [3/4] Kafka jars";                KAFKA_BUILD_QUIET=1 ./hack/kafka/build.sh >/dev/null
+echo "== [4/4] cargo build";
+cargo build --locked -q -p movrek-inference --bin movrek
+cargo build --locked -q -p movrek-operator --bin movrek-operator --example demo
+exec "$target/debug/examples/demo" "$@"

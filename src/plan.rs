@@ -60,6 +60,8 @@ use crate::crd::{
 
 /// How long to wait before asking again when a check is due but no analysis was supplied.
 const ANALYSIS_PENDING_RETRY: Duration = Duration::from_secs(1);
+/// Scored lists stable needs in a step before its rate is projected into a forecast.
+const FORECAST_MIN_SCORED: f64 = 30.0;
 
 /// What the controller saw of the children before planning.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -1233,7 +1235,8 @@ impl<'a> Planner<'a> {
         Time(self.now.checked_add(settle).unwrap_or(self.now))
     }
 
-    /// The plan before the evidence: at a step's first compared check, from stable's traffic
+    /// The plan before the evidence: at a step's first compared check (with quality judged,
+    /// the first one at which stable has [`FORECAST_MIN_SCORED`] scored lists), from stable's traffic
     /// so far, when an identical canary is expected to pass. Beyond the time the step has
     /// (`soak` before checks, plus the inconclusive budget) it raises `DecisionUnlikely`.
     fn forecast(&mut self, s: &Settings, analysis: &Analysis, soak: Duration) {
@@ -1247,6 +1250,11 @@ impl<'a> Planner<'a> {
         let observed = request.since.as_secs_f64();
         if observed < 1.0 {
             return; // the step has not settled yet: nothing to project from
+        }
+        if request.config.judges_quality() && step.stable.scored < FORECAST_MIN_SCORED {
+            // Lists are scored an attribution window after they are served: projecting from
+            // the first minutes of a step would see almost no scored lists and forecast never.
+            return;
         }
         let expected = forecast_pass(&request.config, step.weight, &step.stable, observed);
         let available = soak + s.inconclusive_budget(self.spec.canary.failure_limit);

@@ -1184,6 +1184,33 @@ fn a_slow_request_bound_that_is_not_a_bucket_is_refused() {
 }
 
 #[test]
+fn with_quality_judged_the_forecast_waits_for_scored_lists() {
+    // The first minute of a step: thousands of requests, but no list scored yet (lists are
+    // scored an attribution window after they are served). No forecast, no warning yet.
+    let unscored = |requests: f64| TrackCounts {
+        scored: 0.0,
+        hits: 0.0,
+        score_sum: 0.0,
+        score_squares: 0.0,
+        ..counts(requests, 0.005)
+    };
+    let mut w = World::judged("v1");
+    w.start_canary();
+    let p = w.reconcile_counts(at(INTERVAL), unscored(2_000.0), unscored(8_000.0));
+    let rollout = w.rr.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert_eq!(rollout.expected_pass, None);
+    assert!(!reasons(&p).contains(&"DecisionUnlikely"), "{:?}", p.events);
+    // Once stable's lists are scored, the forecast is made from them.
+    w.reconcile_counts(
+        at(2 * INTERVAL),
+        counts(4_000.0, 0.005),
+        counts(16_000.0, 0.005),
+    );
+    let rollout = w.rr.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert!(rollout.expected_pass_seconds.is_some(), "{rollout:?}");
+}
+
+#[test]
 fn the_first_compared_check_forecasts_the_pass_and_warns_when_the_step_is_too_short() {
     // Busy service: stable served 8,000 requests in the first minute.
     let mut w = World::judged("v1");

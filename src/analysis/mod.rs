@@ -864,4 +864,35 @@ mod tests {
         let failed = conclude_judged(passing_guard(), Ok(failing), &judged(true));
         assert_eq!(failed.verdict, Verdict::Fail, "{}", failed.reason);
     }
+
+    #[test]
+    fn counts_that_cannot_be_read_never_pass() {
+        let down = || MetricsError::Unreachable {
+            address: "http://prometheus:9090".to_owned(),
+            source: "connection refused".into(),
+        };
+        let held = conclude_judged(passing_guard(), Err(down()), &judged(true));
+        assert_eq!(held.verdict, Verdict::Inconclusive, "{}", held.reason);
+        assert!(
+            held.reason.starts_with(
+                "comparison with stable unavailable: metrics backend http://prometheus:9090 \
+                 unreachable: connection refused"
+            ),
+            "{}",
+            held.reason
+        );
+        let breached = conclude(
+            Ok(CanaryMetrics {
+                error_rate: Some(0.5),
+                ..healthy()
+            }),
+            &limits(),
+        );
+        let failed = conclude_judged(breached, Err(down()), &judged(true));
+        assert_eq!(
+            failed.verdict,
+            Verdict::Fail,
+            "a guardrail breach still fails"
+        );
+    }
 }
