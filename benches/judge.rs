@@ -23,6 +23,10 @@
 //!   or the p99 (from histogram buckets, as `histogram_quantile`) above 250 ms (about 2×
 //!   stable's); roll back at
 //!   the fifth failed check; promote at the end of the hour.
+//! - **flagger-calibrated**: the same rule with its failure limit raised until an identical
+//!   canary is rolled back in at most 5% of runs ([`CALIBRATED_LIMIT`], found with
+//!   `CALIBRATED_LIMIT=n` runs of this bench): the windowed judge at the sequential judge's
+//!   false-alarm budget, so that their times to rollback compare like with like.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -50,6 +54,15 @@ const BUCKETS_MS: [f64; 12] = [
     2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0, 1000.0, 2500.0,
 ];
 const WINDOW_CHECKS: usize = 6;
+/// Failed checks before the calibrated windowed judge rolls back (see the module docs).
+const CALIBRATED_LIMIT: u32 = 9;
+/// The judges, in the order of [`run`]'s decisions.
+const JUDGES: [&str; 4] = [
+    "sequential",
+    "threshold",
+    "flagger-style",
+    "flagger-calibrated",
+];
 
 /// How the canary differs from stable.
 #[derive(Clone, Copy)]
@@ -216,11 +229,16 @@ fn config() -> JudgeConfig {
 }
 
 /// One simulated hour: the three judges' decisions and the time spent in `compare`.
-fn run(seed: u64, case: &Case, judge: &JudgeConfig) -> ([Decision; 3], Duration, u32) {
+fn run(
+    seed: u64,
+    case: &Case,
+    judge: &JudgeConfig,
+    calibrated_limit: u32,
+) -> ([Decision; 4], Duration, u32) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut total = [Interval::default(), Interval::default()];
     let mut window: Vec<[Interval; 2]> = Vec::with_capacity(CHECKS as usize);
-    let mut decisions = [Decision::default(); 3];
+    let mut decisions = [Decision::default(); 4];
     let (mut threshold_failed, mut flagger_failed) = (0, 0);
     let mut spent = Duration::ZERO;
     let mut calls = 0;
@@ -273,15 +291,18 @@ fn run(seed: u64, case: &Case, judge: &JudgeConfig) -> ([Decision; 3], Duration,
                 }
             }
             let p99 = quantile(0.99, &canary.buckets).unwrap_or(0.0);
-            if decisions[2].rollback.is_none() && (1.0 - error_rate < 0.98 || p99 > 250.0) {
+            if 1.0 - error_rate < 0.98 || p99 > 250.0 {
                 flagger_failed += 1;
-                if flagger_failed >= 5 {
+                if flagger_failed == 5 {
                     decisions[2].rollback = Some(t);
+                }
+                if flagger_failed == calibrated_limit {
+                    decisions[3].rollback = Some(t);
                 }
             }
         }
         let done = decisions[0].rollback.is_some() || decisions[0].promote.is_some();
-        if done && decisions[1].rollback.is_some() && decisions[2].rollback.is_some() {
+        if done && decisions[1..].iter().all(|d| d.rollback.is_some()) {
             break;
         }
     }
@@ -320,7 +341,7 @@ fn summarise(out: &mut String, judge: &str, decisions: &[Decision]) {
     let (lo, hi) = wilson(back.len(), n);
     let _ = writeln!(
         out,
-        "  {judge:<15} rolled back {:>6.2}% [{:>5.2}, {:>5.2}]  median {:>7}  p95 {:>7}  | promoted {:>6.2}%  median {:>7}",
+        "  {judge:<18} rolled back {:>6.2}% [{:>5.2}, {:>5.2}]  median {:>7}  p95 {:>7}  | promoted {:>6.2}%  median {:>7}",
         100.0 * back.len() as f64 / n as f64,
         100.0 * lo,
         100.0 * hi,
@@ -338,14 +359,18 @@ fn main() {
         .unwrap_or(2000);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let judge = config();
+    let calibrated_limit: u32 = std::env::var("CALIBRATED_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CALIBRATED_LIMIT);
     println!(
-        "judge simulation: {runs} runs per case, {RATE} req/s, canary {WEIGHT}%, a check every {CHECK_SECS} s for {} min, {threads} threads",
+        "judge simulation: {runs} runs per case, {RATE} req/s, canary {WEIGHT}%, a check every {CHECK_SECS} s for {} min, {threads} threads; flagger-calibrated rolls back at {calibrated_limit} failed checks",
         CHECKS * CHECK_SECS / 60
     );
     let started = Instant::now();
     let (mut spent, mut calls) = (Duration::ZERO, 0u64);
     for (index, case) in CASES.iter().enumerate() {
-        let per_thread: Vec<(Vec<[Decision; 3]>, Duration, u64)> = std::thread::scope(|s| {
+        let per_thread: Vec<(Vec<[Decision; 4]>, Duration, u64)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let judge = &judge;
@@ -354,7 +379,7 @@ fn main() {
                         let (mut spent, mut calls) = (Duration::ZERO, 0u64);
                         for r in (t..runs).step_by(threads as usize) {
                             let seed = (index as u64) << 32 | r;
-                            let (d, s, c) = run(seed, case, judge);
+                            let (d, s, c) = run(seed, case, judge, calibrated_limit);
                             out.push(d);
                             spent += s;
                             calls += u64::from(c);
@@ -375,10 +400,7 @@ fn main() {
             calls += c;
         }
         let mut out = format!("{}\n", case.name);
-        for (j, name) in ["sequential", "threshold", "flagger-style"]
-            .iter()
-            .enumerate()
-        {
+        for (j, name) in JUDGES.iter().enumerate() {
             let column: Vec<Decision> = all.iter().map(|d| d[j]).collect();
             summarise(&mut out, name, &column);
         }
