@@ -877,6 +877,10 @@ pub struct RolloutProgress {
     /// The same forecast in seconds (absent when it is `not within 30d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_pass_seconds: Option<i64>,
+    /// Whether the forecast falls within the time the step has (soak and inconclusive
+    /// budget); the `DecisionInTime` condition shows it while the step runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_in_time: Option<bool>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference

@@ -943,6 +943,7 @@ impl<'a> Planner<'a> {
             judged_steps: Vec::new(),
             expected_pass: None,
             expected_pass_seconds: None,
+            expected_in_time: None,
         });
         if promote_now {
             self.promote(
@@ -1264,7 +1265,9 @@ impl<'a> Planner<'a> {
             |secs| fmt_duration(Duration::from_secs_f64(secs)),
         ));
         r.expected_pass_seconds = expected.map(|secs| secs as i64);
-        if expected.is_none_or(|secs| secs > available.as_secs_f64()) {
+        let in_time = expected.is_some_and(|secs| secs <= available.as_secs_f64());
+        r.expected_in_time = Some(in_time);
+        if !in_time {
             let when = r.expected_pass.clone().unwrap_or_default();
             self.event(
                 EventKind::Warning,
@@ -1278,6 +1281,52 @@ impl<'a> Planner<'a> {
                 ),
             );
         }
+    }
+
+    /// `DecisionInTime` while a judged step with a forecast soaks or is analysed: `False`
+    /// (reason `DecisionUnlikely`) when an identical canary is not expected to pass within
+    /// the step's time, so dashboards and `kubectl wait` see it, not only the Event.
+    fn decision_condition(&self) -> Option<Condition> {
+        if !matches!(self.next.phase, Phase::Soaking | Phase::Analyzing) {
+            return None;
+        }
+        let rollout = self.next.rollout.as_ref()?;
+        let in_time = rollout.expected_in_time?;
+        let expected = rollout.expected_pass.as_deref().unwrap_or("-");
+        let (status, reason, message) = if in_time {
+            (
+                "True",
+                "ExpectedInTime",
+                format!("an identical canary is expected to pass after {expected}"),
+            )
+        } else {
+            (
+                "False",
+                "DecisionUnlikely",
+                format!(
+                    "an identical canary is expected to pass after {expected}, beyond the \
+                     step's soak and inconclusive budget"
+                ),
+            )
+        };
+        let last = self
+            .release
+            .status
+            .as_ref()
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == "DecisionInTime" && c.status == status)
+            })
+            .map_or(Time(self.now), |c| c.last_transition_time.clone());
+        Some(Condition {
+            type_: "DecisionInTime".to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            observed_generation: self.release.metadata.generation,
+            last_transition_time: last,
+        })
     }
 
     /// A broken traffic split makes every comparison invalid: say so loudly.
@@ -1424,6 +1473,7 @@ impl<'a> Planner<'a> {
             r.step_started_at = Some(settled);
             r.expected_pass = None;
             r.expected_pass_seconds = None;
+            r.expected_in_time = None;
             if let Some(counts) = analysis.step {
                 r.judged_steps.push(counts);
             }
@@ -1698,6 +1748,9 @@ impl<'a> Planner<'a> {
             self.release.metadata.generation,
             self.now,
         );
+        if let Some(c) = self.decision_condition() {
+            self.next.conditions.push(c);
+        }
         let children = self.children(stable_pods, rollout_running, canary_weight);
         Plan {
             analysis_needed: self.analysis_needed,

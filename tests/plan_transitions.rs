@@ -1220,6 +1220,14 @@ fn the_first_compared_check_forecasts_the_pass_and_warns_when_the_step_is_too_sh
     let seconds = rollout.expected_pass_seconds.expect("a forecast");
     assert!(seconds > 60 && seconds < SOAK, "{seconds}");
     assert!(!reasons(&p).contains(&"DecisionUnlikely"), "{:?}", p.events);
+    assert!(
+        p.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "DecisionInTime" && c.status == "True"),
+        "{:?}",
+        p.status.conditions
+    );
     // Made once per step: a later check keeps it.
     w.reconcile_counts(
         at(2 * INTERVAL),
@@ -1248,4 +1256,17 @@ fn the_first_compared_check_forecasts_the_pass_and_warns_when_the_step_is_too_sh
         .expect("warned")
         .note;
     assert!(note.contains("at 20% and today's stable traffic"), "{note}");
+    let condition =
+        w.rr.status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "DecisionInTime")
+            .cloned()
+            .expect("the DecisionInTime condition");
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("False", "DecisionUnlikely")
+    );
 }
