@@ -55,7 +55,7 @@ use movrek_operator::crd::{
 use bus::{Bus, Evaluator};
 use cluster::Cluster;
 use dataplane::DataPlane;
-use models::{Model, train_models};
+use models::{Model, ReleaseTarget, release_manifest, train_models};
 use operator::Operator;
 use timeline::Timeline;
 use webhook::Webhook;
@@ -240,22 +240,16 @@ impl Demo {
 
     /// The release manifest with `version` as its model.
     fn manifest(&self, version: &str) -> String {
-        let m = &self.models[version];
-        format!(
-            "apiVersion: movrek.dev/v1alpha1\nkind: RecommenderRelease\nmetadata:\n  name: {RELEASE}\n  \
-             namespace: {NAMESPACE}\nspec:\n  image: registry.example/movrek-inference:0.1.0\n  \
-             model:\n    version: \"{v}\"\n    uri: \"file://{path}\"\n    sha256: {sha}\n  \
-             replicas: 2\n  traffic:\n    provider: ingress-nginx\n    host: {HOST}\n    \
-             ingressClassName: nginx\n  canary:\n    {CANARY}\n    prometheus:\n      \
-             address: {prom}\n  notify:\n    webhookUrl: {hook}\n  impressions:\n    \
-             brokers: \"{brokers}\"\n    topic: impressions\n",
-            v = m.version,
-            path = m.path.display(),
-            sha = m.sha256,
-            prom = self.data.prometheus.url(),
-            hook = self.webhook.url,
-            brokers = self.bus.bootstrap,
-        )
+        let prometheus = self.data.prometheus.url();
+        let target = ReleaseTarget {
+            name: RELEASE,
+            namespace: NAMESPACE,
+            host: HOST,
+            prometheus: &prometheus,
+            webhook: &self.webhook.url,
+            impressions: Some((&self.bus.bootstrap, "impressions")),
+        };
+        release_manifest(&target, &self.models[version], CANARY)
     }
 
     fn apply(&self, version: &str) {

@@ -40,7 +40,7 @@ use movrek_operator::crd::{Outcome, Phase, RecommenderRelease};
 
 use cluster::Cluster;
 use dataplane::DataPlane;
-use models::{Model, train_models};
+use models::{Model, ReleaseTarget, release_manifest, train_models};
 use operator::{Operator, metric_sum};
 use timeline::{ReleaseWatch, Timeline};
 use traffic::{Mix, Traffic};
@@ -164,26 +164,19 @@ impl Env {
 
     /// The release manifest for `version` with `canary` settings (YAML, 4-space indented).
     fn manifest(&self, version: &str, canary: &str) -> String {
-        let m = &self.models[version];
-        format!(
-            "apiVersion: movrek.dev/v1alpha1\nkind: RecommenderRelease\nmetadata:\n  name: {RELEASE}\n  \
-             namespace: {NAMESPACE}\nspec:\n  image: registry.example/movrek-inference:0.1.0\n  \
-             model:\n    version: \"{v}\"\n    uri: \"file://{path}\"\n    sha256: {sha}\n  \
-             replicas: 2\n  traffic:\n    provider: ingress-nginx\n    host: {HOST}\n    \
-             ingressClassName: nginx\n  canary:\n    {canary}\n    prometheus:\n      \
-             address: {prom}\n  notify:\n    webhookUrl: {hook}\n{impressions}",
-            v = m.version,
-            path = m.path.display(),
-            sha = m.sha256,
-            prom = self.data().prometheus.url(),
-            hook = self.webhook.url,
-            impressions = self
+        let prometheus = self.data().prometheus.url();
+        let target = ReleaseTarget {
+            name: RELEASE,
+            namespace: NAMESPACE,
+            host: HOST,
+            prometheus: &prometheus,
+            webhook: &self.webhook.url,
+            impressions: self
                 .impressions
                 .as_ref()
-                .map_or_else(String::new, |(b, t)| {
-                    format!("  impressions:\n    brokers: \"{b}\"\n    topic: {t}\n")
-                }),
-        )
+                .map(|(b, t)| (b.as_str(), t.as_str())),
+        };
+        release_manifest(&target, &self.models[version], canary)
     }
 
     /// Creates Secret `name` in the release namespace with key `url` = the webhook receiver.
@@ -256,6 +249,39 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Waits for a check whose message contains `needle`; it must be Inconclusive.
+    async fn wait_inconclusive_check(
+        &self,
+        what: &str,
+        needle: &str,
+        limit: Duration,
+    ) -> movrek_operator::crd::AnalysisRecord {
+        let rr = self
+            .wait_for(what, limit, |rr| {
+                rr.status
+                    .as_ref()
+                    .and_then(|s| s.last_analysis.as_ref())
+                    .is_some_and(|a| a.message.contains(needle))
+            })
+            .await;
+        let analysis = rr.status.and_then(|s| s.last_analysis).expect("analysis");
+        assert_eq!(
+            analysis.verdict,
+            Verdict::Inconclusive,
+            "{}",
+            analysis.message
+        );
+        analysis
+    }
+
+    /// Whether the release was seen promoting or promoted after `since`.
+    fn promoted_since(&self, since: Duration) -> bool {
+        self.watch()
+            .states()
+            .iter()
+            .any(|s| s.at > since && matches!(s.phase, Phase::Promoting | Phase::Succeeded))
     }
 
     async fn wait_phase(&self, phase: Phase, limit: Duration) -> RecommenderRelease {
@@ -1599,12 +1625,7 @@ async fn s10_prometheus_outage_blocks_promotion() {
     assert!(last.message.contains("unreachable"), "{last:?}");
     // Stay down for a few more checks: nothing may be promoted meanwhile.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let promoted_while_down = env
-        .watch()
-        .states()
-        .iter()
-        .any(|s| s.at > down_at && matches!(s.phase, Phase::Promoting | Phase::Succeeded));
-    assert!(!promoted_while_down, "promoted without figures");
+    assert!(!env.promoted_since(down_at), "promoted without figures");
     env.data
         .as_mut()
         .expect("data plane")
@@ -1982,13 +2003,6 @@ async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one()
     env.finish().await;
 }
 
-/// The canary settings of scenario 17: the judge on errors and slow requests, a short deadline.
-const SRM_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s\n    \
-    maxAverageLatency: 300ms\n    maxErrorRate: 0.5\n    minRequests: 20\n    failureLimit: 2\n    \
-    progressDeadline: 50s\n    judge:\n      alpha: 0.05\n      slowRequest: 250ms\n      \
-    errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.05, enabled: false }\n      \
-    hits: { tolerance: 0.2, enabled: false }";
-
 /// Scenario 17 (issue 10): a broken split. Besides the users who come through the ingress, a
 /// client pinned to a stable pod (bypassing the ingress, as a stale client or a
 /// misconfigured mesh would) skews the split the canary was given. The judge reports the
@@ -2017,26 +2031,17 @@ async fn s17_a_broken_split_is_reported_and_never_promoted() {
     env.timeline.mark(&format!(
         "a client pinned to stable pod {pinned}: 2 × 20 req/s beside the ingress's users"
     ));
-    env.apply_version("v2", SRM_CANARY);
-    let rr = env
-        .wait_for(
+    // Scenario 15's judge with a short deadline: an undecided step ends in 50 s.
+    let canary = JUDGED_CANARY.replace("progressDeadline: 3m", "progressDeadline: 50s");
+    assert_ne!(canary, JUDGED_CANARY);
+    env.apply_version("v2", &canary);
+    let analysis = env
+        .wait_inconclusive_check(
             "a check reports the sample-ratio mismatch",
+            "sample ratio mismatch",
             Duration::from_secs(60),
-            |rr| {
-                rr.status
-                    .as_ref()
-                    .and_then(|s| s.last_analysis.as_ref())
-                    .is_some_and(|a| a.message.contains("sample ratio mismatch"))
-            },
         )
         .await;
-    let analysis = rr.status.and_then(|s| s.last_analysis).expect("analysis");
-    assert_eq!(
-        analysis.verdict,
-        Verdict::Inconclusive,
-        "{}",
-        analysis.message
-    );
     env.timeline
         .mark(&format!("reported: {}", analysis.message));
     let rr = env
@@ -2076,14 +2081,6 @@ const QUALITY_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s
     maxAverageLatency: 300ms\n    maxErrorRate: 0.5\n    minRequests: 20\n    failureLimit: 2\n    \
     progressDeadline: 6m\n    judge:\n      alpha: 0.05\n      slowRequest: 250ms\n      \
     errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.05 }\n      \
-    hits: { tolerance: 0.2 }";
-
-/// The A/A canary of scenario 16: quality judged with a tolerance an e2e run can show in a
-/// minute or two (score ≥ 0.8 × stable's; the default 0.05 needs thousands of scored lists).
-const QUALITY_AA_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s\n    \
-    maxAverageLatency: 300ms\n    maxErrorRate: 0.5\n    minRequests: 20\n    failureLimit: 2\n    \
-    progressDeadline: 6m\n    judge:\n      alpha: 0.05\n      slowRequest: 250ms\n      \
-    errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.2 }\n      \
     hits: { tolerance: 0.2 }";
 
 /// `movrek simulate --live` users of scenario 16: 25 sessions/s through nginx (by virtual
@@ -2224,7 +2221,11 @@ async fn identical_canary_waits_out_an_evaluator_outage(env: &Env, evaluator: &m
         .await
         .ok()
         .and_then(|rr| check_time(&rr));
-    env.apply_version("v3", QUALITY_AA_CANARY);
+    // Quality judged with a tolerance an e2e run can show in a minute or two (score ≥ 0.8 ×
+    // stable's; the default 0.05 needs thousands of scored lists).
+    let canary = QUALITY_CANARY.replace("score: { tolerance: 0.05 }", "score: { tolerance: 0.2 }");
+    assert_ne!(canary, QUALITY_CANARY);
+    env.apply_version("v3", &canary);
     env.wait_for(
         "the first compared check of v3",
         Duration::from_secs(60),
@@ -2242,35 +2243,18 @@ async fn identical_canary_waits_out_an_evaluator_outage(env: &Env, evaluator: &m
     evaluator.kill();
     let down_at = env.timeline.now();
     env.timeline.mark("movrek evaluate killed (by pid)");
-    let rr = env
-        .wait_for(
+    let analysis = env
+        .wait_inconclusive_check(
             "a check says the evaluator is silent",
+            "online evaluator reports nothing",
             Duration::from_secs(30),
-            |rr| {
-                rr.status
-                    .as_ref()
-                    .and_then(|s| s.last_analysis.as_ref())
-                    .is_some_and(|a| a.message.contains("online evaluator reports nothing"))
-            },
         )
         .await;
-    let analysis = rr.status.and_then(|s| s.last_analysis).expect("analysis");
-    assert_eq!(
-        analysis.verdict,
-        Verdict::Inconclusive,
-        "{}",
-        analysis.message
-    );
     env.timeline
         .mark(&format!("while down: {}", analysis.message));
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let promoted_while_down = env
-        .watch()
-        .states()
-        .iter()
-        .any(|s| s.at > down_at && matches!(s.phase, Phase::Promoting | Phase::Succeeded));
     assert!(
-        !promoted_while_down,
+        !env.promoted_since(down_at),
         "promoted while the evaluator was down"
     );
     evaluator.resume().await;

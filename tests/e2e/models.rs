@@ -148,3 +148,46 @@ fn scramble_users(data: &Path, out: &Path) {
     }
     std::fs::write(out.join("ratings.dat"), moved).expect("write the scrambled ratings");
 }
+
+/// Where a release manifest points besides its model: the release's name, namespace and
+/// host, the Prometheus and webhook URLs, and the impressions (brokers, topic) if any.
+pub struct ReleaseTarget<'a> {
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// `metadata.namespace`.
+    pub namespace: &'a str,
+    /// `spec.traffic.host`.
+    pub host: &'a str,
+    /// `spec.canary.prometheus.address`.
+    pub prometheus: &'a str,
+    /// `spec.notify.webhookUrl`.
+    pub webhook: &'a str,
+    /// `spec.impressions`.
+    pub impressions: Option<(&'a str, &'a str)>,
+}
+
+/// A `RecommenderRelease` manifest serving `model` through ingress-nginx with `canary` (the
+/// body of `spec.canary`, YAML indented by 4 spaces).
+pub fn release_manifest(target: &ReleaseTarget<'_>, model: &Model, canary: &str) -> String {
+    let impressions = target
+        .impressions
+        .map_or_else(String::new, |(brokers, topic)| {
+            format!("  impressions:\n    brokers: \"{brokers}\"\n    topic: {topic}\n")
+        });
+    format!(
+        "apiVersion: movrek.dev/v1alpha1\nkind: RecommenderRelease\nmetadata:\n  name: {name}\n  \
+         namespace: {namespace}\nspec:\n  image: registry.example/movrek-inference:0.1.0\n  \
+         model:\n    version: \"{v}\"\n    uri: \"file://{path}\"\n    sha256: {sha}\n  \
+         replicas: 2\n  traffic:\n    provider: ingress-nginx\n    host: {host}\n    \
+         ingressClassName: nginx\n  canary:\n    {canary}\n    prometheus:\n      \
+         address: {prom}\n  notify:\n    webhookUrl: {hook}\n{impressions}",
+        name = target.name,
+        namespace = target.namespace,
+        host = target.host,
+        v = model.version,
+        path = model.path.display(),
+        sha = model.sha256,
+        prom = target.prometheus,
+        hook = target.webhook,
+    )
+}
