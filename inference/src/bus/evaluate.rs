@@ -79,6 +79,7 @@ struct Exported {
     newest: [Option<i64>; 2],
     open_pairs: usize,
     users: usize,
+    queued: usize,
     checkpoints: u64,
     checkpoint_unix: Option<i64>,
 }
@@ -179,6 +180,7 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let errors = RateLimited::new();
     while !stop.load(Ordering::Relaxed) {
+        stream.set_clock(unix_now());
         let mut got = 0;
         for reader in &readers {
             got += reader.drain(&mut stream, &errors);
@@ -322,6 +324,7 @@ fn publish(exported: &Arc<Mutex<Exported>>, stream: &Stream, checkpoint: Option<
     out.newest = stream.newest();
     out.open_pairs = open_pairs;
     out.users = users;
+    out.queued = stream.queued();
 }
 
 fn checkpoint_key(config: &EvaluateConfig) -> String {
@@ -654,6 +657,17 @@ fn render_counts(out: &mut String, c: &EvalCounts) {
     let _ = writeln!(out, "movrek_online_records_total {}", c.records);
     header(
         out,
+        "movrek_online_released_early_total",
+        "counter",
+        "Records joined before the watermark passed them because the queue of records waiting for it was full (--max-queued).",
+    );
+    let _ = writeln!(
+        out,
+        "movrek_online_released_early_total {}",
+        c.released_early
+    );
+    header(
+        out,
         "movrek_online_record_outcomes_total",
         "counter",
         "What happened to records that were not simply joined, by outcome.",
@@ -671,12 +685,20 @@ fn render_counts(out: &mut String, c: &EvalCounts) {
         ("unknown_runtime", c.unknown_runtime),
         ("late_impression", c.late_impressions),
         ("late_action", c.late_actions),
+        ("future", c.future),
     ] {
         let _ = writeln!(
             out,
             "movrek_online_record_outcomes_total{{outcome=\"{outcome}\"}} {value}"
         );
     }
+}
+
+/// Unix seconds now (0 if the clock is before 1970).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn render_gauges(out: &mut String, exported: &Exported) {
@@ -690,6 +712,11 @@ fn render_gauges(out: &mut String, exported: &Exported) {
             "movrek_online_open_pairs",
             "User x movie pairs waiting for their window to close.",
             exported.open_pairs as i64,
+        ),
+        (
+            "movrek_online_queued_records",
+            "Records read and waiting for the watermark (at most --max-queued).",
+            exported.queued as i64,
         ),
         (
             "movrek_online_users",

@@ -7,10 +7,12 @@
 //!
 //! Addresses on the command line are `kafka://HOST:PORT[,HOST:PORT…]/TOPIC` ([`KafkaUri`]).
 
+pub mod batch;
 pub mod evaluate;
 pub mod events;
 pub mod impression;
 pub mod publish;
+pub mod read;
 
 /// Default topic of impressions.
 pub const IMPRESSIONS_TOPIC: &str = "impressions";
