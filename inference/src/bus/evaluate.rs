@@ -30,8 +30,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::KafkaUri;
 use super::events::EventWriter;
+use super::{EndAwareContext, KafkaUri};
 use crate::online::aggregate::{EvalCounts, SCORE_BUCKETS, VersionRow};
 use crate::online::stream::{Checkpoint, Partition, Source, Stream, StreamConfig};
 use crate::online::{MovieKeys, Runtimes};
@@ -212,7 +212,7 @@ pub fn run(
 struct Reader {
     source: Source,
     topic: String,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<EndAwareContext>,
 }
 
 impl Reader {
@@ -220,7 +220,7 @@ impl Reader {
     fn assign(
         source: Source,
         topic: &str,
-        consumer: BaseConsumer,
+        consumer: BaseConsumer<EndAwareContext>,
         partitions: &[i32],
         starts: &HashMap<Partition, i64>,
     ) -> Result<Self, String> {
@@ -267,6 +267,10 @@ impl Reader {
                 }
                 None => break,
             }
+        }
+        // Ends of partitions that were empty when assigned arrive as global errors.
+        for partition in self.consumer.context().take_ends() {
+            stream.caught_up((self.source, partition));
         }
         got
     }
@@ -418,7 +422,7 @@ fn load_checkpoint(config: &EvaluateConfig, key: &str) -> Result<Option<Checkpoi
         .transpose()
 }
 
-fn consumer(config: &EvaluateConfig) -> Result<BaseConsumer, String> {
+fn consumer(config: &EvaluateConfig) -> Result<BaseConsumer<EndAwareContext>, String> {
     ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.name)
@@ -426,12 +430,15 @@ fn consumer(config: &EvaluateConfig) -> Result<BaseConsumer, String> {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(EndAwareContext::default())
         .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", config.brokers))
 }
 
 /// The partitions to read: the configured ones, checked against both topics, or all.
-fn partitions(config: &EvaluateConfig, consumer: &BaseConsumer) -> Result<Vec<i32>, String> {
+fn partitions(
+    config: &EvaluateConfig,
+    consumer: &BaseConsumer<EndAwareContext>,
+) -> Result<Vec<i32>, String> {
     let count = |topic: &str| -> Result<i32, String> {
         let metadata = consumer
             .fetch_metadata(Some(topic), BROKER_TIMEOUT)

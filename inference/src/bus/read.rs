@@ -24,7 +24,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::KafkaUri;
+use super::{EndAwareContext, KafkaUri};
 
 /// Default time a broker has to answer metadata and offset calls, and a read to advance.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,7 +140,7 @@ pub enum ReadError {
         brokers: String,
         /// librdkafka's reason.
         #[source]
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
     /// No broker answered a metadata or offsets request in time.
     #[error("Kafka at {brokers} did not answer within {timeout:?} ({what}): {source}")]
@@ -153,7 +153,7 @@ pub enum ReadError {
         what: String,
         /// librdkafka's reason.
         #[source]
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
     /// The topic does not exist.
     #[error("topic {topic} does not exist on {brokers}")]
@@ -203,7 +203,7 @@ pub enum Polled {
 /// Reads one topic's planned ranges; ends at their ends, at the record limit, or with an
 /// error when the broker stops answering.
 pub struct TopicReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<EndAwareContext>,
     uri: KafkaUri,
     ranges: BTreeMap<i32, Range>,
     /// Next offset expected per partition not finished.
@@ -234,7 +234,7 @@ impl TopicReader {
     /// # Errors
     /// [`ReadError::Unreachable`], [`ReadError::MissingTopic`], [`ReadError::Client`].
     pub fn open(uri: &KafkaUri, bounds: &ReadBounds, timeout: Duration) -> Result<Self, ReadError> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer<EndAwareContext> = ClientConfig::new()
             .set("bootstrap.servers", &uri.brokers)
             .set("group.id", "movrek-batch-reader")
             .set("enable.auto.commit", "false")
@@ -243,16 +243,16 @@ impl TopicReader {
             .set("allow.auto.create.topics", "false")
             // librdkafka logs each refused connection; the error this returns says it once.
             .set_log_level(RDKafkaLogLevel::Critical)
-            .create()
+            .create_with_context(EndAwareContext::default())
             .map_err(|source| ReadError::Client {
                 brokers: uri.brokers.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let unreachable = |what: String, source| ReadError::Unreachable {
             brokers: uri.brokers.clone(),
             timeout,
             what,
-            source,
+            source: Box::new(source),
         };
         let metadata = consumer
             .fetch_metadata(Some(&uri.topic), timeout)
@@ -262,7 +262,12 @@ impl TopicReader {
             .iter()
             .find(|t| t.name() == uri.topic)
             .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .map(|t| {
+                t.partitions()
+                    .iter()
+                    .map(rdkafka::metadata::MetadataPartition::id)
+                    .collect()
+            })
             .ok_or_else(|| ReadError::MissingTopic {
                 topic: uri.topic.clone(),
                 brokers: uri.brokers.clone(),
@@ -290,12 +295,12 @@ impl TopicReader {
             list.add_partition_offset(&uri.topic, range.partition, Offset::Offset(range.start))
                 .map_err(|source| ReadError::Client {
                     brokers: uri.brokers.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         consumer.assign(&list).map_err(|source| ReadError::Client {
             brokers: uri.brokers.clone(),
-            source,
+            source: Box::new(source),
         })?;
         tracing::debug!(topic = %uri.topic, ?ranges, "reading");
         Ok(Self {
@@ -359,6 +364,9 @@ impl TopicReader {
             }
             None => None,
         };
+        for partition in self.consumer.context().take_ends() {
+            self.finish(partition);
+        }
         if let Some(polled) = outcome {
             return Ok(polled);
         }
@@ -459,7 +467,7 @@ impl TopicReader {
 /// The first offset at or after `time_ms` in each partition (`None`: no record that
 /// late); `None` overall when no time is given.
 fn lookup_times(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<EndAwareContext>,
     topic: &str,
     partitions: &[i32],
     time_ms: Option<i64>,
