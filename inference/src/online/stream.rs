@@ -14,6 +14,16 @@
 //! closed ([`super::Evaluator::close_through`]); a record arriving more than the lateness
 //! behind the newest one of its partition may find its window closed and is counted late.
 //!
+//! # Records from the future, and a full queue
+//! A record's partition is released strictly in offset order, so one record timed far ahead
+//! would block every record behind it until the watermark reached its time. With a clock
+//! ([`Stream::set_clock`], which `movrek evaluate` sets every loop), a record more than
+//! [`StreamConfig::max_ahead`] after it is counted as `future` and not joined: it is released
+//! at once as an outcome, like a malformed line, and does not move its partition's newest
+//! time. And at most [`StreamConfig::max_queued`] records wait: beyond, the oldest head is
+//! released early (`released_early`), which bounds memory when a partition stalls while
+//! others go on.
+//!
 //! # Checkpoints and the restart guarantee
 //! A [`Checkpoint`] holds every count, the watermark, and per partition the first offset
 //! not yet released to the join (`positions`: records below it are counted) and the offset
