@@ -238,9 +238,40 @@ fn report(produced: &Produced, scrapes: &[(f64, u64)]) -> ExitCode {
             String::new()
         }
     );
+    // The same per 10 s of sending, to tell a start-up effect from a steady one.
+    let per_segment = lags_by_segment(sends, scrapes, 10.0);
+    for (segment, sorted) in per_segment.iter().enumerate() {
+        if let Some(&max) = sorted.last() {
+            println!(
+                "  {:>3}-{:<3} s: p50 {:.3} s, p99 {:.3} s, max {max:.3} s",
+                segment * 10,
+                segment * 10 + 10,
+                percentile(sorted, 0.50),
+                percentile(sorted, 0.99),
+            );
+        }
+    }
     if missing > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Reached lags grouped by the `width`-second segment they were sent in, each sorted.
+fn lags_by_segment(sends: &[(f64, u64)], scrapes: &[(f64, u64)], width: f64) -> Vec<Vec<f64>> {
+    let mut segments: Vec<Vec<f64>> = Vec::new();
+    for (&(sent_at, _), lag) in sends.iter().zip(lags(sends, scrapes)) {
+        let index = (sent_at / width) as usize;
+        if segments.len() <= index {
+            segments.resize_with(index + 1, Vec::new);
+        }
+        if let Some(lag) = lag {
+            segments[index].push(lag);
+        }
+    }
+    for segment in &mut segments {
+        segment.sort_by(f64::total_cmp);
+    }
+    segments
 }
