@@ -15,7 +15,9 @@
 #
 # Usage: bench/evaluator-lag.sh [SECONDS]      SECONDS [60]
 # Environment: RATE [5000], LATENESS [0], CHECKPOINT_MS [1000], PARTITIONS [4],
-#   WORK [/var/tmp/movrek/bench-evaluator-lag].
+#   MAX_QUEUED [the evaluator's default], WORK [/var/tmp/movrek/bench-evaluator-lag].
+# With LATENESS > 0 the records of the last LATENESS seconds are never counted (no newer
+# records come to move the watermark): those samples are reported as never reached.
 # Everything listens on 127.0.0.1; the broker and the evaluator are stopped by pid.
 set -euo pipefail
 
@@ -48,6 +50,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 MOVREK_LOG=warn "$TARGET/movrek" evaluate \
   --brokers "$BROKER" --name "lag-$$" --state-topic "lag-state-$$" \
   --lateness-secs "$LATENESS" --checkpoint-ms "$CHECKPOINT_MS" \
+  ${MAX_QUEUED:+--max-queued "$MAX_QUEUED"} \
   --bind 127.0.0.1 --port "$port" --default-runtime 100 &
 EVAL_PID=$!
 for _ in $(seq 1 100); do
@@ -57,9 +60,11 @@ for _ in $(seq 1 100); do
 done
 echo "evaluate: --lateness-secs $LATENESS --checkpoint-ms $CHECKPOINT_MS (window 1800 s)"
 
+rc=0
 "$TARGET/examples/evaluator_lag" --brokers "$BROKER" --metrics "127.0.0.1:$port" \
-  --rate "$RATE" --seconds "$SECONDS_RUN" --drain-seconds $((LATENESS + 30))
+  --rate "$RATE" --seconds "$SECONDS_RUN" --drain-seconds $((LATENESS + 30)) || rc=$?
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-grep -E '^movrek_online_(records_total|queued_records|open_pairs|users|checkpoints_total) ' \
+grep -E '^movrek_online_(records_total|released_early_total|queued_records|open_pairs|users|checkpoints_total) ' \
   <(curl -fs "http://127.0.0.1:$port/metrics") | sed 's/^/  /'
 ps -o rss= -p "$EVAL_PID" | awk '{ printf "  evaluator RSS %d MiB\n", $1 / 1024 }'
+exit "$rc"

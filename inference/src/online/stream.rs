@@ -104,8 +104,9 @@ pub struct StreamConfig {
 impl StreamConfig {
     /// Default [`StreamConfig::max_ahead`]: five minutes of clock skew.
     pub const DEFAULT_MAX_AHEAD: i64 = 300;
-    /// Default [`StreamConfig::max_queued`]: about 15–50 MB of queued records.
-    pub const DEFAULT_MAX_QUEUED: usize = 200_000;
+    /// Default [`StreamConfig::max_queued`]: a minute of 5,000 events/s and their
+    /// impressions (375,000 records) waits in full behind the default 60 s of lateness.
+    pub const DEFAULT_MAX_QUEUED: usize = 500_000;
 }
 
 /// The evaluator with its positions.
