@@ -797,6 +797,12 @@ mod tests {
                 stats,
             }],
             watermark: Some(1_796_331_600),
+            counts: EvalCounts {
+                future: 3,
+                released_early: 7,
+                ..EvalCounts::default()
+            },
+            queued: 11,
             ..Exported::default()
         };
         let text = render(&exported);
@@ -833,5 +839,15 @@ mod tests {
             text.contains("# TYPE movrek_online_score histogram"),
             "{text}"
         );
+        // The queue's limits: records from the future, released early, waiting.
+        for line in [
+            "movrek_online_record_outcomes_total{outcome=\"future\"} 3",
+            "movrek_online_released_early_total 7",
+            "# TYPE movrek_online_released_early_total counter",
+            "movrek_online_queued_records 11",
+            "# TYPE movrek_online_queued_records gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }
