@@ -86,17 +86,17 @@ struct IngestArgs {
     from: Option<KafkaUri>,
     /// With `--from`: start at the first record whose Kafka timestamp is at or after TIME
     /// (RFC 3339, or `2026-12-04T08:00:00` read as UTC).
-    #[arg(long, requires = "from", value_parser = parse_time_bound)]
+    #[arg(long, conflicts_with = "log", value_parser = parse_time_bound)]
     since: Option<i64>,
     /// With `--from`: stop before the first record whose Kafka timestamp is at or after
     /// TIME.
-    #[arg(long, requires = "from", value_parser = parse_time_bound)]
+    #[arg(long, conflicts_with = "log", value_parser = parse_time_bound)]
     until: Option<i64>,
     /// With `--from`: stop after N records.
-    #[arg(long, requires = "from")]
+    #[arg(long, conflicts_with = "log")]
     max_records: Option<u64>,
     /// With `--from`: seconds the broker has to answer, and a read to advance.
-    #[arg(long, requires = "from", value_parser = parse_seconds, default_value = "10")]
+    #[arg(long, conflicts_with = "log", value_parser = parse_seconds, default_value = "10")]
     kafka_timeout_secs: Duration,
     /// Output directory; `quality.json` is written there too.
     #[arg(long)]
@@ -245,21 +245,21 @@ struct OnlineEvalArgs {
     /// Topic of impression records from `movrek serve`, `kafka://HOST:PORT[,…]/TOPIC`
     /// (as `movrek evaluate --impressions-topic`), merged with `--events` in event-time
     /// order.
-    #[arg(long, requires = "events")]
+    #[arg(long, conflicts_with = "log")]
     impressions: Option<KafkaUri>,
     /// With `--impressions`: count recommendation-request lines on the events topic as
     /// impressions too (as `movrek evaluate --log-impressions`).
-    #[arg(long, requires = "impressions")]
+    #[arg(long, requires = "impressions", conflicts_with = "log")]
     log_impressions: bool,
     /// With `--events`: read records whose Kafka timestamp is at or after TIME (RFC 3339,
     /// or `2026-12-04T08:00:00` read as UTC).
-    #[arg(long, requires = "events", value_parser = parse_time_bound)]
+    #[arg(long, conflicts_with = "log", value_parser = parse_time_bound)]
     since: Option<i64>,
     /// With `--events`: read records whose Kafka timestamp is before TIME.
-    #[arg(long, requires = "events", value_parser = parse_time_bound)]
+    #[arg(long, conflicts_with = "log", value_parser = parse_time_bound)]
     until: Option<i64>,
     /// With `--events`: seconds the broker has to answer, and a read to advance.
-    #[arg(long, requires = "events", value_parser = parse_seconds, default_value = "10")]
+    #[arg(long, conflicts_with = "log", value_parser = parse_seconds, default_value = "10")]
     kafka_timeout_secs: Duration,
     /// Movie metadata CSV with a header naming `movieId` and a runtime column (`runtime`,
     /// `runtimeMinutes` or `length`, whole minutes). Watches of movies it lacks are

@@ -315,6 +315,47 @@ fn an_unreachable_broker_or_a_bad_address_is_a_clear_error() {
         assert_eq!(bad.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(expected), "{address}: {stderr}");
     }
+    // Kafka bounds and topics belong with a Kafka source, not with a file.
+    for args in [
+        &[
+            "ingest",
+            "--log",
+            "x.log",
+            "--since",
+            "2026-12-04T09:00:00Z",
+            "--out",
+            "o",
+        ][..],
+        &[
+            "ingest",
+            "--log",
+            "x.log",
+            "--max-records",
+            "5",
+            "--out",
+            "o",
+        ],
+        &[
+            "online-eval",
+            "--log",
+            "x.log",
+            "--impressions",
+            "kafka://127.0.0.1:1/i",
+        ],
+        &["online-eval", "--log", "x.log", "--log-impressions"],
+        &[
+            "online-eval",
+            "--log",
+            "x.log",
+            "--until",
+            "2026-12-04T09:00:00Z",
+        ],
+    ] {
+        let misused = movrek(args);
+        let stderr = String::from_utf8_lossy(&misused.stderr);
+        assert_eq!(misused.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{args:?}: {stderr}");
+    }
     let crossed = movrek(&[
         "online-eval",
         "--events",
