@@ -21,6 +21,14 @@ kafka_is_ours() {
   tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qFx -- kafka.Kafka
 }
 
+# child_exited PID: true when PID, a child of this shell, has exited (gone, or a zombie
+# not reaped yet).
+child_exited() {
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 0
+  [ -z "$state" ] || [ "$state" = Z ]
+}
+
 # kafka_java_tool_opts: JVM options for the short-lived command-line tools (fast start, small heap,
 # warnings only, on stderr).
 kafka_java_tool_opts() {

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use movrek_inference::bus::KafkaUri;
 use movrek_inference::bus::publish::PublisherConfig;
+use movrek_inference::bus::read::ReadBounds;
 use movrek_inference::data::synth::SynthParams;
 use movrek_inference::data::{self, Dataset, QualityReport, RatingScale};
 use movrek_inference::server::{
@@ -72,13 +74,37 @@ struct GenerateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["log", "from"])))]
 struct IngestArgs {
     /// Event log file (`-` reads standard input).
     #[arg(long)]
-    log: PathBuf,
+    log: Option<PathBuf>,
+    /// Topic of event lines, `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`, one line per record:
+    /// read from the earliest offset (or `--since`) up to the end offsets seen at start
+    /// (or `--until`, or `--max-records`), so the command always ends.
+    #[arg(long)]
+    from: Option<KafkaUri>,
+    /// With `--from`: start at the first record whose Kafka timestamp is at or after TIME
+    /// (RFC 3339, or `2026-12-04T08:00:00` read as UTC).
+    #[arg(long, conflicts_with = "log", value_parser = parse_time_bound)]
+    since: Option<i64>,
+    /// With `--from`: stop before the first record whose Kafka timestamp is at or after
+    /// TIME.
+    #[arg(long, conflicts_with = "log", value_parser = parse_time_bound)]
+    until: Option<i64>,
+    /// With `--from`: stop after N records.
+    #[arg(long, conflicts_with = "log")]
+    max_records: Option<u64>,
+    /// With `--from`: seconds the broker has to answer, and a read to advance.
+    #[arg(long, conflicts_with = "log", value_parser = parse_seconds, default_value = "10")]
+    kafka_timeout_secs: Duration,
     /// Output directory; `quality.json` is written there too.
     #[arg(long)]
     out: PathBuf,
+}
+
+fn parse_time_bound(value: &str) -> Result<i64, String> {
+    movrek_inference::bus::read::parse_time_bound(value)
 }
 
 #[derive(Debug, Args)]
@@ -205,11 +231,36 @@ struct RecommendArgs {
 const DEFAULT_RUNTIME_MINUTES: u32 = 100;
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["log", "events"])))]
 struct OnlineEvalArgs {
     /// Event log in the original line format (`-` reads standard input). Its
     /// recommendation-request lines are the impressions; `<host>:<port>` names the version.
     #[arg(long)]
-    log: PathBuf,
+    log: Option<PathBuf>,
+    /// Topic of event lines, `kafka://HOST:PORT[,…]/TOPIC` (as `movrek evaluate
+    /// --events-topic`), read to the end offsets seen at start. Without `--impressions`
+    /// its recommendation-request lines are the impressions, as in `--log`.
+    #[arg(long)]
+    events: Option<KafkaUri>,
+    /// Topic of impression records from `movrek serve`, `kafka://HOST:PORT[,…]/TOPIC`
+    /// (as `movrek evaluate --impressions-topic`), merged with `--events` in event-time
+    /// order.
+    #[arg(long, conflicts_with = "log")]
+    impressions: Option<KafkaUri>,
+    /// With `--impressions`: count recommendation-request lines on the events topic as
+    /// impressions too (as `movrek evaluate --log-impressions`).
+    #[arg(long, requires = "impressions", conflicts_with = "log")]
+    log_impressions: bool,
+    /// With `--events`: read records whose Kafka timestamp is at or after TIME (RFC 3339,
+    /// or `2026-12-04T08:00:00` read as UTC).
+    #[arg(long, conflicts_with = "log", value_parser = parse_time_bound)]
+    since: Option<i64>,
+    /// With `--events`: read records whose Kafka timestamp is before TIME.
+    #[arg(long, conflicts_with = "log", value_parser = parse_time_bound)]
+    until: Option<i64>,
+    /// With `--events`: seconds the broker has to answer, and a read to advance.
+    #[arg(long, conflicts_with = "log", value_parser = parse_seconds, default_value = "10")]
+    kafka_timeout_secs: Duration,
     /// Movie metadata CSV with a header naming `movieId` and a runtime column (`runtime`,
     /// `runtimeMinutes` or `length`, whole minutes). Watches of movies it lacks are
     /// unscored unless `--default-runtime` is given.
@@ -257,6 +308,17 @@ struct EvaluateArgs {
     /// Treat recommendation-request lines on the events topic as impressions too.
     #[arg(long)]
     log_impressions: bool,
+    /// Seconds a record's event time may be ahead of this machine's clock; a record further
+    /// ahead (clock skew, a bad producer) is counted
+    /// (`movrek_online_record_outcomes_total{outcome="future"}`) and not joined.
+    #[arg(long, default_value_t = movrek_inference::online::stream::StreamConfig::DEFAULT_MAX_AHEAD,
+          value_parser = clap::value_parser!(i64).range(0..))]
+    max_ahead_secs: i64,
+    /// Records held waiting for the watermark, at most; beyond, the oldest are joined
+    /// early (`movrek_online_released_early_total`).
+    #[arg(long, default_value_t = movrek_inference::online::stream::StreamConfig::DEFAULT_MAX_QUEUED,
+          value_parser = parse_count)]
+    max_queued: usize,
     /// Movie metadata CSV with runtimes (as for `online-eval`).
     #[arg(long)]
     movies: Option<PathBuf>,
@@ -367,6 +429,14 @@ struct ServeArgs {
           default_value_t = PublisherConfig::DEFAULT_QUEUE_RECORDS,
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     impression_queue: u32,
+}
+
+/// A count of at least 1.
+fn parse_count(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{value:?} is not a whole number of at least 1")),
+    }
 }
 
 /// Seconds as a decimal number, 0 to one hour.
@@ -629,14 +699,35 @@ fn ingest(args: &IngestArgs) -> Result<(), String> {
     init_text_logs();
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-    let report = if args.log.as_os_str() == "-" {
-        data::events::ingest(std::io::stdin().lock(), &args.out)
-    } else {
-        let file = std::fs::File::open(&args.log)
-            .map_err(|e| format!("cannot open {}: {e}", args.log.display()))?;
-        data::events::ingest(std::io::BufReader::new(file), &args.out)
-    }
-    .map_err(|e| chain(&e))?;
+    let report = match (&args.from, &args.log) {
+        (Some(uri), _) => {
+            let bounds = ReadBounds {
+                since_ms: args.since,
+                until_ms: args.until,
+                max_records: args.max_records,
+            };
+            let (report, records) = movrek_inference::bus::batch::ingest(
+                uri,
+                &bounds,
+                args.kafka_timeout_secs,
+                &args.out,
+            )?;
+            eprintln!(
+                "read {records} records from kafka://{}/{}",
+                uri.brokers, uri.topic
+            );
+            report
+        }
+        (None, Some(log)) if log.as_os_str() == "-" => {
+            data::events::ingest(std::io::stdin().lock(), &args.out).map_err(|e| chain(&e))?
+        }
+        (None, Some(log)) => {
+            let file = std::fs::File::open(log)
+                .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+            data::events::ingest(std::io::BufReader::new(file), &args.out).map_err(|e| chain(&e))?
+        }
+        (None, None) => return Err("give --log FILE or --from kafka://HOST:PORT/TOPIC".to_owned()),
+    };
     eprintln!("{}", report.to_table());
     eprintln!(
         "wrote {} (data-quality report: {})",
@@ -772,17 +863,44 @@ fn online_eval(args: &OnlineEvalArgs) -> Result<(), String> {
     let mut movies = MovieKeys::default();
     let (runtimes, source) =
         online_runtimes(args.movies.as_deref(), args.default_runtime, &mut movies)?;
-    let mut evaluate = |input: &mut dyn std::io::BufRead| {
-        online::evaluate_log(input, &mut movies, &runtimes, args.window_secs, &source)
+    let report = match (&args.events, &args.log) {
+        (Some(events), _) => {
+            let topics = movrek_inference::bus::batch::OnlineEvalTopics {
+                events: events.clone(),
+                impressions: args.impressions.clone(),
+                log_impressions: args.log_impressions,
+            };
+            let bounds = ReadBounds {
+                since_ms: args.since,
+                until_ms: args.until,
+                max_records: None,
+            };
+            movrek_inference::bus::batch::online_eval(
+                &topics,
+                &bounds,
+                args.kafka_timeout_secs,
+                args.window_secs,
+                (&runtimes, &source),
+                &mut movies,
+            )?
+        }
+        (None, Some(log)) => {
+            let mut evaluate = |input: &mut dyn std::io::BufRead| {
+                online::evaluate_log(input, &mut movies, &runtimes, args.window_secs, &source)
+            };
+            if log.as_os_str() == "-" {
+                evaluate(&mut std::io::stdin().lock())
+            } else {
+                let file = std::fs::File::open(log)
+                    .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+                evaluate(&mut std::io::BufReader::new(file))
+            }
+            .map_err(|e| format!("cannot read {}: {e}", log.display()))?
+        }
+        (None, None) => {
+            return Err("give --log FILE or --events kafka://HOST:PORT/TOPIC".to_owned());
+        }
     };
-    let report = if args.log.as_os_str() == "-" {
-        evaluate(&mut std::io::stdin().lock())
-    } else {
-        let file = std::fs::File::open(&args.log)
-            .map_err(|e| format!("cannot open {}: {e}", args.log.display()))?;
-        evaluate(&mut std::io::BufReader::new(file))
-    }
-    .map_err(|e| format!("cannot read {}: {e}", args.log.display()))?;
     if args.json {
         println!("{}", report.to_json());
     } else {
@@ -846,6 +964,8 @@ fn evaluate(args: &EvaluateArgs) -> Result<(), String> {
             window: args.window_secs,
             lateness: args.lateness_secs,
             log_impressions: args.log_impressions,
+            max_ahead: args.max_ahead_secs,
+            max_queued: args.max_queued,
         },
         metrics_addr: SocketAddr::new(args.bind, args.port),
         checkpoint_interval: Duration::from_millis(args.checkpoint_ms),

@@ -228,6 +228,8 @@ fn reference(records: &[(Source, u32, Vec<u8>)]) -> BTreeMap<String, f64> {
             window: WINDOW,
             lateness: LATENESS,
             log_impressions: false,
+            max_ahead: StreamConfig::DEFAULT_MAX_AHEAD,
+            max_queued: StreamConfig::DEFAULT_MAX_QUEUED,
         },
         Runtimes {
             known: std::collections::HashMap::new(),

@@ -30,8 +30,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::KafkaUri;
 use super::events::EventWriter;
+use super::{EndAwareContext, KafkaUri};
 use crate::online::aggregate::{EvalCounts, SCORE_BUCKETS, VersionRow};
 use crate::online::stream::{Checkpoint, Partition, Source, Stream, StreamConfig};
 use crate::online::{MovieKeys, Runtimes};
@@ -79,6 +79,7 @@ struct Exported {
     newest: [Option<i64>; 2],
     open_pairs: usize,
     users: usize,
+    queued: usize,
     checkpoints: u64,
     checkpoint_unix: Option<i64>,
 }
@@ -179,6 +180,7 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let errors = RateLimited::new();
     while !stop.load(Ordering::Relaxed) {
+        stream.set_clock(unix_now());
         let mut got = 0;
         for reader in &readers {
             got += reader.drain(&mut stream, &errors);
@@ -210,7 +212,7 @@ pub fn run(
 struct Reader {
     source: Source,
     topic: String,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<EndAwareContext>,
 }
 
 impl Reader {
@@ -218,7 +220,7 @@ impl Reader {
     fn assign(
         source: Source,
         topic: &str,
-        consumer: BaseConsumer,
+        consumer: BaseConsumer<EndAwareContext>,
         partitions: &[i32],
         starts: &HashMap<Partition, i64>,
     ) -> Result<Self, String> {
@@ -265,6 +267,10 @@ impl Reader {
                 }
                 None => break,
             }
+        }
+        // Ends of partitions that were empty when assigned arrive as global errors.
+        for partition in self.consumer.context().take_ends() {
+            stream.caught_up((self.source, partition));
         }
         got
     }
@@ -322,6 +328,7 @@ fn publish(exported: &Arc<Mutex<Exported>>, stream: &Stream, checkpoint: Option<
     out.newest = stream.newest();
     out.open_pairs = open_pairs;
     out.users = users;
+    out.queued = stream.queued();
 }
 
 fn checkpoint_key(config: &EvaluateConfig) -> String {
@@ -415,7 +422,7 @@ fn load_checkpoint(config: &EvaluateConfig, key: &str) -> Result<Option<Checkpoi
         .transpose()
 }
 
-fn consumer(config: &EvaluateConfig) -> Result<BaseConsumer, String> {
+fn consumer(config: &EvaluateConfig) -> Result<BaseConsumer<EndAwareContext>, String> {
     ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.name)
@@ -423,12 +430,15 @@ fn consumer(config: &EvaluateConfig) -> Result<BaseConsumer, String> {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(EndAwareContext::default())
         .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", config.brokers))
 }
 
 /// The partitions to read: the configured ones, checked against both topics, or all.
-fn partitions(config: &EvaluateConfig, consumer: &BaseConsumer) -> Result<Vec<i32>, String> {
+fn partitions(
+    config: &EvaluateConfig,
+    consumer: &BaseConsumer<EndAwareContext>,
+) -> Result<Vec<i32>, String> {
     let count = |topic: &str| -> Result<i32, String> {
         let metadata = consumer
             .fetch_metadata(Some(topic), BROKER_TIMEOUT)
@@ -654,6 +664,17 @@ fn render_counts(out: &mut String, c: &EvalCounts) {
     let _ = writeln!(out, "movrek_online_records_total {}", c.records);
     header(
         out,
+        "movrek_online_released_early_total",
+        "counter",
+        "Records joined before the watermark passed them because the queue of records waiting for it was full (--max-queued).",
+    );
+    let _ = writeln!(
+        out,
+        "movrek_online_released_early_total {}",
+        c.released_early
+    );
+    header(
+        out,
         "movrek_online_record_outcomes_total",
         "counter",
         "What happened to records that were not simply joined, by outcome.",
@@ -671,12 +692,20 @@ fn render_counts(out: &mut String, c: &EvalCounts) {
         ("unknown_runtime", c.unknown_runtime),
         ("late_impression", c.late_impressions),
         ("late_action", c.late_actions),
+        ("future", c.future),
     ] {
         let _ = writeln!(
             out,
             "movrek_online_record_outcomes_total{{outcome=\"{outcome}\"}} {value}"
         );
     }
+}
+
+/// Unix seconds now (0 if the clock is before 1970).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn render_gauges(out: &mut String, exported: &Exported) {
@@ -690,6 +719,11 @@ fn render_gauges(out: &mut String, exported: &Exported) {
             "movrek_online_open_pairs",
             "User x movie pairs waiting for their window to close.",
             exported.open_pairs as i64,
+        ),
+        (
+            "movrek_online_queued_records",
+            "Records read and waiting for the watermark (at most --max-queued).",
+            exported.queued as i64,
         ),
         (
             "movrek_online_users",
@@ -763,6 +797,12 @@ mod tests {
                 stats,
             }],
             watermark: Some(1_796_331_600),
+            counts: EvalCounts {
+                future: 3,
+                released_early: 7,
+                ..EvalCounts::default()
+            },
+            queued: 11,
             ..Exported::default()
         };
         let text = render(&exported);
@@ -799,5 +839,15 @@ mod tests {
             text.contains("# TYPE movrek_online_score histogram"),
             "{text}"
         );
+        // The queue's limits: records from the future, released early, waiting.
+        for line in [
+            "movrek_online_record_outcomes_total{outcome=\"future\"} 3",
+            "movrek_online_released_early_total 7",
+            "# TYPE movrek_online_released_early_total counter",
+            "movrek_online_queued_records 11",
+            "# TYPE movrek_online_queued_records gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }

@@ -7,10 +7,72 @@
 //!
 //! Addresses on the command line are `kafka://HOST:PORT[,HOST:PORT…]/TOPIC` ([`KafkaUri`]).
 
+pub mod batch;
 pub mod evaluate;
 pub mod events;
 pub mod impression;
 pub mod publish;
+pub mod read;
+
+/// A consumer's context that takes the end of a partition for what it is.
+///
+/// librdkafka reports reaching the end of a partition (with `enable.partition.eof`) as a
+/// message error from `poll` — and, for a partition that is empty when it is assigned, as
+/// a *global* error without the partition, which rdkafka's default context logs at ERROR
+/// level on every start. This context logs such an end at debug level (keeping the
+/// partition when the error names one, for the reader to treat like any other end:
+/// [`EndAwareContext::take_ends`]); other global errors keep rdkafka's ERROR line.
+#[derive(Debug, Default)]
+pub struct EndAwareContext {
+    ends: std::sync::Mutex<Vec<i32>>,
+}
+
+impl EndAwareContext {
+    /// Partitions whose end was reported as a global error since the last call.
+    pub fn take_ends(&self) -> Vec<i32> {
+        self.ends
+            .lock()
+            .map(|mut ends| std::mem::take(&mut *ends))
+            .unwrap_or_default()
+    }
+}
+
+impl rdkafka::client::ClientContext for EndAwareContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        match error_kind(&error) {
+            ErrorKind::EndOfPartition(partition) => {
+                tracing::debug!(?partition, "end of partition: {reason}");
+                if let (Some(partition), Ok(mut ends)) = (partition, self.ends.lock()) {
+                    ends.push(partition);
+                }
+            }
+            ErrorKind::Other => tracing::error!("librdkafka: {error}: {reason}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndAwareContext {}
+
+/// How a consumer error is treated.
+#[derive(Debug, PartialEq, Eq)]
+enum ErrorKind {
+    /// The normal end of a partition (which one, when the error says): not an error.
+    EndOfPartition(Option<i32>),
+    /// Anything else.
+    Other,
+}
+
+fn error_kind(error: &rdkafka::error::KafkaError) -> ErrorKind {
+    match error {
+        rdkafka::error::KafkaError::PartitionEOF(partition) => {
+            ErrorKind::EndOfPartition(Some(*partition))
+        }
+        rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
+            ErrorKind::EndOfPartition(None)
+        }
+        _ => ErrorKind::Other,
+    }
+}
 
 /// Default topic of impressions.
 pub const IMPRESSIONS_TOPIC: &str = "impressions";
@@ -68,6 +130,33 @@ impl std::str::FromStr for KafkaUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_of_a_partition_is_kept_not_logged_as_an_error() {
+        use rdkafka::client::ClientContext as _;
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        assert_eq!(
+            error_kind(&KafkaError::PartitionEOF(3)),
+            ErrorKind::EndOfPartition(Some(3))
+        );
+        // What librdkafka reports for a partition empty when assigned.
+        assert_eq!(
+            error_kind(&KafkaError::Global(RDKafkaErrorCode::PartitionEOF)),
+            ErrorKind::EndOfPartition(None)
+        );
+        assert_eq!(
+            error_kind(&KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure
+            )),
+            ErrorKind::Other
+        );
+        let context = EndAwareContext::default();
+        context.error(KafkaError::PartitionEOF(1), "reached end");
+        context.error(KafkaError::Global(RDKafkaErrorCode::PartitionEOF), "end");
+        context.error(KafkaError::PartitionEOF(0), "reached end");
+        assert_eq!(context.take_ends(), vec![1, 0]);
+        assert_eq!(context.take_ends(), Vec::<i32>::new(), "taken once");
+    }
 
     #[test]
     fn addresses_parse_into_brokers_and_topic() {

@@ -715,6 +715,15 @@ pub fn ingest(mut input: impl BufRead, out_dir: &Path) -> Result<IngestReport, D
             state.add_line(line_number, line);
         }
     }
+    write_ingest(state, out_dir)
+}
+
+/// Finishes an ingest fed line by line (as `movrek ingest --from kafka://…` does) and
+/// writes its output like [`ingest`].
+///
+/// # Errors
+/// [`DataError::Write`]/[`DataError::Json`] when the output cannot be written.
+pub fn write_ingest(state: Ingest, out_dir: &Path) -> Result<IngestReport, DataError> {
     let (dataset, report) = state.finish();
     write_ml1m(&dataset, out_dir)?;
     let path = out_dir.join("quality.json");

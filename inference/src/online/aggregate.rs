@@ -187,6 +187,16 @@ pub struct EvalCounts {
     /// Watch and rating records for an impression whose window had already closed and been
     /// scored: dropped, so a pair is never scored twice.
     pub late_actions: u64,
+    /// Records (of a live stream) timed further ahead of the evaluator's clock than the
+    /// allowed skew: counted and not joined, so a producer with a wrong clock neither holds
+    /// the records behind it nor moves the watermark.
+    #[serde(default)]
+    pub future: u64,
+    /// Records (of a live stream) handed to the join before the watermark passed them
+    /// because the queue of records waiting for it was full (they are joined as they come,
+    /// so one may count as out of order).
+    #[serde(default)]
+    pub released_early: u64,
 }
 
 impl EvalCounts {

@@ -236,6 +236,95 @@ pub fn read_bounded_line(
     }
 }
 
+/// A whole-log evaluation fed one record at a time: the log lines of a file
+/// ([`evaluate_log`]) or of a Kafka topic, and impression records (`movrek online-eval
+/// --impressions`). Pairs are scored by [`LogEvaluation::finish`], at the end of the input.
+#[derive(Debug)]
+pub struct LogEvaluation {
+    evaluator: Evaluator,
+    examples: Vec<(u64, String)>,
+}
+
+impl LogEvaluation {
+    /// An evaluation with the given attribution window.
+    pub fn new(window_seconds: i64) -> Self {
+        Self {
+            evaluator: Evaluator::new(window_seconds),
+            examples: Vec::new(),
+        }
+    }
+
+    fn malformed(&mut self, line_number: u64, reason: String, oversized: bool) {
+        let counts = self.evaluator.counts_mut();
+        counts.records += 1;
+        counts.malformed += 1;
+        counts.oversized += u64::from(oversized);
+        if self.examples.len() < MAX_EXAMPLES {
+            self.examples.push((line_number, reason));
+        }
+    }
+
+    /// A line longer than [`MAX_LINE_BYTES`], skipped unread: counted malformed.
+    pub fn oversized(&mut self, line_number: u64) {
+        self.malformed(
+            line_number,
+            format!("longer than {MAX_LINE_BYTES} bytes"),
+            true,
+        );
+    }
+
+    /// One log line (terminator removed; `line_number` 1-based, for the examples). Blank
+    /// lines are skipped; a line over [`MAX_LINE_BYTES`] counts as oversized.
+    pub fn line(&mut self, line_number: u64, line: &[u8], movies: &mut MovieKeys) {
+        if line.len() > MAX_LINE_BYTES {
+            self.oversized(line_number);
+            return;
+        }
+        let line = trim_cr(line);
+        if is_blank(line) {
+            return;
+        }
+        match log_record(line, movies, &mut self.evaluator) {
+            Ok(LineOutcome::Record(record)) => self.evaluator.add(record),
+            Ok(LineOutcome::FailedRequest) => {
+                let counts = self.evaluator.counts_mut();
+                counts.records += 1;
+                counts.failed_requests += 1;
+            }
+            Err(LineError::OutOfRange { .. }) => {
+                let counts = self.evaluator.counts_mut();
+                counts.records += 1;
+                counts.out_of_range += 1;
+            }
+            Err(error) => self.malformed(line_number, error.to_string(), false),
+        }
+    }
+
+    /// One impression record (the JSON of [`crate::bus::impression::Impression`]);
+    /// `record_number` names it in the malformed examples.
+    pub fn impression(&mut self, record_number: u64, payload: &[u8]) {
+        match super::stream::impression_record(payload, &mut self.evaluator) {
+            Ok(record) => self.evaluator.add(record),
+            Err(reason) => self.malformed(record_number, reason, false),
+        }
+    }
+
+    /// Scores every pair and returns the report. `runtimes_source` says in words where
+    /// runtimes came from.
+    pub fn finish(self, runtimes: &Runtimes, runtimes_source: &str) -> OnlineReport {
+        let window_seconds = self.evaluator.window();
+        let (counts, versions) = self.evaluator.finish(|movie| runtimes.get(movie));
+        OnlineReport {
+            window_seconds: window_seconds.max(0),
+            runtimes: runtimes_source.to_owned(),
+            score_buckets: SCORE_BUCKETS,
+            counts,
+            versions,
+            malformed_examples: self.examples,
+        }
+    }
+}
+
 /// Evaluates a whole log: every line through [`log_record`] and the evaluator, then the
 /// report. `runtimes_source` says in words where runtimes came from (for the report).
 ///
@@ -248,58 +337,18 @@ pub fn evaluate_log(
     window_seconds: i64,
     runtimes_source: &str,
 ) -> io::Result<OnlineReport> {
-    let mut evaluator = Evaluator::new(window_seconds);
-    let mut examples = Vec::new();
+    let mut evaluation = LogEvaluation::new(window_seconds);
     let mut buf = Vec::new();
     let mut line_number = 0u64;
-    let mut malformed = |evaluator: &mut Evaluator, line: u64, reason: String, oversized: bool| {
-        let counts = evaluator.counts_mut();
-        counts.records += 1;
-        counts.malformed += 1;
-        counts.oversized += u64::from(oversized);
-        if examples.len() < MAX_EXAMPLES {
-            examples.push((line, reason));
-        }
-    };
     while let Some(oversized) = read_bounded_line(&mut input, &mut buf, MAX_LINE_BYTES)? {
         line_number += 1;
         if oversized {
-            malformed(
-                &mut evaluator,
-                line_number,
-                format!("longer than {MAX_LINE_BYTES} bytes"),
-                true,
-            );
-            continue;
-        }
-        let line = trim_cr(&buf);
-        if is_blank(line) {
-            continue;
-        }
-        match log_record(line, movies, &mut evaluator) {
-            Ok(LineOutcome::Record(record)) => evaluator.add(record),
-            Ok(LineOutcome::FailedRequest) => {
-                let counts = evaluator.counts_mut();
-                counts.records += 1;
-                counts.failed_requests += 1;
-            }
-            Err(LineError::OutOfRange { .. }) => {
-                let counts = evaluator.counts_mut();
-                counts.records += 1;
-                counts.out_of_range += 1;
-            }
-            Err(error) => malformed(&mut evaluator, line_number, error.to_string(), false),
+            evaluation.oversized(line_number);
+        } else {
+            evaluation.line(line_number, &buf, movies);
         }
     }
-    let (counts, versions) = evaluator.finish(|movie| runtimes.get(movie));
-    Ok(OnlineReport {
-        window_seconds: window_seconds.max(0),
-        runtimes: runtimes_source.to_owned(),
-        score_buckets: SCORE_BUCKETS,
-        counts,
-        versions,
-        malformed_examples: examples,
-    })
+    Ok(evaluation.finish(runtimes, runtimes_source))
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@
 pub mod aggregate;
 pub mod join;
 pub mod log;
+pub mod merge;
 pub mod score;
 pub mod stream;
 
@@ -37,4 +38,4 @@ pub use aggregate::{
     EvalCounts, OnlineReport, ScoreHistogram, VersionKey, VersionRow, VersionStats,
 };
 pub use join::{DEFAULT_WINDOW_SECONDS, Evaluator, MovieKey, Record};
-pub use log::{MovieKeys, Runtimes, evaluate_log, parse_runtimes};
+pub use log::{LogEvaluation, MovieKeys, Runtimes, evaluate_log, parse_runtimes};

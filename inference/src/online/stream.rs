@@ -14,6 +14,16 @@
 //! closed ([`super::Evaluator::close_through`]); a record arriving more than the lateness
 //! behind the newest one of its partition may find its window closed and is counted late.
 //!
+//! # Records from the future, and a full queue
+//! A record's partition is released strictly in offset order, so one record timed far ahead
+//! would block every record behind it until the watermark reached its time. With a clock
+//! ([`Stream::set_clock`], which `movrek evaluate` sets every loop), a record more than
+//! [`StreamConfig::max_ahead`] after it is counted as `future` and not joined: it is released
+//! at once as an outcome, like a malformed line, and does not move its partition's newest
+//! time. And at most [`StreamConfig::max_queued`] records wait: beyond, the oldest head is
+//! released early (`released_early`), which bounds memory when a partition stalls while
+//! others go on.
+//!
 //! # Checkpoints and the restart guarantee
 //! A [`Checkpoint`] holds every count, the watermark, and per partition the first offset
 //! not yet released to the join (`positions`: records below it are counted) and the offset
@@ -83,6 +93,20 @@ pub struct StreamConfig {
     /// Whether recommendation-request lines on the events topic are impressions too (for a
     /// movie service that logs its lists; off when `movrek serve` publishes impressions).
     pub log_impressions: bool,
+    /// How far (seconds) a record's event time may be ahead of the clock
+    /// ([`Stream::set_clock`]); a record further ahead is counted `future` and not joined.
+    pub max_ahead: i64,
+    /// Records waiting for the watermark, at most; beyond, the oldest are released early
+    /// (counted `released_early`).
+    pub max_queued: usize,
+}
+
+impl StreamConfig {
+    /// Default [`StreamConfig::max_ahead`]: five minutes of clock skew.
+    pub const DEFAULT_MAX_AHEAD: i64 = 300;
+    /// Default [`StreamConfig::max_queued`]: a minute of 5,000 events/s and their
+    /// impressions (375,000 records) waits in full behind the default 60 s of lateness.
+    pub const DEFAULT_MAX_QUEUED: usize = 500_000;
 }
 
 /// The evaluator with its positions.
@@ -108,6 +132,10 @@ pub struct Stream {
     samples: HashMap<Partition, VecDeque<(i64, i64)>>,
     /// First offset this process read, per partition.
     first: HashMap<Partition, i64>,
+    /// Records in `queues`.
+    queued: usize,
+    /// Unix seconds now, as the IO layer last said; `None`: no record is from the future.
+    clock: Option<i64>,
 }
 
 impl Stream {
@@ -127,6 +155,8 @@ impl Stream {
             replay_below: HashMap::new(),
             samples: HashMap::new(),
             first: HashMap::new(),
+            queued: 0,
+            clock: None,
         }
     }
 
@@ -172,10 +202,15 @@ impl Stream {
         self.idle.remove(&partition);
         let position = self.positions.entry(partition).or_insert(offset);
         *position = (*position).max(offset + 1);
-        let item = match partition.0 {
+        let mut item = match partition.0 {
             Source::Impressions => self.impression(payload),
             Source::Events => self.event(payload),
         };
+        if let Ok(Some(record)) = &item
+            && is_future(record_time(record), self.clock, self.config.max_ahead)
+        {
+            item = Err(NotRecord::Future);
+        }
         let time = match &item {
             Ok(Some(record)) => record_time(record),
             // Nothing to order: released as soon as it reaches the head of its queue.
@@ -198,6 +233,53 @@ impl Stream {
             item,
             replay,
         });
+        self.queued += 1;
+        while self.queued > self.config.max_queued {
+            // The queue is full: release its oldest head now, as the watermark would next.
+            let Some(partition) = self.oldest_head(i64::MAX) else {
+                break;
+            };
+            if let Some(queued) = self.pop(partition) {
+                if !queued.replay && matches!(queued.item, Ok(Some(_))) {
+                    self.evaluator.counts_mut().released_early += 1;
+                }
+                self.release(queued);
+            }
+        }
+    }
+
+    /// Tells the stream the time now (Unix seconds): records timed more than
+    /// [`StreamConfig::max_ahead`] after it are counted `future` and not joined.
+    pub fn set_clock(&mut self, now: i64) {
+        self.clock = Some(now);
+    }
+
+    /// Records waiting for the watermark.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// The partition whose head is the oldest of all heads at or before `through`.
+    fn oldest_head(&self, through: i64) -> Option<Partition> {
+        self.queues
+            .iter()
+            .filter_map(|(&partition, queue)| {
+                queue
+                    .front()
+                    .filter(|q| q.time <= through)
+                    .map(|q| (q.time, partition))
+            })
+            .min()
+            .map(|(_, partition)| partition)
+    }
+
+    fn pop(&mut self, partition: Partition) -> Option<Queued> {
+        let queued = self
+            .queues
+            .get_mut(&partition)
+            .and_then(VecDeque::pop_front)?;
+        self.queued -= 1;
+        Some(queued)
     }
 
     /// Applies one released item: a record joins (or is replayed), anything else is
@@ -215,31 +297,16 @@ impl Stream {
                     NotRecord::Malformed => counts.malformed += 1,
                     NotRecord::OutOfRange => counts.out_of_range += 1,
                     NotRecord::FailedRequest => counts.failed_requests += 1,
+                    NotRecord::Future => counts.future += 1,
                 }
             }
         }
     }
 
     fn impression(&mut self, payload: &[u8]) -> Result<Option<Record>, NotRecord> {
-        let impression = Impression::parse(payload).map_err(|_| NotRecord::Malformed)?;
-        let time = impression
-            .unix_seconds()
-            .map_err(|_| NotRecord::Malformed)?;
-        let version = self.evaluator.version(&VersionKey {
-            release: impression.release,
-            track: impression.track,
-            model_version: impression.model_version,
-        });
-        Ok(Some(Record::Impression {
-            time,
-            user: impression.user,
-            version,
-            items: impression
-                .movies
-                .into_iter()
-                .map(|id| super::MovieKey(u64::from(id)))
-                .collect(),
-        }))
+        impression_record(payload, &mut self.evaluator)
+            .map(Some)
+            .map_err(|_| NotRecord::Malformed)
     }
 
     fn event(&mut self, payload: &[u8]) -> Result<Option<Record>, NotRecord> {
@@ -295,25 +362,8 @@ impl Stream {
         let Some(watermark) = self.watermark() else {
             return;
         };
-        loop {
-            let next = self
-                .queues
-                .iter()
-                .filter_map(|(&partition, queue)| {
-                    queue
-                        .front()
-                        .filter(|q| q.time <= watermark)
-                        .map(|q| (q.time, partition))
-                })
-                .min();
-            let Some((_, partition)) = next else {
-                break;
-            };
-            if let Some(queued) = self
-                .queues
-                .get_mut(&partition)
-                .and_then(VecDeque::pop_front)
-            {
+        while let Some(partition) = self.oldest_head(watermark) {
+            if let Some(queued) = self.pop(partition) {
                 self.release(queued);
             }
         }
@@ -454,6 +504,31 @@ impl Stream {
     }
 }
 
+/// An impression record (JSON, [`Impression`]) as a join record, its version registered
+/// with `evaluator`.
+///
+/// # Errors
+/// Why the record is malformed (bad JSON, a newer format, a bad time).
+pub fn impression_record(payload: &[u8], evaluator: &mut Evaluator) -> Result<Record, String> {
+    let impression = Impression::parse(payload).map_err(|e| e.to_string())?;
+    let time = impression.unix_seconds().map_err(|e| e.to_string())?;
+    let version = evaluator.version(&VersionKey {
+        release: impression.release,
+        track: impression.track,
+        model_version: impression.model_version,
+    });
+    Ok(Record::Impression {
+        time,
+        user: impression.user,
+        version,
+        items: impression
+            .movies
+            .into_iter()
+            .map(|id| super::MovieKey(u64::from(id)))
+            .collect(),
+    })
+}
+
 /// A record read and not yet released: its parse result and whether it is a replay.
 #[derive(Debug)]
 struct Queued {
@@ -469,6 +544,14 @@ enum NotRecord {
     Malformed,
     OutOfRange,
     FailedRequest,
+    /// Timed too far ahead of the clock.
+    Future,
+}
+
+/// Whether a record at `time` is from the future: more than `max_ahead` seconds after
+/// `clock` (never without a clock).
+fn is_future(time: i64, clock: Option<i64>, max_ahead: i64) -> bool {
+    clock.is_some_and(|now| time > now.saturating_add(max_ahead.max(0)))
 }
 
 fn record_time(record: &Record) -> i64 {
@@ -493,6 +576,8 @@ mod tests {
             window: WINDOW,
             lateness: LATENESS,
             log_impressions: false,
+            max_ahead: StreamConfig::DEFAULT_MAX_AHEAD,
+            max_queued: StreamConfig::DEFAULT_MAX_QUEUED,
         }
     }
 
@@ -702,6 +787,116 @@ mod tests {
         };
         stream.take((Source::Impressions, 0), 0, &impression.to_json());
         assert_eq!(stream.watermark(), Some(T0 + 100 - LATENESS));
+    }
+
+    fn watch(t: i64, user: u32, movie: u32) -> Vec<u8> {
+        format!("{},{user},GET /data/m/{movie}/50.mpg", iso(t)).into_bytes()
+    }
+
+    fn listed(t: i64, user: u32) -> Vec<u8> {
+        Impression {
+            v: 1,
+            id: format!("{user}-{t}"),
+            time: format!("{}Z", iso(t)),
+            user,
+            movies: (1..=20).collect(),
+            release: "r".to_owned(),
+            track: "stable".to_owned(),
+            model_version: "v".to_owned(),
+            artifact_sha256: "s".to_owned(),
+        }
+        .to_json()
+    }
+
+    /// One list at T0, then a watch every 10 s on the events partition with one line from
+    /// the far future after the first; impressions of another user keep the other
+    /// partition moving to T0 + 300.
+    fn future_traffic(stream: &mut Stream) {
+        stream.expect([(Source::Impressions, 0), (Source::Events, 0)]);
+        stream.take((Source::Impressions, 0), 0, &listed(T0, 1));
+        let mut offset = 0;
+        for i in 1..=20 {
+            stream.take((Source::Events, 0), offset, &watch(T0 + 10 * i, 1, 3));
+            offset += 1;
+            if i == 1 {
+                // A producer whose clock is a year ahead.
+                let line = watch(T0 + 365 * 86_400, 1, 4);
+                stream.take((Source::Events, 0), offset, &line);
+                offset += 1;
+            }
+        }
+        for (i, t) in (T0 + 30..=T0 + 300).step_by(30).enumerate() {
+            stream.take((Source::Impressions, 0), i as i64 + 1, &listed(t, 2));
+        }
+        stream.advance();
+    }
+
+    #[test]
+    fn a_record_from_the_future_neither_blocks_the_records_behind_it_nor_moves_the_watermark() {
+        // Without a clock (the behaviour before): the future line heads its partition's
+        // queue and every watch behind it waits, however far the watermark moves.
+        let mut blind = Stream::new(config(), runtimes(), MovieKeys::default());
+        future_traffic(&mut blind);
+        assert_eq!(blind.counts().watch_records, 1, "only the watch before it");
+        assert!(blind.queued() >= 20, "{} queued", blind.queued());
+
+        let mut stream = Stream::new(config(), runtimes(), MovieKeys::default());
+        stream.set_clock(T0 + 300);
+        future_traffic(&mut stream);
+        assert_eq!(stream.counts().future, 1);
+        // The watermark follows the real records: events end at T0 + 200, less lateness.
+        assert_eq!(stream.watermark(), Some(T0 + 200 - LATENESS));
+        assert_eq!(
+            stream.counts().watch_records,
+            17,
+            "watches up to the watermark joined"
+        );
+        // Waiting: the watches at 180–200 and the lists at 180–300.
+        assert_eq!(stream.queued(), 3 + 5);
+        stream.close_all();
+        assert_eq!(stream.counts().watch_records, 20);
+        assert_eq!(
+            stream.counts().records,
+            1 + 21 + 10,
+            "the future line counted once"
+        );
+        // Within the allowed skew a record is an ordinary record.
+        assert!(!is_future(T0 + 300, Some(T0), 300));
+        assert!(is_future(T0 + 301, Some(T0), 300));
+        assert!(!is_future(i64::MAX, None, 300));
+    }
+
+    #[test]
+    fn a_full_queue_releases_its_oldest_records_early_and_counts_them() {
+        let mut config = config();
+        config.max_queued = 50;
+        let mut stream = Stream::new(config, runtimes(), MovieKeys::default());
+        // The impressions partition never delivers: the watermark never moves.
+        stream.expect([(Source::Impressions, 0), (Source::Events, 0)]);
+        for i in 0..200 {
+            stream.take(
+                (Source::Events, 0),
+                i,
+                &watch(T0 + i, 1 + (i % 7) as u32, 3),
+            );
+            stream.advance();
+        }
+        assert_eq!(stream.watermark(), None);
+        assert_eq!(stream.queued(), 50, "the queue stays at its cap");
+        assert_eq!(stream.counts().released_early, 150);
+        assert_eq!(
+            stream.counts().watch_records,
+            150,
+            "released ones are joined"
+        );
+        assert_eq!(stream.counts().out_of_order, 0, "oldest first");
+        // A checkpoint resumes after what was released, before what still waits.
+        let checkpoint = stream.checkpoint();
+        assert_eq!(
+            checkpoint.positions,
+            vec![((Source::Events, 0), 150)],
+            "{checkpoint:?}"
+        );
     }
 
     #[test]
