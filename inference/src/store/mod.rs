@@ -316,8 +316,10 @@ pub fn open(uri: &ObjectUri, timeout: Duration) -> Result<Arc<dyn ObjectStore>, 
     use object_store::azure::MicrosoftAzureBuilder;
     use object_store::gcp::GoogleCloudStorageBuilder;
     use object_store::{ClientOptions, RetryConfig};
+    // The callers' own deadline (tokio) is the one that fires; the client's, a second
+    // later, only stops a request nobody waits for any more.
     let mut client = ClientOptions::new()
-        .with_timeout(timeout)
+        .with_timeout(timeout + Duration::from_secs(1))
         .with_connect_timeout(timeout.min(Duration::from_secs(10)));
     let retry = RetryConfig {
         max_retries: 3,
