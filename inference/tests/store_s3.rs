@@ -1,4 +1,4 @@
-//! The model store on a real S3-compatible server that verifies SigV4 signatures and IAM
+//! The model store on a real S3-compatible server that verifies `SigV4` signatures and IAM
 //! policies (moto, `hack/s3`): `movrek publish` then `movrek serve` from `s3://` answering
 //! `/recommend`; a republish of the same bytes is a no-op and other bytes for a published
 //! version are refused; and every way a load can fail — wrong digest, missing object, wrong
@@ -111,11 +111,10 @@ fn start_s3() -> S3 {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     let var = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("{}/env lacks {name}", dir.display()))
+        pairs.iter().find(|(k, _)| k == name).map_or_else(
+            || panic!("{}/env lacks {name}", dir.display()),
+            |(_, v)| v.clone(),
+        )
     };
     from_vars(&var, Some(dir.clone()))
 }

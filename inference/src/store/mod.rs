@@ -209,7 +209,7 @@ pub enum StoreError {
         uri: String,
         /// The store's error.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Credentials were refused (wrong, unknown or expired) or lack permission.
     #[error("{uri}: access denied ({reason}; credentials come from {vars})")]
@@ -222,7 +222,7 @@ pub enum StoreError {
         vars: &'static str,
         /// The store's error.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// No complete answer within the deadline (retries included).
     #[error("{uri}: no complete answer within {} s (MOVREK_MODEL_TIMEOUT_SECS)", after.as_secs_f64())]
@@ -259,7 +259,7 @@ pub enum StoreError {
         uri: String,
         /// The builder's error.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Any other store failure (network, server error).
     #[error("{uri}: request failed")]
@@ -268,7 +268,7 @@ pub enum StoreError {
         uri: String,
         /// The store's error.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A local file could not be read or written (`file://` destinations).
     #[error("{path}: {what}")]
@@ -290,17 +290,17 @@ impl StoreError {
         match classify(&source, &text) {
             Failure::NotFound => StoreError::NotFound {
                 uri: uri_text,
-                source,
+                source: Box::new(source),
             },
             Failure::Denied(reason) => StoreError::Denied {
                 uri: uri_text,
                 reason,
                 vars: uri.provider.credential_vars(),
-                source,
+                source: Box::new(source),
             },
             Failure::AlreadyExists | Failure::Other => StoreError::Request {
                 uri: uri_text,
-                source,
+                source: Box::new(source),
             },
         }
     }
@@ -328,7 +328,7 @@ pub fn open(uri: &ObjectUri, timeout: Duration) -> Result<Arc<dyn ObjectStore>, 
     };
     let config_error = |source| StoreError::Config {
         uri: uri.to_string(),
-        source,
+        source: Box::new(source),
     };
     let store: Arc<dyn ObjectStore> = match uri.provider {
         Provider::S3 => {
