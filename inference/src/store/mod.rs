@@ -172,9 +172,18 @@ const DENIAL_CODES: [(&str, &str); 7] = [
     ("AccessDenied", "the credentials lack permission"),
 ];
 
+/// Addresses of the metadata services the clients ask for credentials when the environment
+/// has none (EC2, ECS, GCE): an error reaching one means "no credentials were given".
+const METADATA_SERVICES: [&str; 3] = [
+    "169.254.169.254",
+    "169.254.170.2",
+    "metadata.google.internal",
+];
+
 /// Classifies a store error. `PermissionDenied`/`Unauthenticated` (HTTP 403/401) and S3's
 /// credential error codes (some of which, like `ExpiredToken`, arrive as HTTP 400) are
-/// denials; `text` is the error's whole cause chain, searched for those codes.
+/// denials, and so is a failure to reach a cloud metadata service (where the clients look
+/// for credentials the environment lacks); `text` is the error's whole cause chain.
 pub fn classify(error: &object_store::Error, text: &str) -> Failure {
     let code = DENIAL_CODES
         .iter()
@@ -189,7 +198,13 @@ pub fn classify(error: &object_store::Error, text: &str) -> Failure {
         | object_store::Error::Unauthenticated { .. } => {
             Failure::Denied(code.unwrap_or("credentials rejected or not permitted"))
         }
-        _ => code.map_or(Failure::Other, Failure::Denied),
+        _ => match code {
+            Some(meaning) => Failure::Denied(meaning),
+            None if METADATA_SERVICES.iter().any(|host| text.contains(host)) => Failure::Denied(
+                "no credentials in the environment, and the instance metadata service gave none",
+            ),
+            None => Failure::Other,
+        },
     }
 }
 
