@@ -381,6 +381,69 @@ mod tests {
         assert_eq!(decide(Some(""), "aa"), Decision::Refuse);
     }
 
+    fn record(sha256: &str) -> ModelRecord {
+        use crate::data::synth::{SynthParams, generate};
+        let data = generate(&SynthParams {
+            users: 30,
+            movies: 40,
+            ratings: 500,
+            ..SynthParams::default()
+        });
+        let model = crate::train::train(&data, &crate::train::TrainParams::default(), "v1", "d")
+            .expect("train");
+        ModelRecord {
+            release: "movies".into(),
+            version: "v1".into(),
+            uri: "file:///x/movies/v1/model.movrek".into(),
+            sha256: sha256.into(),
+            size_bytes: 5,
+            model: model.metadata().clone(),
+            offline: None,
+            quality: None,
+        }
+    }
+
+    #[test]
+    fn publishing_to_a_directory_is_idempotent_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = Prefix::Local(dir.path().to_path_buf());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let limits = FetchLimits::default();
+        let first = b"first".to_vec();
+        let digest = crate::util::sha256_hex(&first);
+        let rec = record(&digest);
+        let published = rt
+            .block_on(publish(&prefix, &rec, first.clone(), limits))
+            .unwrap();
+        assert!(published.wrote_artifact && published.wrote_record);
+        let artifact = dir.path().join("movies/v1/model.movrek");
+        assert_eq!(std::fs::read(&artifact).unwrap(), first);
+        let stored: ModelRecord = serde_json::from_slice(
+            &std::fs::read(dir.path().join("movies/v1/model.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(stored, rec);
+
+        let again = rt
+            .block_on(publish(&prefix, &rec, first.clone(), limits))
+            .unwrap();
+        assert!(!again.wrote_artifact && !again.wrote_record);
+
+        let other = b"other".to_vec();
+        let other_digest = crate::util::sha256_hex(&other);
+        match rt.block_on(publish(&prefix, &record(&other_digest), other, limits)) {
+            Err(StoreError::Conflict { uri, existing, new }) => {
+                assert!(uri.ends_with("movies/v1/model.movrek"), "{uri}");
+                assert_eq!((existing, new), (digest, other_digest));
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&artifact).unwrap(), first);
+    }
+
     #[test]
     fn local_writes_are_create_only() {
         let dir = tempfile::tempdir().unwrap();
