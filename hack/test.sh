@@ -4,8 +4,8 @@
 #
 #   1. system packages (prometheus, nginx, lua5.1) and the real ml-latest-small data set
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo deny (hack/deny.sh), cargo test
-#      (unit, mock API server, real Prometheus, real Kafka broker from hack/kafka, CLI, HTTP on
-#      loopback)
+#      (unit, mock API server, real Prometheus, real Kafka broker from hack/kafka, real
+#      S3-compatible server from hack/s3, CLI, HTTP on loopback)
 #   3. the Go-built control plane (cached; a cold build takes tens of minutes), then the
 #      cluster smoke test and the end-to-end rollout scenarios against a real kube-apiserver
 set -euo pipefail
@@ -43,15 +43,32 @@ stage "Kafka broker jars (hack/kafka/build.sh)"
 ./hack/kafka/build.sh >/dev/null
 stage "Kafka broker for the tests (hack/kafka/up)"
 KAFKA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/movrek-test-kafka.XXXXXX")"
-# Stopped by its pid however this script ends; its logs are kept when a stage failed.
-stop_kafka() {
+S3_DIR="$(mktemp -d "${TMPDIR:-/tmp}/movrek-test-s3.XXXXXX")"
+# Both servers are stopped by their pids however this script ends; their logs are kept when a
+# stage failed.
+stop_servers() {
   local rc=$?
   ./hack/kafka/down "$KAFKA_DIR" || true
-  if [ "$rc" -eq 0 ]; then rm -rf "$KAFKA_DIR"; else echo "test.sh: Kafka logs kept in $KAFKA_DIR/logs" >&2; fi
+  ./hack/s3/down "$S3_DIR" || true
+  if [ "$rc" -eq 0 ]; then
+    rm -rf "$KAFKA_DIR" "$S3_DIR"
+  else
+    echo "test.sh: Kafka logs kept in $KAFKA_DIR/logs, S3 server logs in $S3_DIR/logs" >&2
+  fi
 }
-trap stop_kafka EXIT
+trap stop_servers EXIT
 MOVREK_KAFKA_BOOTSTRAP="$(./hack/kafka/up "$KAFKA_DIR" | tail -n 1)"
 export MOVREK_KAFKA_BOOTSTRAP MOVREK_REQUIRE_KAFKA=1
+stage "S3-compatible server (hack/s3/build.sh: moto from PyPI)"
+./hack/s3/build.sh >/dev/null
+stage "S3-compatible server for the tests (hack/s3/up)"
+MOVREK_S3_ENDPOINT="$(./hack/s3/up "$S3_DIR" | tail -n 1)"
+# The endpoint and the test principals' credentials (MOVREK_S3_*; see hack/s3/README.md).
+set -a
+# shellcheck source=/dev/null
+. "$S3_DIR/env"
+set +a
+export MOVREK_S3_ENDPOINT
 stage "cargo test"
 cargo test --workspace --locked
 

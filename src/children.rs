@@ -16,9 +16,9 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, Lifecycle, LifecycleHandler,
-    Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
-    Service, ServicePort, ServiceSpec, SleepAction,
+    Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction, Lifecycle,
+    LifecycleHandler, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretEnvSource, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -331,8 +331,24 @@ fn pod_env(
     vars
 }
 
-/// The inference container of a track: the pod contract (env, port, probes), the drain and
-/// the restricted security context.
+/// The model store's credentials (`spec.model.credentialsSecret`): every key of that Secret
+/// as an environment variable of the inference container. Not optional: a pod whose
+/// credentials are missing stays in `CreateContainerConfigError`, which names the Secret,
+/// rather than starting and failing to read its model. `env` (the pod contract) wins over a
+/// key of the same name.
+fn credentials_env_from(rr: &RecommenderRelease) -> Option<Vec<EnvFromSource>> {
+    let name = rr.spec.model.credentials_secret.as_deref()?;
+    Some(vec![EnvFromSource {
+        secret_ref: Some(SecretEnvSource {
+            name: name.to_owned(),
+            optional: Some(false),
+        }),
+        ..EnvFromSource::default()
+    }])
+}
+
+/// The inference container of a track: the pod contract (env, port, probes), the model
+/// store's credentials, the drain and the restricted security context.
 fn inference_container(
     rr: &RecommenderRelease,
     release: &str,
@@ -352,6 +368,7 @@ fn inference_container(
             ..ContainerPort::default()
         }]),
         env: Some(pod_env(rr, release, track, target)),
+        env_from: credentials_env_from(rr),
         readiness_probe: Some(http_probe("/readyz", 1, 5, 3)),
         // The image is FROM scratch (no shell for an exec hook): the kubelet's own sleep.
         lifecycle: (drain > 0).then(|| Lifecycle {
@@ -658,6 +675,25 @@ mod tests {
                 "kafka-0.kafka:9092,kafka-1.kafka:9092"
             );
             assert_eq!(env["MOVREK_IMPRESSIONS_TOPIC"], "impressions-prod");
+        }
+    }
+
+    #[test]
+    fn the_store_credentials_secret_reaches_both_tracks_only_when_named() {
+        let container = |rr: &RecommenderRelease, track| {
+            let d = deployment(rr, track, &workload("v8", 1), &Selection::default()).unwrap();
+            d.spec.unwrap().template.spec.unwrap().containers[0].clone()
+        };
+        let mut rr = release();
+        assert_eq!(container(&rr, Track::Stable).env_from, None);
+        rr.spec.model.credentials_secret = Some("model-store".to_owned());
+        for track in [Track::Stable, Track::Canary] {
+            let from = container(&rr, track).env_from.expect("envFrom");
+            assert_eq!(from.len(), 1);
+            let secret = from[0].secret_ref.as_ref().expect("a Secret");
+            assert_eq!(secret.name, "model-store");
+            assert_eq!(secret.optional, Some(false));
+            assert_eq!(from[0].prefix, None, "the AWS_* names as they are");
         }
     }
 

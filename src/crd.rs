@@ -176,9 +176,11 @@ pub struct ModelSpec {
     #[x_kube(validation = Rule::new("size(self) > 0").message("spec.model.version is required"))]
     #[schemars(length(max = 63))]
     pub version: String,
-    /// Where the pods download the artifact from (`http://`, `https://` or `file://`).
-    #[x_kube(validation = Rule::new("self.matches('^(https?|file)://.+')")
-        .message("spec.model.uri must start with http://, https:// or file://"))]
+    /// Where the pods read the artifact from: `s3://bucket/key`, `gs://bucket/key`,
+    /// `az://container/key` (object storage; credentials from `credentialsSecret`),
+    /// `http://`, `https://` or `file://`. `movrek publish` prints it.
+    #[x_kube(validation = Rule::new("self.matches('^(https?|file|s3|gs|az)://.+')")
+        .message("spec.model.uri must start with s3://, gs://, az://, http://, https:// or file://"))]
     #[schemars(length(max = 2048))]
     pub uri: String,
     /// SHA-256 of the artifact, 64 lowercase hex digits; the server refuses a mismatch.
@@ -190,6 +192,18 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0.0").message("spec.model.offlineRmse must be >= 0"))]
     pub offline_rmse: Option<f64>,
+    /// Name of a Secret in the release's namespace whose keys become environment variables of
+    /// every inference pod of the release (stable and canary), for the model store's
+    /// credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL`; `GOOGLE_SERVICE_ACCOUNT_KEY`; `AZURE_STORAGE_ACCOUNT_NAME`,
+    /// `AZURE_STORAGE_ACCOUNT_KEY` … The pod contract's own `MOVREK_*` variables win over
+    /// keys of the same name. Absent: the pods use their service account's workload
+    /// identity, or nothing (public http(s), `file://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
+        .message("spec.model.credentialsSecret must be a Secret name (lowercase DNS subdomain)"))]
+    #[schemars(length(max = 253))]
+    pub credentials_secret: Option<String>,
 }
 
 /// Traffic routing settings.

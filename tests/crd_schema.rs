@@ -37,7 +37,8 @@ fn valid_spec() -> Value {
             "version": "v7",
             "uri": "http://models.internal/movies/v7.movrek",
             "sha256": "a".repeat(64),
-            "offlineRmse": 0.91
+            "offlineRmse": 0.91,
+            "credentialsSecret": "model-store"
         },
         "replicas": 2,
         "port": 8082,
@@ -89,6 +90,36 @@ fn the_design_example_is_accepted() {
 }
 
 #[test]
+fn store_uris_and_a_credentials_secret_are_accepted() {
+    for uri in [
+        "s3://models/movies/v7/model.movrek",
+        "gs://models/movies/v7/model.movrek",
+        "az://models/movies/v7/model.movrek",
+        "file:///models/v7.movrek",
+    ] {
+        assert_eq!(
+            messages_with("/model/uri", json!(uri)),
+            Vec::<String>::new(),
+            "{uri}"
+        );
+    }
+    for name in ["model-store", "a", "store.creds-1"] {
+        assert_eq!(
+            messages_with("/model/credentialsSecret", json!(name)),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+    for bad in ["Model-Store", "-store", "store-", "a..b", "store_creds", ""] {
+        assert_refused(
+            "/model/credentialsSecret",
+            json!(bad),
+            "spec.model.credentialsSecret must be a Secret name",
+        );
+    }
+}
+
+#[test]
 fn required_fields_must_be_non_empty() {
     assert_refused("/image", json!(""), "spec.image is required");
     assert_refused(
@@ -98,7 +129,7 @@ fn required_fields_must_be_non_empty() {
     );
     assert_refused(
         "/model/uri",
-        json!("s3://bucket/m"),
+        json!("ftp://bucket/m"),
         "spec.model.uri must start with",
     );
     assert_refused(

@@ -4,7 +4,8 @@
 //! ingestion, quality reports) → [`model`] (user-kNN, EASE^R and ALS maths, cold start, filters) →
 //! [`artifact`] (one versioned, checksummed model file) → [`eval`] (offline metrics) →
 //! [`server`] (HTTP, metrics, the only place that knows hyper and tokio), and [`online`]
-//! (scoring what users did after a recommendation).
+//! (scoring what users did after a recommendation). [`store`] reads and publishes artifacts in
+//! object storage (`s3://`, `gs://`, `az://`) in an immutable per-release layout.
 //! The model never imports hyper or tokio; the server never does maths. [`util`] holds the
 //! few primitives every layer shares (`SplitMix64`, FNV-1a, NDCG), once.
 
@@ -16,5 +17,6 @@ pub mod model;
 pub mod online;
 pub mod server;
 pub mod simulate;
+pub mod store;
 pub mod train;
 pub mod util;

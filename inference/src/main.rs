@@ -1,4 +1,5 @@
-//! `movrek`: command-line entry point (generate, ingest, train, eval, serve, recommend).
+//! `movrek`: command-line entry point (generate, ingest, train, publish, eval, serve,
+//! recommend, …).
 //!
 //! Each subcommand parses its flags, calls one library function, and turns errors into a
 //! one-line message (the whole cause chain) and a non-zero exit code: 1 for a failure at run
@@ -40,6 +41,9 @@ enum Command {
     Ingest(IngestArgs),
     /// Train the served model on a data directory and write one artifact file.
     Train(TrainArgs),
+    /// Publish an artifact and its record to the model store:
+    /// `<prefix>/<release>/<version>/model.movrek` and `model.json`, never overwriting.
+    Publish(PublishArgs),
     /// Evaluate offline: a seeded 80/20 split of `--data`, or explicit `--train`/`--test`.
     Eval(EvalArgs),
     /// Serve recommendations over HTTP (the inference pod).
@@ -168,6 +172,32 @@ fn train_params(
         params.algo = algo;
     }
     Ok(params)
+}
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// Artifact file written by `movrek train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Store prefix: `s3://bucket/prefix`, `gs://…`, `az://container/…`, `file:///dir` or a
+    /// directory. Credentials come from the provider's usual environment variables.
+    #[arg(long, env = "MOVREK_STORE")]
+    to: String,
+    /// Release name (the `RecommenderRelease`), the first path segment under the prefix.
+    #[arg(long, env = "MOVREK_RELEASE")]
+    release: String,
+    /// Model version; must be the artifact's own (the default).
+    #[arg(long = "model-version")]
+    model_version: Option<String>,
+    /// Offline evaluation report to record (`movrek eval --json` output).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Data-quality report to record (default: `<model>.quality.json` when it exists).
+    #[arg(long)]
+    quality: Option<PathBuf>,
+    /// Deadline for each store operation, in seconds.
+    #[arg(long, env = "MOVREK_MODEL_TIMEOUT_SECS", default_value_t = FetchLimits::default().timeout.as_secs())]
+    timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -345,8 +375,9 @@ fn parse_user(value: &str) -> Result<u32, String> {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Model artifact: a path, `file://` or `http(s)://` URI. Without one, a default synthetic
-    /// data set is generated and trained on at start.
+    /// Model artifact: a path, or a `file://`, `s3://`, `gs://`, `az://` or `http(s)://` URI
+    /// (store credentials from `AWS_*`, `GOOGLE_*`, `AZURE_*`). Without one, a default
+    /// synthetic data set is generated and trained on at start.
     #[arg(long, env = "MOVREK_MODEL_URI")]
     model: Option<String>,
     /// Expected SHA-256 of the artifact file; a different artifact is refused.
@@ -407,7 +438,7 @@ struct ServeArgs {
     /// Chaos: fraction of `/recommend` requests answered with 500 (0..1, spread evenly).
     #[arg(long, env = "MOVREK_FAULT_ERROR_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     fault_error_rate: f64,
-    /// Largest artifact accepted over http(s), in bytes.
+    /// Largest artifact accepted from a store or over http(s), in bytes.
     #[arg(long, env = "MOVREK_MODEL_MAX_BYTES", default_value_t = FetchLimits::default().max_bytes)]
     model_max_bytes: u64,
     /// Deadline for downloading the artifact, in seconds.
@@ -468,6 +499,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(&args),
         Command::Ingest(args) => ingest(&args),
         Command::Train(args) => train_cmd(&args),
+        Command::Publish(args) => publish(&args),
         Command::Eval(args) => eval_cmd(&args),
         Command::Serve(args) => serve(args),
         Command::Recommend(args) => recommend(&args),
@@ -764,6 +796,87 @@ fn train_cmd(args: &TrainArgs) -> Result<(), String> {
     );
     eprintln!("wrote {}", args.out.display());
     println!("{sha256}");
+    Ok(())
+}
+
+/// Reads an optional JSON report file.
+fn read_report(path: Option<&Path>) -> Result<Option<serde_json::Value>, String> {
+    path.map(|path| {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))
+    })
+    .transpose()
+}
+
+fn publish(args: &PublishArgs) -> Result<(), String> {
+    use movrek_inference::store::layout::{self, ModelRecord, Prefix};
+    init_text_logs();
+    let prefix = Prefix::parse(&args.to)?;
+    layout::check_name("release", &args.release)?;
+    let bytes = std::fs::read(&args.model)
+        .map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
+    let sha256 = server::load::sha256_hex(&bytes);
+    // Only a valid artifact is published: decode it (checksums included) first.
+    let model = artifact::from_bytes(bytes.clone(), Some(&sha256)).map_err(|e| chain(&e))?;
+    let meta = model.metadata().clone();
+    let version = args
+        .model_version
+        .clone()
+        .unwrap_or_else(|| meta.version.clone());
+    if version != meta.version {
+        return Err(format!(
+            "--model-version {version:?} but {} holds version {:?}",
+            args.model.display(),
+            meta.version
+        ));
+    }
+    layout::check_name("version", &version)?;
+    let quality_default = quality_path(&args.model);
+    let quality = match &args.quality {
+        Some(path) => read_report(Some(path))?,
+        None if quality_default.exists() => read_report(Some(&quality_default))?,
+        None => None,
+    };
+    let record = ModelRecord {
+        release: args.release.clone(),
+        version: version.clone(),
+        uri: prefix
+            .entry(&args.release, &version, layout::ARTIFACT_NAME)
+            .to_string(),
+        sha256: sha256.clone(),
+        size_bytes: bytes.len() as u64,
+        model: meta,
+        offline: read_report(args.report.as_deref())?,
+        quality,
+    };
+    let limits = FetchLimits {
+        timeout: Duration::from_secs(args.timeout_secs),
+        ..FetchLimits::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let published = runtime
+        .block_on(layout::publish(&prefix, &record, bytes, limits))
+        .map_err(|e| chain(&e))?;
+    let said = |wrote: bool| {
+        if wrote {
+            "wrote"
+        } else {
+            "already there, same contents:"
+        }
+    };
+    eprintln!("{} {}", said(published.wrote_artifact), published.artifact);
+    eprintln!("{} {}", said(published.wrote_record), published.record);
+    // `spec.model` of the RecommenderRelease, ready to paste.
+    println!("version: {version:?}");
+    println!("uri: {:?}", published.artifact);
+    println!("sha256: {sha256:?}");
+    if let Some(rmse) = record.model.holdout_rmse {
+        println!("offlineRmse: {rmse:.4}");
+    }
     Ok(())
 }
 

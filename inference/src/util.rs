@@ -105,9 +105,55 @@ pub fn ndcg_sorted(ranked: &[u32], relevant: &[u32], k: usize) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// An error and its sources on one line: `outer: inner: root`. A cause whose text the line
+/// already holds (errors that print their source and also return it) is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn error_chains_join_causes_once() {
+        let root = Layer("connection refused", None);
+        let wrapped = Layer("GET failed: connection refused", Some(Box::new(root)));
+        let outer = Layer("cannot load", Some(Box::new(wrapped)));
+        assert_eq!(
+            error_chain(&outer),
+            "cannot load: GET failed: connection refused"
+        );
+    }
 
     #[test]
     fn splitmix_matches_the_reference_sequence() {

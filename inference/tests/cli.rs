@@ -412,7 +412,7 @@ fn bad_flags_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
     }
-    let out = movrek(&["serve", "--model", "s3://bucket/v1"]);
+    let out = movrek(&["serve", "--model", "ftp://bucket/v1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported scheme"));
     let out = movrek(&[

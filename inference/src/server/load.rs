@@ -1,10 +1,14 @@
 //! Where the served model comes from: parse `MOVREK_MODEL_URI`, fetch the artifact bytes
-//! (local file, or http(s) with a size bound and a timeout), and check the digest.
+//! (local file; `s3://`, `gs://`, `az://` through [`crate::store`]; or http(s)), each but the
+//! local file with a size bound and a timeout, and check the digest. The bytes are complete
+//! and verified before anything is decoded, so a failed load never leaves a partial model.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+pub use crate::store::FetchLimits;
+use crate::store::ObjectUri;
+pub use crate::util::sha256_hex;
 
 /// A parsed model location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,10 +17,15 @@ pub enum ModelUri {
     File(PathBuf),
     /// `http://...` or `https://...`.
     Http(String),
+    /// `s3://bucket/key`, `gs://bucket/key` or `az://container/key`.
+    Object(ObjectUri),
 }
 
 impl ModelUri {
-    /// Parses a URI or plain path. Other schemes (`s3://`, `ftp://`...) are refused.
+    /// Parses a URI or plain path. Other schemes (`ftp://`...) are refused.
+    ///
+    /// # Errors
+    /// [`LoadError::BadUri`] for an empty URI, an unknown scheme or a malformed store URI.
     pub fn parse(uri: &str) -> Result<Self, LoadError> {
         let uri = uri.trim();
         if uri.is_empty() {
@@ -34,6 +43,14 @@ impl ModelUri {
             }
             return Ok(ModelUri::File(PathBuf::from(path)));
         }
+        if let Some(parsed) = ObjectUri::parse(uri) {
+            return parsed
+                .map(ModelUri::Object)
+                .map_err(|reason| LoadError::BadUri {
+                    uri: uri.to_owned(),
+                    reason,
+                });
+        }
         let lower = uri.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return Ok(ModelUri::Http(uri.to_owned()));
@@ -49,7 +66,7 @@ impl ModelUri {
         {
             return Err(LoadError::BadUri {
                 uri: uri.to_owned(),
-                reason: "unsupported scheme (use file://, http://, https:// or a path)",
+                reason: "unsupported scheme (use s3://, gs://, az://, file://, http://, https:// or a path)",
             });
         }
         Ok(ModelUri::File(PathBuf::from(uri)))
@@ -61,24 +78,7 @@ impl std::fmt::Display for ModelUri {
         match self {
             ModelUri::File(path) => write!(f, "{}", path.display()),
             ModelUri::Http(url) => f.write_str(url),
-        }
-    }
-}
-
-/// Bounds on fetching an artifact over HTTP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FetchLimits {
-    /// Largest accepted artifact, in bytes.
-    pub max_bytes: u64,
-    /// Whole-download deadline (connect + headers + body).
-    pub timeout: Duration,
-}
-
-impl Default for FetchLimits {
-    fn default() -> Self {
-        Self {
-            max_bytes: 4 << 30,
-            timeout: Duration::from_secs(300),
+            ModelUri::Object(uri) => uri.fmt(f),
         }
     }
 }
@@ -103,6 +103,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The object store refused or failed the read (missing object, denied credentials,
+    /// timeout, size limit).
+    #[error("cannot fetch the model artifact")]
+    Store(#[source] crate::store::StoreError),
     /// The HTTP request failed (connection, timeout, TLS, body).
     #[error("cannot download model from {uri}")]
     Download {
@@ -172,11 +176,6 @@ pub fn parse_expected_sha256(value: &str) -> Result<String, LoadError> {
     }
 }
 
-/// Lowercase hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// Fetches the artifact bytes. The digest is not checked here; see [`verify_digest`].
 pub async fn fetch(uri: &ModelUri, limits: FetchLimits) -> Result<Vec<u8>, LoadError> {
     match uri {
@@ -187,6 +186,9 @@ pub async fn fetch(uri: &ModelUri, limits: FetchLimits) -> Result<Vec<u8>, LoadE
                 source,
             }),
         ModelUri::Http(url) => download(url, limits).await,
+        ModelUri::Object(uri) => crate::store::read(uri, limits)
+            .await
+            .map_err(LoadError::Store),
     }
 }
 
@@ -352,7 +354,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uris_parse_to_files_or_http() {
+    fn uris_parse_to_files_http_or_stores() {
         assert_eq!(
             ModelUri::parse("file:///models/v7.movrek").unwrap(),
             ModelUri::File("/models/v7.movrek".into())
@@ -369,7 +371,17 @@ mod tests {
             ModelUri::parse("HTTP://x/y").unwrap(),
             ModelUri::Http("HTTP://x/y".into())
         );
-        for bad in ["", "  ", "file://", "s3://bucket/v7", "ftp://x/y"] {
+        assert_eq!(
+            ModelUri::parse("s3://models/movies/v7/model.movrek")
+                .unwrap()
+                .to_string(),
+            "s3://models/movies/v7/model.movrek"
+        );
+        assert!(matches!(
+            ModelUri::parse("gs://b/k").unwrap(),
+            ModelUri::Object(_)
+        ));
+        for bad in ["", "  ", "file://", "s3://", "s3://b/../k", "ftp://x/y"] {
             assert!(
                 matches!(ModelUri::parse(bad), Err(LoadError::BadUri { .. })),
                 "{bad:?}"

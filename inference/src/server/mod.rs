@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::bus::publish::{Publisher, PublisherConfig};
+pub use crate::util::error_chain;
 pub use conn::{
     Candidate, ConnLimits, ConnPhase, descriptor_limit, max_connections, pick_victim,
     with_version_header,
@@ -314,16 +315,4 @@ pub fn install_panic_hook() {
             "panic"
         );
     }));
-}
-
-/// An error and its sources on one line: `outer: inner: root`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
