@@ -13,8 +13,6 @@
 //!     --brokers 127.0.0.1:9092 --metrics 127.0.0.1:9102 --rate 5000 --seconds 60
 //! ```
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -24,6 +22,18 @@ use movrek_inference::bus::events::EventWriter;
 use movrek_inference::bus::impression::Impression;
 
 /// Paced live traffic and the evaluator's lag.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+/// `movrek_online_records_total` from one scrape of the evaluator at `address`.
+fn records_counted(address: &str) -> Option<u64> {
+    let value = support::scrape(address)?
+        .get("movrek_online_records_total")
+        .copied()?;
+    // A counter of records: whole and not negative.
+    Some(value.max(0.0) as u64)
+}
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Kafka brokers.
@@ -51,21 +61,6 @@ struct Args {
     /// Users to draw from.
     #[arg(long, default_value_t = 100_000)]
     users: u32,
-}
-
-/// `movrek_online_records_total` from one scrape.
-fn scrape(address: &str) -> Option<u64> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("movrek_online_records_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
 }
 
 /// Lag of each send sample (seconds since start, records sent so far): the first scrape
@@ -173,7 +168,7 @@ fn main() -> ExitCode {
             let mut scrapes = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let at = start.elapsed().as_secs_f64();
-                if let Some(count) = scrape(&metrics) {
+                if let Some(count) = records_counted(&metrics) {
                     scrapes.push((at, count));
                 }
                 std::thread::sleep(Duration::from_millis(25));
@@ -184,7 +179,8 @@ fn main() -> ExitCode {
     let produced = produce(&args, start);
     if let Ok(p) = &produced {
         let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
-        while Instant::now() < deadline && scrape(&args.metrics).is_none_or(|c| c < p.sent) {
+        while Instant::now() < deadline && records_counted(&args.metrics).is_none_or(|c| c < p.sent)
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -12,6 +12,10 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::http_get;
+
 const MOVREK: &str = env!("CARGO_BIN_EXE_movrek");
 
 fn movrek(args: &[&str]) -> Output {
@@ -190,36 +194,6 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
-}
-
-/// One HTTP/1.1 GET with `Connection: close`; returns (status, X-Model-Version, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("read response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("header end");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let version = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("x-model-version")
-                .then(|| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, version, body.to_owned())
 }
 
 #[test]

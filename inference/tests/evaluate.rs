@@ -6,8 +6,6 @@
 //! says so and passes, unless `MOVREK_REQUIRE_KAFKA` is set.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,49 +15,15 @@ use movrek_inference::bus::impression::Impression;
 use movrek_inference::online::stream::{Source, Stream, StreamConfig};
 use movrek_inference::online::{MovieKeys, Runtimes};
 use movrek_inference::util::SplitMix64;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+
+mod support;
+
+use support::{bootstrap, create_topics, scrape};
 
 const T0: i64 = 1_796_331_600;
 const WINDOW: i64 = 600;
 const LATENESS: i64 = 30;
 const PARTITIONS: i32 = 2;
-
-fn bootstrap() -> Option<String> {
-    match std::env::var("MOVREK_KAFKA_BOOTSTRAP") {
-        Ok(address) if !address.trim().is_empty() => Some(address),
-        _ => {
-            assert!(
-                std::env::var_os("MOVREK_REQUIRE_KAFKA").is_none(),
-                "MOVREK_REQUIRE_KAFKA is set but MOVREK_KAFKA_BOOTSTRAP is not"
-            );
-            eprintln!("skipped: no Kafka broker (set MOVREK_KAFKA_BOOTSTRAP, see hack/kafka)");
-            None
-        }
-    }
-}
-
-fn create_topics(brokers: &str, names: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin");
-    let topics: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    for result in runtime
-        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
-        .expect("create")
-    {
-        result.expect("topic created");
-    }
-}
 
 fn iso(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
@@ -181,27 +145,6 @@ impl Drop for Evaluator {
     }
 }
 
-/// `/metrics` as series → value, or `None` while the evaluator is not listening.
-fn scrape(port: u16) -> Option<BTreeMap<String, f64>> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    Some(
-        body.lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(|l| {
-                let (series, value) = l.rsplit_once(' ')?;
-                Some((series.to_owned(), value.parse().ok()?))
-            })
-            .collect(),
-    )
-}
-
 fn wait_for(
     port: u16,
     what: &str,
@@ -209,13 +152,13 @@ fn wait_for(
 ) -> BTreeMap<String, f64> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(metrics) = scrape(port).filter(|m| check(m)) {
+        if let Some(metrics) = scrape(&format!("127.0.0.1:{port}")).filter(|m| check(m)) {
             return metrics;
         }
         assert!(
             Instant::now() < deadline,
             "timed out waiting for {what}: {:?}",
-            scrape(port)
+            scrape(&format!("127.0.0.1:{port}"))
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -298,7 +241,7 @@ fn a_killed_evaluator_resumes_without_losing_or_double_counting() {
         format!("ev-{tag}"),
         format!("state-{tag}"),
     );
-    create_topics(&brokers, &[&impressions, &events]);
+    create_topics(&brokers, &[&impressions, &events], PARTITIONS);
     let topics = (impressions.as_str(), events.as_str(), state.as_str());
     let records = traffic(4_000);
     let (first_half, second_half) = records.split_at(2_500);
@@ -333,7 +276,7 @@ fn a_killed_evaluator_resumes_without_losing_or_double_counting() {
     });
     // A few more checkpoints: nothing may be counted again.
     std::thread::sleep(Duration::from_millis(800));
-    let settled = scrape(evaluator.port).expect("metrics");
+    let settled = scrape(&format!("127.0.0.1:{}", evaluator.port)).expect("metrics");
     assert_eq!(
         observed(&settled),
         observed(&metrics),

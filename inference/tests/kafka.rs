@@ -8,6 +8,10 @@
 //! `MOVREK_KAFKA_BOOTSTRAP`. Without it these tests print why and pass, unless
 //! `MOVREK_REQUIRE_KAFKA` is set (as `hack/test.sh` does): then a missing broker fails.
 
+mod support;
+
+use support::bootstrap;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,21 +46,6 @@ impl Recommender for Fixed {
     }
     fn provenance(&self) -> serde_json::Value {
         serde_json::Value::Null
-    }
-}
-
-fn bootstrap() -> Option<String> {
-    match std::env::var("MOVREK_KAFKA_BOOTSTRAP") {
-        Ok(address) if !address.trim().is_empty() => Some(address),
-        _ => {
-            assert!(
-                std::env::var_os("MOVREK_REQUIRE_KAFKA").is_none(),
-                "MOVREK_REQUIRE_KAFKA is set but MOVREK_KAFKA_BOOTSTRAP is not: start a broker \
-                 with hack/kafka/up"
-            );
-            eprintln!("skipped: no Kafka broker (set MOVREK_KAFKA_BOOTSTRAP, see hack/kafka)");
-            None
-        }
     }
 }
 

@@ -15,50 +15,12 @@ use std::time::{Duration, Instant};
 use movrek_inference::bus::KafkaUri;
 use movrek_inference::bus::events::EventWriter;
 use movrek_inference::bus::impression::Impression;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+
+mod support;
+
+use support::{bootstrap, fresh_topic, scrape};
 
 const MOVREK: &str = env!("CARGO_BIN_EXE_movrek");
-
-fn bootstrap() -> Option<String> {
-    match std::env::var("MOVREK_KAFKA_BOOTSTRAP") {
-        Ok(address) if !address.trim().is_empty() => Some(address),
-        _ => {
-            assert!(
-                std::env::var_os("MOVREK_REQUIRE_KAFKA").is_none(),
-                "MOVREK_REQUIRE_KAFKA is set but MOVREK_KAFKA_BOOTSTRAP is not"
-            );
-            eprintln!("skipped: no Kafka broker (set MOVREK_KAFKA_BOOTSTRAP, see hack/kafka)");
-            None
-        }
-    }
-}
-
-/// A new topic with a unique name.
-fn fresh_topic(brokers: &str, prefix: &str, partitions: i32) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    let name = format!("{prefix}-{nanos}");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
-    for result in runtime
-        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
-        .expect("create")
-    {
-        result.expect("topic created");
-    }
-    name
-}
 
 fn uri(brokers: &str, topic: &str) -> String {
     format!("kafka://{brokers}/{topic}")
@@ -477,21 +439,6 @@ fn online_eval_of_topics_gives_the_table_of_the_same_sessions_as_a_log() {
     );
 }
 
-/// `movrek_online_records_total` from the evaluator's `/metrics`, if it answers.
-fn records_counted(port: u16) -> Option<f64> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("movrek_online_records_total "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn the_evaluator_reading_to_the_end_of_its_partitions_logs_no_error() {
     let Some(brokers) = bootstrap() else { return };
@@ -527,7 +474,9 @@ fn the_evaluator_reading_to_the_end_of_its_partitions_logs_no_error() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut counted = None;
     while Instant::now() < deadline {
-        counted = records_counted(port).filter(|&n| n > 0.0);
+        counted = scrape(&format!("127.0.0.1:{port}"))
+            .and_then(|m| m.get("movrek_online_records_total").copied())
+            .filter(|&n| n > 0.0);
         if counted.is_some() {
             break;
         }

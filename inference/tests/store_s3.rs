@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 use movrek_inference::store::{self, Created, FetchLimits, ObjectUri};
 use object_store::aws::AmazonS3Builder;
 
+mod support;
+
+use support::http_get;
+
 const MOVREK: &str = env!("CARGO_BIN_EXE_movrek");
 
 /// A key id and secret, with a session token for temporary credentials.
@@ -355,31 +359,6 @@ impl Drop for Serve {
     }
 }
 
-/// One HTTP/1.1 GET with `Connection: close`: (status, body).
-fn http_get(addr: SocketAddr, target: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// Asserts that `movrek serve --model uri` fails with every piece of `expected` in its log
 /// and never reports a loaded model.
 fn refused(args: &[&str], env: &[(String, String)], expected: &[&str]) -> String {
@@ -469,10 +448,10 @@ fn publish_then_serve_from_s3_and_never_overwrite() {
         "{:#?}",
         server.log
     );
-    let (status, body) = http_get(addr, "/recommend/7");
+    let (status, _, body) = http_get(addr, "/recommend/7");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.split(',').count(), 20, "{body}");
-    let (status, version) = http_get(addr, "/version");
+    let (status, _, version) = http_get(addr, "/version");
     assert_eq!(status, 200);
     assert!(version.contains(sha.as_str()), "{version}");
 }
