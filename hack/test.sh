@@ -57,12 +57,18 @@ stop_servers() {
   fi
 }
 trap stop_servers EXIT
-MOVREK_KAFKA_BOOTSTRAP="$(./hack/kafka/up "$KAFKA_DIR" | tail -n 1)"
+# Each start-up is bounded from outside as well as inside: a start-up script that hangs (one
+# did, in `wait` on a healthy server) fails its stage instead of spending CI's 90 minutes.
+# timeout(1) signals its whole process group, so a server it started goes too.
+bounded() { timeout --kill-after=10 "$@"; }
+MOVREK_KAFKA_BOOTSTRAP="$(bounded 300 ./hack/kafka/up "$KAFKA_DIR" | tail -n 1)"
+[ -n "$MOVREK_KAFKA_BOOTSTRAP" ] || { echo "test.sh: hack/kafka/up printed no address" >&2; exit 1; }
 export MOVREK_KAFKA_BOOTSTRAP MOVREK_REQUIRE_KAFKA=1
 stage "S3-compatible server (hack/s3/build.sh: moto from PyPI)"
 ./hack/s3/build.sh >/dev/null
 stage "S3-compatible server for the tests (hack/s3/up)"
-MOVREK_S3_ENDPOINT="$(./hack/s3/up "$S3_DIR" | tail -n 1)"
+MOVREK_S3_ENDPOINT="$(bounded 300 ./hack/s3/up "$S3_DIR" | tail -n 1)"
+[ -n "$MOVREK_S3_ENDPOINT" ] || { echo "test.sh: hack/s3/up printed no endpoint" >&2; exit 1; }
 # The endpoint and the test principals' credentials (MOVREK_S3_*; see hack/s3/README.md).
 set -a
 # shellcheck source=/dev/null
