@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # What publishing impressions to Kafka costs `movrek serve`, in ONE run on one machine:
-#   1. throughput and latency with impressions off, then on (a real broker from hack/kafka),
-#      alternating ROUNDS times so drift on a shared machine hits both sides alike;
+#   1. throughput, latency and the server's CPU time per request with impressions off, then
+#      on (a real broker from hack/kafka), alternating ROUNDS times so drift on a shared
+#      machine hits both sides alike. The broker runs on WRK's CPUs, not the server's: in a
+#      cluster it is on other nodes, and what the server pays is its own producer work (the
+#      request path's encoding plus librdkafka's threads, which inherit the server's pinning).
+#      CPU per request (utime + stime of the server over the run / requests answered) is the
+#      figure least moved by scheduling noise; throughput on one pinned core follows it;
 #   2. a broker outage under load: wrk runs OUTAGE_SECONDS while the broker is stopped
 #      after a third of it and started again after two thirds; failed requests are counted
 #      and the server's impression counters are read before and after.
 #
 # Usage: bench/impressions.sh [DATA_DIR]     (default data/ml-latest-small, else synthetic)
 # Environment: DURATION [20s] per measurement, ROUNDS [2], THREADS [2], CONNS [8],
-#   OUTAGE_SECONDS [30], SERVER_CPUS [0], WRK_CPUS [1], WORK [/var/tmp/movrek/bench-impressions].
+#   OUTAGE_SECONDS [30], SERVER_CPUS [0], WRK_CPUS [1], BROKER_CPUS [$WRK_CPUS],
+#   WORK [/var/tmp/movrek/bench-impressions].
 # Everything listens on 127.0.0.1; every process started here is stopped by pid at the end.
 set -euo pipefail
 
@@ -21,6 +27,7 @@ CONNS=${CONNS:-8}
 OUTAGE_SECONDS=${OUTAGE_SECONDS:-30}
 SERVER_CPUS=${SERVER_CPUS:-0}
 WRK_CPUS=${WRK_CPUS:-1}
+BROKER_CPUS=${BROKER_CPUS:-$WRK_CPUS}
 WORK=${WORK:-/var/tmp/movrek/bench-impressions}
 PORT=${MOVREK_PORT:-18183}
 mkdir -p "$WORK"
@@ -41,7 +48,7 @@ log "building movrek (release)"
 cargo build --release -q -p movrek-inference --bin movrek --manifest-path "$ROOT/Cargo.toml" >&2
 MOVREK=${CARGO_TARGET_DIR:-$ROOT/target}/release/movrek
 "$ROOT/hack/kafka/build.sh" >&2
-BROKER=$("$ROOT/hack/kafka/up" "$BROKER_DIR" | tail -n1)
+BROKER=$(taskset -c "$BROKER_CPUS" "$ROOT/hack/kafka/up" "$BROKER_DIR" | tail -n1)
 log "broker $BROKER"
 
 if [ ! -d "$DATA" ]; then
@@ -83,22 +90,30 @@ run_wrk() { # label duration -> the WRK_RESULT line
     grep '^WRK_RESULT' "$WORK/wrk-$2.txt" | sed "s/^WRK_RESULT/$2/"
 }
 
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICKS_PER_SEC=$(getconf CLK_TCK)
+
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 metric() { # name [reason] -> value from /metrics
     curl -fs "http://127.0.0.1:$PORT/metrics" |
         awk -v n="$1" -v r="${2:-}" '$1 ~ "^"n"[{]" && (r == "" || index($1, "reason=\""r"\"")) { print $2 }'
 }
 
-declare -A RPS P99
-for side in off on; do RPS[$side]=0; P99[$side]=0; done
+declare -A RPS P99 CPU_US
+for side in off on; do RPS[$side]=0; P99[$side]=0; CPU_US[$side]=0; done
 for ((round = 1; round <= ROUNDS; round++)); do
     for side in off on; do
         brokers=""
         [ "$side" = on ] && brokers=$BROKER
         start_movrek "$side-$round" "$brokers"
         run_wrk 3s warmup >/dev/null
+        ticks0=$(cpu_ticks "$MOVREK_PID")
         line=$(run_wrk "$DURATION" "$side-$round")
-        log "$line"
+        ticks1=$(cpu_ticks "$MOVREK_PID")
+        cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$TICKS_PER_SEC" -v n="$(field "$line" requests)" \
+            'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+        log "$line cpu_us_per_request=$cpu_us"
         [ "$(field "$line" non2xx)" = 0 ] || die "non-2xx answers in $line"
         if [ "$side" = on ]; then
             log "impressions: queued $(metric movrek_impressions_queued_total), delivered $(metric movrek_impressions_delivered_total), dropped queue_full $(metric movrek_impressions_dropped_total queue_full) failed $(metric movrek_impressions_dropped_total failed)"
@@ -106,6 +121,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         stop_movrek
         RPS[$side]=$(awk -v a="${RPS[$side]}" -v b="$(field "$line" rps)" 'BEGIN { print a + b }')
         P99[$side]=$(awk -v a="${P99[$side]}" -v b="$(field "$line" p99_us)" 'BEGIN { print a + b }')
+        CPU_US[$side]=$(awk -v a="${CPU_US[$side]}" -v b="$cpu_us" 'BEGIN { print a + b }')
     done
 done
 
@@ -117,7 +133,7 @@ PIDS+=("$WRK_PID")
 sleep $((OUTAGE_SECONDS / 3))
 "$ROOT/hack/kafka/down" "$BROKER_DIR" >&2
 sleep $((OUTAGE_SECONDS / 3))
-"$ROOT/hack/kafka/up" "$BROKER_DIR" >/dev/null
+taskset -c "$BROKER_CPUS" "$ROOT/hack/kafka/up" "$BROKER_DIR" >/dev/null
 wait "$WRK_PID"
 OUTAGE=$(cat "$WORK/outage.line")
 sleep 5 # let the queue drain into the restarted broker
@@ -129,9 +145,10 @@ INFLIGHT=$(metric movrek_impressions_in_flight)
 stop_movrek
 
 awk -v ron="${RPS[on]}" -v roff="${RPS[off]}" -v pon="${P99[on]}" -v poff="${P99[off]}" -v n="$ROUNDS" \
+    -v con="${CPU_US[on]}" -v coff="${CPU_US[off]}" \
     -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
-    printf "impressions off: %.0f req/s, p99 %.0f us (mean of %d rounds)\n", roff / n, poff / n, n
-    printf "impressions on:  %.0f req/s, p99 %.0f us\n", ron / n, pon / n
-    printf "cost: throughput %+.1f%%, p99 %+.0f us (load average %s)\n", (ron / roff - 1) * 100, (pon - poff) / n, load
+    printf "impressions off: %.0f req/s, p99 %.0f us, server CPU %.2f us/request (mean of %d rounds)\n", roff / n, poff / n, coff / n, n
+    printf "impressions on:  %.0f req/s, p99 %.0f us, server CPU %.2f us/request\n", ron / n, pon / n, con / n
+    printf "cost: throughput %+.1f%%, p99 %+.0f us, server CPU per request %+.1f%% (%+.2f us) (load average %s)\n", (ron / roff - 1) * 100, (pon - poff) / n, (con / coff - 1) * 100, (con - coff) / n, load
 }'
 echo "broker outage under load: $(field "$OUTAGE" requests) requests, non-2xx $(field "$OUTAGE" non2xx), socket errors $(($(field "$OUTAGE" connect_err) + $(field "$OUTAGE" read_err) + $(field "$OUTAGE" write_err) + $(field "$OUTAGE" timeouts))), p99 $(field "$OUTAGE" p99_us) us; impressions queued $QUEUED, delivered $DELIVERED, dropped queue_full $FULL, failed $FAILED, still in flight $INFLIGHT"

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use movrek_inference::bus::KafkaUri;
-use movrek_inference::bus::publish::PublisherConfig;
+use movrek_inference::bus::publish::{Compression, PublisherConfig};
 use movrek_inference::bus::read::ReadBounds;
 use movrek_inference::data::synth::SynthParams;
 use movrek_inference::data::{self, Dataset, QualityReport, RatingScale};
@@ -460,6 +460,14 @@ struct ServeArgs {
           default_value_t = PublisherConfig::DEFAULT_QUEUE_RECORDS,
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     impression_queue: u32,
+    /// Milliseconds an impression may wait for others to fill its batch (`linger.ms`).
+    #[arg(long, env = "MOVREK_IMPRESSION_LINGER_MS",
+          default_value_t = u64::try_from(PublisherConfig::DEFAULT_LINGER.as_millis()).unwrap_or(100),
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    impression_linger_ms: u64,
+    /// Compression of impression batches.
+    #[arg(long, env = "MOVREK_IMPRESSION_COMPRESSION", value_enum, default_value_t = Compression::default())]
+    impression_compression: Compression,
 }
 
 /// A count of at least 1.
@@ -605,6 +613,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             queue_records: args.impression_queue,
             delivery_timeout: PublisherConfig::DEFAULT_DELIVERY_TIMEOUT,
             client_id: format!("movrek-serve-{}-{}", args.release, args.track.as_str()),
+            linger: Duration::from_millis(args.impression_linger_ms),
+            compression: args.impression_compression,
         });
     let max_connections = server::max_connections(
         args.max_connections

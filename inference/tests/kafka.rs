@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use movrek_inference::bus::KafkaUri;
 use movrek_inference::bus::events::EventWriter;
 use movrek_inference::bus::impression::Impression;
-use movrek_inference::bus::publish::{Publisher, PublisherConfig};
+use movrek_inference::bus::publish::{Compression, Publisher, PublisherConfig};
 use movrek_inference::server::{
     AppState, ConnLimits, DrainPolicy, LoadedModel, Recommender, ServedPath, StateConfig, Track,
     run,
@@ -82,6 +82,8 @@ fn publisher(brokers: &str, topic: &str, queue_records: u32) -> Publisher {
         queue_records,
         delivery_timeout: Duration::from_secs(30),
         client_id: "movrek-test".to_owned(),
+        linger: PublisherConfig::DEFAULT_LINGER,
+        compression: Compression::default(),
     })
     .expect("producer")
 }

@@ -15,6 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::parse::push_u64;
 use crate::util::SplitMix64;
 
 /// The format version this build writes and the highest it reads.
@@ -95,9 +96,125 @@ impl Impression {
     }
 }
 
-/// The current time as the impression format writes it.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Writes version-1 records for one server process without building an [`Impression`].
+///
+/// The request path pays for what changes per request (id, time, user, list); the fields
+/// fixed for the process's life (release, track, model version, artifact digest) are
+/// serialized once, by serde, so their escaping is serde's. The bytes are exactly those of
+/// [`Impression::to_json`] for the same record (tested), so readers see no difference.
+#[derive(Clone, Debug)]
+pub struct ImpressionEncoder {
+    /// `,"release":…,"artifact_sha256":"…"}`: everything after the list.
+    tail: Vec<u8>,
+}
+
+impl ImpressionEncoder {
+    /// An encoder for the records of one loaded model.
+    pub fn new(release: &str, track: &str, model_version: &str, artifact_sha256: &str) -> Self {
+        #[derive(Serialize)]
+        struct Fixed<'a> {
+            release: &'a str,
+            track: &'a str,
+            model_version: &'a str,
+            artifact_sha256: &'a str,
+        }
+        let fixed = serde_json::to_vec(&Fixed {
+            release,
+            track,
+            model_version,
+            artifact_sha256,
+        })
+        .unwrap_or_else(|_| b"{}".to_vec());
+        // `{"release":…}` → `,"release":…}`
+        let mut tail = fixed;
+        tail[0] = b',';
+        Self { tail }
+    }
+
+    /// Replaces `out` with the record. `id` comes from [`ImpressionIds`] (hex digits, `-`
+    /// and decimal digits: nothing to escape); `time` is seconds and milliseconds since the
+    /// Unix epoch.
+    pub fn encode_into(
+        &self,
+        out: &mut Vec<u8>,
+        id: &str,
+        time: Millis,
+        user: u32,
+        movies: &[u32],
+    ) {
+        debug_assert!(
+            id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{id}"
+        );
+        out.clear();
+        out.extend_from_slice(b"{\"v\":");
+        push_u64(out, u64::from(FORMAT_VERSION));
+        out.extend_from_slice(b",\"id\":\"");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\",\"time\":\"");
+        write_rfc3339_millis(out, time);
+        out.extend_from_slice(b"\",\"user\":");
+        push_u64(out, u64::from(user));
+        out.extend_from_slice(b",\"movies\":[");
+        for (i, movie) in movies.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_u64(out, u64::from(*movie));
+        }
+        out.push(b']');
+        out.extend_from_slice(&self.tail);
+    }
+}
+
+/// A wall-clock time to the millisecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Millis {
+    /// Whole seconds since the Unix epoch.
+    pub secs: i64,
+    /// Milliseconds within the second (0..1000).
+    pub millis: u16,
+}
+
+impl Millis {
+    /// The current time.
+    pub fn now() -> Self {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            secs: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            millis: u16::try_from(since.subsec_millis()).unwrap_or(0),
+        }
+    }
+}
+
+/// Appends `time` as RFC 3339 UTC with milliseconds (`2026-12-03T21:00:00.123Z`). Formatting the date costs a calendar computation, so each
+/// thread keeps the last second it formatted and only appends the milliseconds within it.
+fn write_rfc3339_millis(out: &mut Vec<u8>, time: Millis) {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST_SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
+    LAST_SECOND.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if last.0 != time.secs || last.1.is_empty() {
+            let formatted = chrono::DateTime::from_timestamp(time.secs, 0).map_or_else(
+                || "1970-01-01T00:00:00".to_owned(),
+                |t| t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            );
+            *last = (time.secs, formatted);
+        }
+        out.extend_from_slice(last.1.as_bytes());
+    });
+    let ms = time.millis.min(999);
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + u8::try_from(ms / 100).unwrap_or(0),
+        b'0' + u8::try_from(ms / 10 % 10).unwrap_or(0),
+        b'0' + u8::try_from(ms % 10).unwrap_or(0),
+        b'Z',
+    ]);
 }
 
 /// Impression ids: a random 64-bit process prefix and a counter, `"<16 hex>-<decimal>"`.
@@ -203,10 +320,106 @@ mod tests {
     }
 
     #[test]
+    fn the_encoder_writes_exactly_what_serde_writes() {
+        let odd = Impression {
+            release: "q\"uote\\back\u{1}ctl-é".to_owned(),
+            track: "stable".to_owned(),
+            model_version: "v\n2".to_owned(),
+            ..sample()
+        };
+        let cases = [
+            (
+                sample(),
+                Millis {
+                    secs: 1_796_331_600,
+                    millis: 123,
+                },
+            ),
+            (
+                odd,
+                Millis {
+                    secs: 1_796_331_659,
+                    millis: 7,
+                },
+            ),
+            (
+                Impression {
+                    user: u32::MAX,
+                    movies: vec![],
+                    ..sample()
+                },
+                Millis {
+                    secs: 0,
+                    millis: 999,
+                },
+            ),
+            (
+                Impression {
+                    user: 0,
+                    movies: vec![0, 10, 4_294_967_295, 193_609],
+                    ..sample()
+                },
+                Millis {
+                    secs: 1_796_331_660,
+                    millis: 0,
+                },
+            ),
+        ];
+        let mut out = Vec::new();
+        for (mut record, time) in cases {
+            let encoder = ImpressionEncoder::new(
+                &record.release,
+                &record.track,
+                &record.model_version,
+                &record.artifact_sha256,
+            );
+            encoder.encode_into(&mut out, &record.id, time, record.user, &record.movies);
+            record.time =
+                chrono::DateTime::from_timestamp(time.secs, u32::from(time.millis) * 1_000_000)
+                    .expect("in range")
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&record.to_json())
+            );
+            assert_eq!(Impression::parse(&out), Ok(record));
+        }
+    }
+
+    #[test]
+    fn the_cached_second_follows_the_clock() {
+        // Same thread, seconds going forwards, backwards and repeating: each record carries
+        // its own second, never the cached one of the record before.
+        let encoder = ImpressionEncoder::new("r", "stable", "v", "s");
+        let mut out = Vec::new();
+        for secs in [
+            1_796_331_600,
+            1_796_331_600,
+            1_796_331_601,
+            1_796_331_599,
+            86_400,
+        ] {
+            encoder.encode_into(&mut out, "a-1", Millis { secs, millis: 5 }, 1, &[2]);
+            let record = Impression::parse(&out).expect("parses");
+            assert_eq!(record.unix_seconds(), Ok(secs));
+            assert_eq!(record.time.get(19..), Some(".005Z"), "{}", record.time);
+        }
+    }
+
+    #[test]
     fn now_is_written_in_the_format_parse_accepts() {
-        let mut record = sample();
-        record.time = now_rfc3339();
+        let before = chrono::Utc::now().timestamp();
+        let mut out = Vec::new();
+        ImpressionEncoder::new("r", "canary", "v", "s").encode_into(
+            &mut out,
+            "a-0",
+            Millis::now(),
+            1,
+            &[],
+        );
+        let record = Impression::parse(&out).expect("parses");
         assert!(record.time.ends_with('Z'), "{}", record.time);
-        assert!(Impression::parse(&record.to_json()).is_ok());
+        let at = record.unix_seconds().expect("a time");
+        assert!((before..=before + 2).contains(&at), "{at} vs {before}");
     }
 }

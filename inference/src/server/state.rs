@@ -11,7 +11,7 @@ use super::admission::{AdmissionConfig, Pool, Shed};
 use super::conn::ConnStats;
 use super::drain::{Drain, DrainPolicy};
 use super::metrics::{ConstLabels, Gauges, Metrics, ModelInfo, ServedPath, render_impressions};
-use crate::bus::impression::{FORMAT_VERSION, Impression, ImpressionIds, now_rfc3339};
+use crate::bus::impression::{ImpressionEncoder, ImpressionIds, Millis};
 use crate::bus::publish::Publisher;
 
 /// What the server needs from a model: a ranked list and its provenance.
@@ -197,6 +197,8 @@ pub struct AppState {
 struct Served {
     loaded: LoadedModel,
     header: HeaderValue,
+    /// Writes this model's impression records.
+    impressions: ImpressionEncoder,
 }
 
 impl AppState {
@@ -242,18 +244,17 @@ impl AppState {
     /// `X-Impression-Id`). With a publisher the impression is queued for Kafka; it never
     /// waits for the broker.
     pub fn impression(&self, user: u32, movies: &[u32]) -> String {
+        thread_local! {
+            static RECORD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let id = self.impression_ids.next();
-        if let (Some(publisher), Some(model)) = (&self.publisher, self.model()) {
-            publisher.publish(&Impression {
-                v: FORMAT_VERSION,
-                id: id.clone(),
-                time: now_rfc3339(),
-                user,
-                movies: movies.to_vec(),
-                release: self.config.release.clone(),
-                track: self.config.track.as_str().to_owned(),
-                model_version: model.recommender.version().to_owned(),
-                artifact_sha256: model.artifact_sha256.clone(),
+        if let (Some(publisher), Some(served)) = (&self.publisher, self.model.get()) {
+            RECORD.with(|record| {
+                let mut record = record.borrow_mut();
+                served
+                    .impressions
+                    .encode_into(&mut record, &id, Millis::now(), user, movies);
+                publisher.publish_encoded(user, &record);
             });
         }
         id
@@ -274,7 +275,19 @@ impl AppState {
     pub fn set_model(&self, loaded: LoadedModel) -> bool {
         let header = HeaderValue::from_str(loaded.recommender.version())
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-        self.model.set(Served { loaded, header }).is_ok()
+        let impressions = ImpressionEncoder::new(
+            &self.config.release,
+            self.config.track.as_str(),
+            loaded.recommender.version(),
+            &loaded.artifact_sha256,
+        );
+        self.model
+            .set(Served {
+                loaded,
+                header,
+                impressions,
+            })
+            .is_ok()
     }
 
     /// The loaded model, if any.
