@@ -7,7 +7,10 @@
 # evaluator's busy time, its peak RSS, and the counts it exported last.
 #
 # Usage: bench/evaluate.sh [LINES]       LINES [1000000]
-# Environment: USERS [100000], PARTITIONS [4], WORK [/var/tmp/movrek/bench-evaluate].
+# Environment: USERS [100000], PARTITIONS [4], WORK [/var/tmp/movrek/bench-evaluate],
+#   GAP [2] seconds of event time between sessions, ORDER [random] or cycle (every user in
+#   turn). `USERS=1000000 GAP=0.0036 ORDER=cycle bench/evaluate.sh 7300000` puts 1M distinct
+#   users inside one hour of event time: all of them hold join state at once.
 # Everything listens on 127.0.0.1; the broker and the evaluator are stopped by pid.
 set -euo pipefail
 
@@ -15,6 +18,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LINES=${1:-1000000}
 USERS=${USERS:-100000}
 PARTITIONS=${PARTITIONS:-4}
+GAP=${GAP:-2}
+ORDER=${ORDER:-random}
 WORK=${WORK:-/var/tmp/movrek/bench-evaluate}
 IDLE=3
 mkdir -p "$WORK"
@@ -32,15 +37,15 @@ MOVREK=${CARGO_TARGET_DIR:-$ROOT/target}/release/movrek
 "$ROOT/hack/kafka/build.sh" >&2
 BROKER=$("$ROOT/hack/kafka/up" "$BROKER_DIR" "$PARTITIONS" | tail -n1)
 
-LOG=$WORK/events-$LINES-$USERS.sorted.log
+LOG=$WORK/events-$LINES-$USERS-$GAP-$ORDER.sorted.log
 if [[ ! -s $LOG ]]; then
-  python3 "$ROOT/bench/online/gen_log.py" "$LINES" "$USERS" "$WORK/unsorted.log"
+  python3 "$ROOT/bench/online/gen_log.py" "$LINES" "$USERS" "$WORK/unsorted.log" "$GAP" "$ORDER"
   # ISO times sort as text; a stable sort keeps each second's lines in their order.
   LC_ALL=C sort -s -t, -k1,1 "$WORK/unsorted.log" > "$LOG"
   rm -f "$WORK/unsorted.log"
 fi
 lines=$(wc -l < "$LOG")
-echo "log: $lines lines, $(du -h "$LOG" | cut -f1), $USERS users; broker $BROKER, $PARTITIONS partitions"
+echo "log: $lines lines, $(du -h "$LOG" | cut -f1), $USERS users ($ORDER, sessions ${GAP}s apart, $(cut -d, -f2 "$LOG" | sort -u | wc -l) distinct); broker $BROKER, $PARTITIONS partitions"
 
 started=$(date +%s.%N)
 awk -F, '{ print $2 "\t" $0 }' "$LOG" |

@@ -42,10 +42,10 @@
 //! lines at or below the pair's furthest minute and ratings repeated with the same time
 //! and value change nothing and are counted.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use super::aggregate::{EvalCounts, VersionKey, VersionRow, VersionStats};
-use super::score::{PairActions, Position, Unscored, pair_score};
+use super::score::{LIST_LENGTH, PairActions, Position, Unscored, pair_score};
 
 /// Impressions kept per user for late records.
 pub const IMPRESSIONS_PER_USER: usize = 8;
@@ -105,14 +105,45 @@ struct Shown {
     id: u64,
     time: i64,
     version: u32,
-    items: Box<[MovieKey]>,
+    items: ShownItems,
+}
+
+/// A shown list as the join keeps it: only the first [`LIST_LENGTH`] keys (no later position
+/// is scored), 4 bytes each when every one is a movie id below 2^32 (the usual case), 8
+/// otherwise. Half the size of the plain keys, for a state that holds a list per active user.
+#[derive(Debug, PartialEq, Eq)]
+enum ShownItems {
+    Ids(Box<[u32]>),
+    Keys(Box<[MovieKey]>),
+}
+
+impl ShownItems {
+    fn new(mut items: Vec<MovieKey>) -> Self {
+        items.truncate(LIST_LENGTH);
+        let ids: Option<Box<[u32]>> = items.iter().map(|k| u32::try_from(k.0).ok()).collect();
+        match ids {
+            Some(ids) => Self::Ids(ids),
+            None => Self::Keys(items.into_boxed_slice()),
+        }
+    }
+
+    fn position(&self, movie: MovieKey) -> Position {
+        match self {
+            Self::Ids(ids) => {
+                u32::try_from(movie.0).map_or(Position::NotListed, |id| Position::of(ids, &id))
+            }
+            Self::Keys(keys) => Position::of(keys, &movie),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct UserState {
     newest: i64,
-    /// Open impressions (window not closed), oldest first.
-    shown: VecDeque<Shown>,
+    /// Open impressions (window not closed), oldest first. A `Vec` sized to what it holds
+    /// (one, for most users) and released when empty: with a million users in the state,
+    /// the spare slots of growing deques were a third of the evaluator's memory.
+    shown: Vec<Shown>,
     /// The latest closed impression: (time, version).
     closed: Option<(i64, u32)>,
 }
@@ -363,12 +394,14 @@ impl Evaluator {
             return;
         };
         let mut closed = Vec::new();
-        while let Some(first) = state.shown.front() {
-            if first.time.saturating_add(window) >= watermark {
-                break;
-            }
-            closed.push((first.time, first.version));
-            state.shown.pop_front();
+        let open_from = state
+            .shown
+            .iter()
+            .position(|s| s.time.saturating_add(window) >= watermark)
+            .unwrap_or(state.shown.len());
+        closed.extend(state.shown.drain(..open_from).map(|s| (s.time, s.version)));
+        if state.shown.is_empty() {
+            state.shown = Vec::new();
         }
         for (time, version) in closed {
             self.remember_closed(user, time, version);
@@ -479,10 +512,11 @@ impl Evaluator {
             return;
         }
         let state = self.users.entry(user).or_default();
+        let items = ShownItems::new(items);
         let duplicate = state
             .shown
             .iter()
-            .any(|s| s.time == time && s.version == version && *s.items == *items);
+            .any(|s| s.time == time && s.version == version && s.items == items);
         if duplicate {
             self.counts.duplicate_impressions += 1;
             return;
@@ -498,18 +532,21 @@ impl Evaluator {
         }
         self.users_closing.entry(closes).or_default().push(user);
         let at = state.shown.partition_point(|s| s.time <= time);
+        if state.shown.capacity() == 0 {
+            state.shown.reserve_exact(1);
+        }
         state.shown.insert(
             at,
             Shown {
                 id: self.next_impression,
                 time,
                 version,
-                items: items.into_boxed_slice(),
+                items,
             },
         );
         self.next_impression += 1;
         if state.shown.len() > IMPRESSIONS_PER_USER {
-            state.shown.pop_front();
+            state.shown.remove(0);
         }
     }
 
@@ -549,7 +586,7 @@ impl Evaluator {
                     self.pairs_closing.entry(closes).or_default().push(key);
                     Pair {
                         version: shown.version,
-                        position: Position::of(&shown.items, &movie),
+                        position: shown.items.position(movie),
                         minutes: None,
                         rating: None,
                     }
@@ -579,6 +616,36 @@ mod tests {
 
     fn keys(ids: impl IntoIterator<Item = u64>) -> Vec<MovieKey> {
         ids.into_iter().map(MovieKey).collect()
+    }
+
+    #[test]
+    fn compact_lists_find_the_positions_the_plain_list_does() {
+        let slug = (1u64 << 32) + 3;
+        let lists = [
+            (0..25).map(|i| 100 + i).collect::<Vec<u64>>(),
+            vec![7, slug, 9, u64::from(u32::MAX)],
+            vec![],
+        ];
+        for list in lists {
+            let compact = ShownItems::new(keys(list.iter().copied()));
+            assert_eq!(
+                matches!(compact, ShownItems::Ids(_)),
+                list.iter().all(|&k| u32::try_from(k).is_ok()),
+                "{list:?}"
+            );
+            for movie in list
+                .iter()
+                .copied()
+                .chain([1, slug + 1, 100 + 19, 100 + 20])
+            {
+                let plain = Position::of(&keys(list.iter().copied()), &MovieKey(movie));
+                assert_eq!(
+                    compact.position(MovieKey(movie)),
+                    plain,
+                    "{movie} in {list:?}"
+                );
+            }
+        }
     }
 
     fn shown(ev: &mut Evaluator, time: i64, user: u32, version: &str, items: &[u64]) {
