@@ -4,7 +4,10 @@
 //! measures one model per group, [`state`] is what a published version records so the next
 //! run knows where to start.
 
+pub mod cli;
+pub mod events;
 pub mod gate;
 pub mod merge;
+pub mod notify;
 pub mod score;
 pub mod state;

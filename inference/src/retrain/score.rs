@@ -2,7 +2,7 @@
 //! bucket and occupation — the figures the model gates compare. Both the candidate and the
 //! stable model are scored by this one function on the same ratings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
 
@@ -24,11 +24,33 @@ fn label(dimension: Dimension, user: Option<&User>) -> &str {
     }
 }
 
-/// Scores `model` on `test` (sorted by user, as [`crate::eval::split`] leaves it, or in any
-/// order). `users` give the demographics; a user missing from them is `unknown` in every
-/// dimension. NDCG@`k` ranks `model.recommend(user, k)` for each test user with at least
+/// Movies each user rated or watched in `train`: what every compared model must leave out
+/// of its lists, so that a model trained on less data is not scored down for recommending
+/// what the user has meanwhile rated (a list entry that can never be relevant).
+pub fn known_by_user(train: &crate::data::Dataset) -> HashMap<u32, HashSet<u32>> {
+    let mut known: HashMap<u32, HashSet<u32>> = HashMap::new();
+    for (user, movie) in train
+        .ratings
+        .iter()
+        .map(|r| (r.user, r.movie))
+        .chain(train.watches.iter().map(|w| (w.user, w.movie)))
+    {
+        known.entry(user).or_default().insert(movie);
+    }
+    known
+}
+
+/// Scores `model` on `test` (in any order). `users` give the demographics; a user missing
+/// from them is `unknown` in every dimension. NDCG@`k` ranks the first `k` movies of
+/// `model.recommend` that are not in `known` for the user, for each test user with at least
 /// one relevant held-out rating.
-pub fn score(model: &Model, users: &[User], test: &[Rating], k: usize) -> ModelScore {
+pub fn score(
+    model: &Model,
+    users: &[User],
+    test: &[Rating],
+    known: &HashMap<u32, HashSet<u32>>,
+    k: usize,
+) -> ModelScore {
     let by_id: HashMap<u32, &User> = users.iter().map(|u| (u.id, u)).collect();
     let predictions: Vec<f64> = test
         .par_iter()
@@ -48,7 +70,15 @@ pub fn score(model: &Model, users: &[User], test: &[Rating], k: usize) -> ModelS
             let mut sorted = movies.clone();
             sorted.sort_unstable();
             sorted.dedup();
-            let list = model.recommend(user, k).movies;
+            let empty = HashSet::new();
+            let skip = known.get(&user).unwrap_or(&empty);
+            let list: Vec<u32> = model
+                .recommend(user, k + skip.len())
+                .movies
+                .into_iter()
+                .filter(|m| !skip.contains(m))
+                .take(k)
+                .collect();
             (user, crate::util::ndcg_sorted(&list, &sorted, k))
         })
         .collect();
@@ -115,7 +145,8 @@ mod tests {
         });
         let (train_set, test) = crate::eval::split(&data, 0.2, 7).unwrap();
         let model = train(&train_set, &TrainParams::default(), "v1", "d").unwrap();
-        let s = score(&model, &data.users, &test, 10);
+        let known = known_by_user(&train_set);
+        let s = score(&model, &data.users, &test, &known, 10);
         assert_eq!(s.ratings, test.len());
         assert!(s.rmse > 0.0 && s.rmse < 2.0, "{}", s.rmse);
         assert!(s.users > 0 && (0.0..=1.0).contains(&s.ndcg));
@@ -136,7 +167,9 @@ mod tests {
             assert!((weighted - s.ndcg).abs() < 1e-9);
         }
         // Deterministic.
-        assert_eq!(s, score(&model, &data.users, &test, 10));
+        assert_eq!(s, score(&model, &data.users, &test, &known, 10));
+        // The model excludes its own training movies already: the same lists either way.
+        assert_eq!(s, score(&model, &data.users, &test, &HashMap::new(), 10));
     }
 
     #[test]
@@ -149,7 +182,7 @@ mod tests {
         });
         let (train_set, test) = crate::eval::split(&data, 0.2, 3).unwrap();
         let model = train(&train_set, &TrainParams::default(), "v1", "d").unwrap();
-        let s = score(&model, &[], &test, 10);
+        let s = score(&model, &[], &test, &HashMap::new(), 10);
         let labels: Vec<&str> = s.groups.iter().map(|g| g.group.as_str()).collect();
         assert_eq!(labels, ["unknown"; 3]);
     }
