@@ -44,6 +44,10 @@ pub fn known_by_user(train: &crate::data::Dataset) -> HashMap<u32, HashSet<u32>>
 /// from them is `unknown` in every dimension. NDCG@`k` ranks the first `k` movies of
 /// `model.recommend` that are not in `known` for the user, for each test user with at least
 /// one relevant held-out rating.
+#[allow(
+    clippy::implicit_hasher,
+    reason = "`known` comes from `known_by_user`, std hashers"
+)]
 pub fn score(
     model: &Model,
     users: &[User],
