@@ -200,7 +200,7 @@ fn world(dir: &Path) -> (PathBuf, Vec<String>) {
         ..SynthParams::default()
     });
     let (later, earlier): (Vec<_>, Vec<_>) = data.ratings.iter().partition(|r| {
-        movrek_inference::util::mix(u64::from(r.user) << 32 | u64::from(r.movie)) % 7 == 0
+        movrek_inference::util::mix(u64::from(r.user) << 32 | u64::from(r.movie)).is_multiple_of(7)
     });
     let base = Dataset {
         ratings: earlier,
