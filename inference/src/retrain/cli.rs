@@ -10,11 +10,14 @@ use clap::Args;
 
 use super::events::{EventSource, read_window};
 use super::gate::{DataLimits, DataVerdict, ModelLimits, ModelVerdict, judge_data, judge_model};
-use super::merge::merge;
+use super::handoff::{Handoff, ModelFields, apply_direct};
+use super::merge::{Merged, merge};
 use super::notify::Outcome;
 use super::score::{known_by_user, score};
+use super::state::EventRange;
 use super::state::{DATASET_NAME, FAIRNESS_NAME, RECORD_KIND, RetrainRecord, version_name};
 use crate::data::Dataset;
+use crate::data::events::IngestReport;
 use crate::model::Model;
 use crate::store::FetchLimits;
 use crate::store::layout::{self, ARTIFACT_NAME, ModelRecord, Prefix, RECORD_NAME};
@@ -79,6 +82,13 @@ pub struct RetrainArgs {
     /// Fairness gate: groups with fewer ranked users do not count in NDCG gaps.
     #[arg(long, default_value_t = ModelLimits::default().min_group_users)]
     pub min_group_users: usize,
+    /// How the new version reaches the release: `none` (publish and print `spec.model`) or
+    /// `direct` (server-side apply of `spec.model`, field manager `movrek-retrain`).
+    #[arg(long, value_enum, default_value = "none")]
+    pub handoff: Handoff,
+    /// Namespace of the release (`--handoff direct`).
+    #[arg(long, env = "MOVREK_NAMESPACE", default_value = "default")]
+    pub namespace: String,
     /// Webhook notified of every outcome (Slack-compatible JSON).
     #[arg(long, env = "MOVREK_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -176,17 +186,7 @@ async fn run_once(args: &RetrainArgs) -> Result<Outcome, String> {
     let source = EventSource::parse(&args.events)?;
     let parent = read_parent(args, &prefix).await?;
     let parent_name = parent.record.version.clone();
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let timeout = Duration::from_secs(args.kafka_timeout_secs);
-    let previous_range = parent.retrain.as_ref().map(|r| r.events.clone());
-    // The reads and the training below block this (only) thread: nothing else runs on it.
-    let (ingest, range) = read_window(&source, previous_range.as_ref(), now_ms, timeout)?;
-    let (window, report) = ingest.finish();
-    let mut merged = merge(&parent.dataset, &window, args.holdout_fraction, args.seed);
-    merged.figures.lines = report.lines;
-    merged.figures.malformed = report.malformed;
-    merged.figures.out_of_range = report.out_of_range;
-    merged.figures.window_hours = range.hours();
+    let (merged, report, range) = read_and_merge(args, &source, &parent)?;
     let previous_figures = parent.retrain.as_ref().map(|r| &r.figures);
     match judge_data(&merged.figures, previous_figures, &data_limits) {
         DataVerdict::NothingToDo => {
@@ -214,11 +214,13 @@ async fn run_once(args: &RetrainArgs) -> Result<Outcome, String> {
         .unwrap_or_else(|| version_name(&parent_name, &data_sha256, &params_json));
     layout::check_name("version", &version)?;
     let record_entry = prefix.entry(&args.release, &version, RECORD_NAME);
-    if layout::read_optional(&record_entry, args.limits())
+    if let Some(bytes) = layout::read_optional(&record_entry, args.limits())
         .await
         .map_err(|e| crate::util::error_chain(&e))?
-        .is_some()
     {
+        let record: ModelRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{record_entry} is not a model record: {e}"))?;
+        hand_off(args, &record).await?;
         return Ok(Outcome::AlreadyPublished {
             version,
             parent: parent_name,
@@ -261,7 +263,8 @@ async fn run_once(args: &RetrainArgs) -> Result<Outcome, String> {
         stable: stable_score,
     };
     let quality = serde_json::to_value(&report).ok();
-    publish(args, &prefix, &candidate, &retrain, dataset_bytes, quality).await?;
+    let record = publish(args, &prefix, &candidate, &retrain, dataset_bytes, quality).await?;
+    hand_off(args, &record).await?;
     Ok(Outcome::Published {
         version,
         parent: parent_name,
@@ -367,7 +370,7 @@ async fn publish(
     retrain: &RetrainRecord,
     dataset_bytes: Vec<u8>,
     quality: Option<serde_json::Value>,
-) -> Result<(), String> {
+) -> Result<ModelRecord, String> {
     let limits = args.limits();
     let version = &model.metadata().version;
     let chain = |e: crate::store::StoreError| crate::util::error_chain(&e);
@@ -405,5 +408,56 @@ async fn publish(
     layout::publish(prefix, &record, bytes, limits)
         .await
         .map_err(chain)?;
-    Ok(())
+    Ok(record)
+}
+
+/// Reads the window after the parent's range and merges it into the parent's data set.
+fn read_and_merge(
+    args: &RetrainArgs,
+    source: &EventSource,
+    parent: &Parent,
+) -> Result<(Merged, IngestReport, EventRange), String> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let timeout = Duration::from_secs(args.kafka_timeout_secs);
+    let previous_range = parent.retrain.as_ref().map(|r| r.events.clone());
+    // The reads and the training block this (only) thread: nothing else runs on it.
+    let (ingest, range) = read_window(source, previous_range.as_ref(), now_ms, timeout)?;
+    let (window, report) = ingest.finish();
+    let mut merged = merge(&parent.dataset, &window, args.holdout_fraction, args.seed);
+    merged.figures.lines = report.lines;
+    merged.figures.malformed = report.malformed;
+    merged.figures.out_of_range = report.out_of_range;
+    merged.figures.window_hours = range.hours();
+    Ok((merged, report, range))
+}
+
+/// Hands a published version to the release (`--handoff`), and prints its `spec.model`.
+async fn hand_off(args: &RetrainArgs, record: &ModelRecord) -> Result<(), String> {
+    let retrain = RetrainRecord::from_offline(record.offline.as_ref());
+    let fields = ModelFields {
+        version: record.version.clone(),
+        uri: record.uri.clone(),
+        sha256: record.sha256.clone(),
+        offline_rmse: retrain
+            .map(|r| r.gates.candidate_rmse)
+            .or(record.model.holdout_rmse)
+            .unwrap_or(f64::NAN),
+    };
+    println!("version: {:?}", fields.version);
+    println!("uri: {:?}", fields.uri);
+    println!("sha256: {:?}", fields.sha256);
+    println!("offlineRmse: {:.4}", fields.offline_rmse);
+    match args.handoff {
+        Handoff::None => Ok(()),
+        Handoff::Direct => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                format!(
+                    "--handoff direct: no Kubernetes client (in-cluster service account or \
+                     KUBECONFIG): {}",
+                    crate::util::error_chain(&e)
+                )
+            })?;
+            apply_direct(client, &args.release, &args.namespace, &fields).await
+        }
+    }
 }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod events;
 pub mod gate;
+pub mod handoff;
 pub mod merge;
 pub mod notify;
 pub mod score;
