@@ -34,9 +34,10 @@ pub struct RetrainArgs {
     #[arg(long, env = "MOVREK_RELEASE")]
     pub release: String,
     /// The version stable serves: the parent of the new one (its `model.json` holds where
-    /// the last training stopped).
+    /// the last training stopped). Default: the release's `status.stable.version`, read
+    /// from the API server.
     #[arg(long, env = "MOVREK_STABLE_VERSION")]
-    pub stable_version: String,
+    pub stable_version: Option<String>,
     /// Events since the last training: `kafka://HOST:PORT[,…]/TOPIC` (read after the
     /// offsets the stable version recorded) or event log files, comma-separated (events
     /// after the stable version's last event time).
@@ -180,11 +181,17 @@ struct Parent {
 async fn run_once(args: &RetrainArgs) -> Result<Outcome, String> {
     let prefix = Prefix::parse(&args.store)?;
     layout::check_name("release", &args.release)?;
-    layout::check_name("version", &args.stable_version)?;
     let data_limits = args.data_limits()?;
     let model_limits = args.model_limits();
     let source = EventSource::parse(&args.events)?;
-    let parent = read_parent(args, &prefix).await?;
+    let stable = if let Some(version) = &args.stable_version {
+        version.clone()
+    } else {
+        let client = kube_client().await?;
+        super::handoff::stable_version(client, &args.release, &args.namespace).await?
+    };
+    layout::check_name("version", &stable)?;
+    let parent = read_parent(args, &prefix, &stable).await?;
     let parent_name = parent.record.version.clone();
     let (merged, report, range) = read_and_merge(args, &source, &parent)?;
     let previous_figures = parent.retrain.as_ref().map(|r| &r.figures);
@@ -310,8 +317,8 @@ async fn read_entry(
         .ok_or_else(|| format!("{entry}: no such object"))
 }
 
-async fn read_parent(args: &RetrainArgs, prefix: &Prefix) -> Result<Parent, String> {
-    let (release, version, limits) = (&args.release, &args.stable_version, args.limits());
+async fn read_parent(args: &RetrainArgs, prefix: &Prefix, version: &str) -> Result<Parent, String> {
+    let (release, limits) = (&args.release, args.limits());
     let bytes = read_entry(prefix, release, version, RECORD_NAME, limits).await?;
     let record: ModelRecord = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{release}/{version}/{RECORD_NAME} is not a model record: {e}"))?;
@@ -411,6 +418,15 @@ async fn publish(
     Ok(record)
 }
 
+async fn kube_client() -> Result<kube::Client, String> {
+    kube::Client::try_default().await.map_err(|e| {
+        format!(
+            "no Kubernetes client (in-cluster service account or KUBECONFIG): {}",
+            crate::util::error_chain(&e)
+        )
+    })
+}
+
 /// Reads the window after the parent's range and merges it into the parent's data set.
 fn read_and_merge(
     args: &RetrainArgs,
@@ -450,14 +466,13 @@ async fn hand_off(args: &RetrainArgs, record: &ModelRecord) -> Result<(), String
     match args.handoff {
         Handoff::None => Ok(()),
         Handoff::Direct => {
-            let client = kube::Client::try_default().await.map_err(|e| {
-                format!(
-                    "--handoff direct: no Kubernetes client (in-cluster service account or \
-                     KUBECONFIG): {}",
-                    crate::util::error_chain(&e)
-                )
-            })?;
-            apply_direct(client, &args.release, &args.namespace, &fields).await
+            apply_direct(
+                kube_client().await?,
+                &args.release,
+                &args.namespace,
+                &fields,
+            )
+            .await
         }
     }
 }

@@ -55,6 +55,44 @@ pub fn model_patch(name: &str, namespace: &str, fields: &ModelFields) -> Value {
     })
 }
 
+fn releases(client: kube::Client, namespace: &str) -> kube::Api<kube::api::DynamicObject> {
+    use kube::api::{ApiResource, GroupVersionKind};
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("movrek.dev", "v1alpha1", "RecommenderRelease"),
+        "recommenderreleases",
+    );
+    kube::Api::namespaced_with(client, namespace, &resource)
+}
+
+/// The version the release's stable track serves (`status.stable.version`).
+///
+/// # Errors
+/// The API server's refusal, or a release with no stable version yet.
+pub async fn stable_version(
+    client: kube::Client,
+    name: &str,
+    namespace: &str,
+) -> Result<String, String> {
+    let release = releases(client, namespace).get(name).await.map_err(|e| {
+        format!(
+            "cannot read recommenderrelease {namespace}/{name}: {}",
+            crate::util::error_chain(&e)
+        )
+    })?;
+    release
+        .data
+        .pointer("/status/stable/version")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!(
+                "recommenderrelease {namespace}/{name} has no status.stable.version yet: give \
+                 --stable-version"
+            )
+        })
+}
+
 /// Applies [`model_patch`] to the release with `client`.
 ///
 /// # Errors
@@ -65,12 +103,8 @@ pub async fn apply_direct(
     namespace: &str,
     fields: &ModelFields,
 ) -> Result<(), String> {
-    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("movrek.dev", "v1alpha1", "RecommenderRelease"),
-        "recommenderreleases",
-    );
-    let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &resource);
+    use kube::api::{Patch, PatchParams};
+    let api = releases(client, namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(
         name,
