@@ -15,6 +15,7 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod online;
+pub mod retrain;
 pub mod server;
 pub mod simulate;
 pub mod store;

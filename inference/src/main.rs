@@ -56,6 +56,9 @@ enum Command {
     Evaluate(EvaluateArgs),
     /// Send simulated users' traffic to a local server and log what they did.
     Simulate(movrek_inference::simulate::cli::SimulateArgs),
+    /// Retrain from the events since the stable version, gate against it, publish, notify
+    /// (exit 0: published or nothing to do; 3: refused by a gate; 1: failed).
+    Retrain(movrek_inference::retrain::cli::RetrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -503,6 +506,11 @@ fn parse_rate(value: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Retrain(args) = &cli.command {
+        init_text_logs();
+        let (_, code) = movrek_inference::retrain::cli::run(args);
+        return ExitCode::from(code);
+    }
     let result = match cli.command {
         Command::Generate(args) => generate(&args),
         Command::Ingest(args) => ingest(&args),
@@ -514,6 +522,7 @@ fn main() -> ExitCode {
         Command::OnlineEval(args) => online_eval(&args),
         Command::Evaluate(args) => evaluate(&args),
         Command::Simulate(args) => movrek_inference::simulate::cli::simulate(&args),
+        Command::Retrain(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -213,8 +213,12 @@ pub async fn publish(
 
 /// Writes `bytes` at `entry` unless it exists; `identity` maps stored bytes to the digest
 /// compared with `digest` (`None`: unreadable, which counts as different). Returns whether it
-/// wrote.
-async fn put_immutable(
+/// wrote. (Public for `movrek retrain`, which publishes its data set and reports beside the
+/// model the same way.)
+///
+/// # Errors
+/// [`StoreError`] from the store, or `Conflict`.
+pub async fn put_immutable(
     entry: &Entry,
     bytes: Vec<u8>,
     digest: &str,
@@ -251,7 +255,14 @@ fn conflict(entry: &Entry, found: Option<String>, digest: &str) -> StoreError {
     }
 }
 
-async fn read_optional(entry: &Entry, limits: FetchLimits) -> Result<Option<Vec<u8>>, StoreError> {
+/// Reads the object at `entry`; `None` when there is none.
+///
+/// # Errors
+/// [`StoreError`] from the store or the file system.
+pub async fn read_optional(
+    entry: &Entry,
+    limits: FetchLimits,
+) -> Result<Option<Vec<u8>>, StoreError> {
     match entry {
         Entry::Object(uri) => match super::read(uri, limits).await {
             Ok(bytes) => Ok(Some(bytes)),

@@ -1,0 +1,14 @@
+//! `movrek retrain`: the retraining loop a `CronJob` runs (issue 12). Decisions are pure and
+//! carry the tests: [`merge`] appends the events to the previous data set and holds out new
+//! ratings, [`gate`] judges the data and then the candidate against stable, [`score`]
+//! measures one model per group, [`state`] is what a published version records so the next
+//! run knows where to start.
+
+pub mod cli;
+pub mod events;
+pub mod gate;
+pub mod handoff;
+pub mod merge;
+pub mod notify;
+pub mod score;
+pub mod state;
