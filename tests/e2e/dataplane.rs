@@ -335,6 +335,13 @@ impl StandIn {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MOVREK_LOG", "warn")
+            // A pod sheds a request that would wait more than 50 ms for a compute thread (its
+            // own CPU share). Here every pod, nginx, Prometheus, the control plane and the test
+            // share two cores, and a thread stalled that long at load 8 cost s02 two 503s
+            // before any rollout began. Shedding has its own tests (server_hardening.rs); these
+            // scenarios count requests lost to routing, so the bound is the stand-in's, set
+            // before the pod's env so a release that sets it still wins.
+            .env("MOVREK_MAX_QUEUE_WAIT_MS", "2000")
             .current_dir(&self.pods_dir);
         for (k, v) in &env {
             cmd.env(k, v);
