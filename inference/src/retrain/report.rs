@@ -113,7 +113,8 @@ fn rows(report: &FairnessReport, dimension: Dimension) -> Vec<(&GroupScore, Opti
 
 /// The report as a text table: the headline figures, then per dimension one line per
 /// group with its users and held-out ratings, RMSE and NDCG@k of candidate (`cand`) and
-/// stable, and each model's gap to its best group in that dimension.
+/// stable (`stab`), and each model's gap to its best group in that dimension (`rgap` for
+/// RMSE, `ngap` for NDCG; ≥ 0 is worse than the best group).
 pub fn table(report: &FairnessReport) -> String {
     let (c, s) = (&report.candidate, &report.stable);
     let k = c.ndcg_k;
@@ -137,12 +138,12 @@ pub fn table(report: &FairnessReport) -> String {
             "ratings",
             "rmse cand",
             "rmse stab",
-            "gap cand",
-            "gap stab",
+            "rgap cand",
+            "rgap stab",
             "ndcg cand",
             "ndcg stab",
-            "gap cand",
-            "gap stab",
+            "ngap cand",
+            "ngap stab",
         );
         let (c_gaps, s_gaps) = (&report.gates.candidate_gaps, &report.gates.stable_gaps);
         let c_rmse = best(c, c_gaps, dimension, Metric::Rmse);
