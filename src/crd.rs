@@ -204,6 +204,90 @@ pub struct ModelSpec {
         .message("spec.model.credentialsSecret must be a Secret name (lowercase DNS subdomain)"))]
     #[schemars(length(max = 253))]
     pub credentials_secret: Option<String>,
+    /// Where the model came from: data digest, events consumed, parent version, offline and
+    /// fairness figures. `movrek retrain` writes it with the version; the operator copies it
+    /// into the release's `status.history` when the version's rollout ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ModelProvenance>,
+}
+
+/// A model's provenance, as `movrek retrain` records it in the version's `model.json`. Every
+/// field is optional: a model trained by hand may say less.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelProvenance {
+    /// SHA-256 of the training data set (`dataset.json` beside the artifact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub data_digest: Option<String>,
+    /// URI of the training data set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub data_uri: Option<String>,
+    /// The events added to the parent's data to make this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_range: Option<EventRange>,
+    /// The version this one was trained from (the one stable served then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub parent_version: Option<String>,
+    /// NDCG@10 on the held-out new ratings (`offlineRmse` is the RMSE on the same ratings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_ndcg10: Option<f64>,
+    /// The same RMSE and NDCG@10 of the parent version on the same ratings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_rmse: Option<f64>,
+    /// The parent's NDCG@10 on the same ratings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ndcg10: Option<f64>,
+    /// Worst-to-best gap per demographic dimension and metric (the fairness gate's figures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub fairness_gaps: Vec<FairnessGap>,
+}
+
+/// The events a version consumed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRange {
+    /// `kafka://brokers/topic`, or the event log files read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048))]
+    pub source: String,
+    /// Kafka offsets read, per partition: `PARTITION:FROM-TO` comma-separated, `TO`
+    /// exclusive (e.g. `0:1200-1450,1:980-1210`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub offsets: Option<String>,
+    /// Time of the earliest event read (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub first_event: Option<String>,
+    /// Time of the latest event read (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub last_event: Option<String>,
+}
+
+/// One fairness gap of a model.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FairnessGap {
+    /// `gender`, `age` or `occupation`.
+    #[schemars(length(max = 32))]
+    pub dimension: String,
+    /// `rmse` or `ndcg`.
+    #[schemars(length(max = 16))]
+    pub metric: String,
+    /// Worst group minus best group, in the metric's "worse" direction (>= 0).
+    pub gap: f64,
+    /// The gap's growth over the parent version's on the same ratings (> 0: less fair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<f64>,
+    /// The worst group's label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub worst: Option<String>,
 }
 
 /// Traffic routing settings.
@@ -1108,6 +1192,9 @@ pub struct HistoryEntry {
     pub failed_checks: i32,
     /// When it ended.
     pub time: Time,
+    /// The model's provenance (`spec.model.provenance` of the version), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ModelProvenance>,
 }
 
 /// The CRD as YAML, exactly as `movrek-operator crd` prints it.

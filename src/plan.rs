@@ -54,8 +54,9 @@ use crate::analysis::{
 };
 use crate::crd::{
     ACTION_ANNOTATION, AnalysisRecord, BlockedTarget, DurationError, HISTORY_LIMIT, HistoryEntry,
-    InconclusiveAction, JudgeSpec, Outcome, Phase, RecommenderRelease, RecommenderReleaseSpec,
-    RecommenderReleaseStatus, RolloutProgress, TrackStatus, TrafficProvider,
+    InconclusiveAction, JudgeSpec, ModelSpec, Outcome, Phase, RecommenderRelease,
+    RecommenderReleaseSpec, RecommenderReleaseStatus, RolloutProgress, TrackStatus,
+    TrafficProvider,
 };
 
 /// How long to wait before asking again when a check is due but no analysis was supplied.
@@ -361,12 +362,18 @@ fn same_model(a: &TrackStatus, b: &TrackStatus) -> bool {
         && a.model_sha256 == b.model_sha256
 }
 
-/// Fingerprint of what a rollout depends on: image, model (including `offlineRmse`) and
+/// Fingerprint of what a rollout depends on: image, model (including `offlineRmse`, not
+/// `provenance`) and
 /// canary settings.
 /// [`fingerprint`] of a canonical JSON rendering, so it is stable across operator versions.
 pub fn rollout_fingerprint(spec: &RecommenderReleaseSpec) -> String {
-    let canonical =
-        serde_json::to_string(&(&spec.image, &spec.model, &spec.canary)).unwrap_or_default();
+    // The provenance describes the model and runs nowhere: adding or correcting it does
+    // not restart a rollout (and leaves the fingerprints of specs without one unchanged).
+    let model = ModelSpec {
+        provenance: None,
+        ..spec.model.clone()
+    };
+    let canonical = serde_json::to_string(&(&spec.image, &model, &spec.canary)).unwrap_or_default();
     fingerprint(&canonical)
 }
 
@@ -648,6 +655,13 @@ impl<'a> Planner<'a> {
         outcome: Outcome,
         reason: &str,
     ) {
+        // The spec carries the provenance of its own model only; an entry for an older
+        // version (superseded mid-rollout) has none to copy.
+        let model = &self.spec.model;
+        let provenance = model
+            .provenance
+            .clone()
+            .filter(|_| model.version == version && model.sha256 == sha);
         self.next.history.insert(
             0,
             HistoryEntry {
@@ -659,6 +673,7 @@ impl<'a> Planner<'a> {
                 last_analysis: self.next.last_analysis.clone(),
                 failed_checks: self.next.failed_checks,
                 time: Time(self.now),
+                provenance,
             },
         );
         self.next.history.truncate(HISTORY_LIMIT);

@@ -303,3 +303,33 @@ fn every_example_deserializes_and_passes_the_cel_rules() {
     }
     assert!(seen >= 2, "expected the example manifests in examples/");
 }
+
+#[test]
+fn the_provenance_movrek_retrain_applies_is_accepted_and_read() {
+    // As `movrek retrain` printed it on ml-latest-small (bench/retrain.sh), offsets added.
+    let provenance = json!({
+        "dataDigest": "cbd0ef486eb66f8270b810d10ca91c60e3d0da3c6a7ad6caba21a8f5396c2279",
+        "dataUri": "s3://models/movies/rd71d51c389a6/dataset.json",
+        "eventRange": {"firstEvent": "2026-12-01T00:00:02Z", "lastEvent": "2026-12-01T23:57:07Z",
+                       "offsets": "0:0-28710,1:0-28620", "source": "kafka://kafka:9092/events"},
+        "fairnessGaps": [{"dimension": "gender", "gap": 0.0, "growth": 0.0, "metric": "rmse"}],
+        "offlineNdcg10": 0.1508, "parentNdcg10": 0.1439, "parentRmse": 0.9118,
+        "parentVersion": "v1"
+    });
+    let mut spec = valid_spec();
+    spec["model"]["provenance"] = provenance.clone();
+    let result = RecommenderReleaseSpec::validate_cel(&spec, None);
+    assert!(result.is_ok(), "{result:?}");
+    let spec: RecommenderReleaseSpec = serde_json::from_value(spec).unwrap();
+    let read = spec.model.provenance.clone().expect("provenance read");
+    assert_eq!(read.parent_version.as_deref(), Some("v1"));
+    assert_eq!(
+        read.event_range.unwrap().offsets.as_deref(),
+        Some("0:0-28710,1:0-28620")
+    );
+    // Written back unchanged: nothing the retrain job sent is lost.
+    assert_eq!(
+        serde_json::to_value(&spec.model).unwrap()["provenance"],
+        provenance
+    );
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use movrek_operator::analysis::{Analysis, CanaryMetrics, Verdict};
 use movrek_operator::crd::{
-    ACTION_ANNOTATION, DurationString, ModelSpec, Outcome, Phase, RecommenderRelease,
-    RecommenderReleaseSpec, TrafficProvider,
+    ACTION_ANNOTATION, DurationString, EventRange, FairnessGap, ModelProvenance, ModelSpec,
+    Outcome, Phase, RecommenderRelease, RecommenderReleaseSpec, TrafficProvider,
 };
 use movrek_operator::plan::{
     Children, DeploymentState, EventKind, Observed, Plan, canary_replicas, plan,
@@ -498,6 +498,80 @@ fn a_spec_change_mid_rollout_restarts_with_the_newest_spec() {
     assert_eq!(status.failed_checks, 0, "counters restart");
     assert_eq!(status.history[0].outcome, Outcome::Superseded);
     assert_eq!(status.history[0].version, "v2");
+}
+
+fn provenance(parent: &str) -> ModelProvenance {
+    ModelProvenance {
+        data_digest: Some("d".repeat(64)),
+        data_uri: Some("s3://models/movies/v2/dataset.json".into()),
+        event_range: Some(EventRange {
+            source: "kafka://127.0.0.1:9092/events".into(),
+            offsets: Some("0:100-250,1:90-240".into()),
+            first_event: Some("2026-01-01T00:00:00Z".into()),
+            last_event: Some("2026-01-01T23:59:00Z".into()),
+        }),
+        parent_version: Some(parent.into()),
+        offline_ndcg10: Some(0.31),
+        parent_rmse: Some(0.95),
+        parent_ndcg10: Some(0.30),
+        fairness_gaps: vec![FairnessGap {
+            dimension: "gender".into(),
+            metric: "rmse".into(),
+            gap: 0.04,
+            growth: Some(-0.01),
+            worst: Some("F".into()),
+        }],
+    }
+}
+
+#[test]
+fn a_finished_rollout_records_the_models_provenance_in_history() {
+    // Promoted: the entry carries the spec's provenance, through an operator restart.
+    let mut w = canary_soaking(0);
+    w.rr.spec.model.provenance = Some(provenance("v1"));
+    w.reconcile(at(1), None);
+    assert_eq!(
+        w.phase(),
+        Phase::Soaking,
+        "a provenance change restarts nothing"
+    );
+    w.reconcile(at(SOAK), Some(Verdict::Pass));
+    w.converge();
+    w.restart();
+    w.reconcile(at(SOAK + 30), None);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    let entry = &status_of(&w).history[0];
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v2", Outcome::Promoted)
+    );
+    assert_eq!(entry.provenance, Some(provenance("v1")));
+
+    // Rolled back: recorded too.
+    w.set_version("v3");
+    w.rr.spec.model.provenance = Some(provenance("v2"));
+    w.reconcile(at(SOAK + 60), None);
+    let deadline = SOAK + 60 + DEADLINE;
+    w.reconcile(at(deadline), None);
+    let entry = &status_of(&w).history[0];
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v3", Outcome::RolledBack)
+    );
+    assert_eq!(entry.provenance, Some(provenance("v2")));
+
+    // A rollout superseded by a new spec: the spec now describes another model, so the
+    // old version's entry has none rather than the wrong one.
+    let mut w = canary_soaking(0);
+    w.rr.spec.model.provenance = Some(provenance("v1"));
+    w.set_version("v3");
+    w.reconcile(at(10), None);
+    let entry = &status_of(&w).history[0];
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        ("v2", Outcome::Superseded)
+    );
+    assert_eq!(entry.provenance, None);
 }
 
 #[test]

@@ -59,6 +59,9 @@ enum Command {
     /// Retrain from the events since the stable version, gate against it, publish, notify
     /// (exit 0: published or nothing to do; 3: refused by a gate; 1: failed).
     Retrain(movrek_inference::retrain::cli::RetrainArgs),
+    /// Print a retrained version's fairness report (`fairness.json`, a path or a store URI)
+    /// per group, candidate beside stable; `--svg DIR` also draws one chart per dimension.
+    Report(movrek_inference::retrain::report::ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -522,6 +525,7 @@ fn main() -> ExitCode {
         Command::OnlineEval(args) => online_eval(&args),
         Command::Evaluate(args) => evaluate(&args),
         Command::Simulate(args) => movrek_inference::simulate::cli::simulate(&args),
+        Command::Report(args) => movrek_inference::retrain::report::run(&args),
         Command::Retrain(_) => unreachable!("handled above"),
     };
     match result {

@@ -1,8 +1,10 @@
 //! `movrek retrain` end to end on a real S3-compatible server (moto, `hack/s3`) and a real
 //! Kafka broker: v1 is trained and published as a user would (`movrek train`, `movrek
 //! publish`); events go to a topic; `movrek retrain` then
-//! - publishes a new version with its data set and fairness report, and a rerun finds it
-//!   already published, and a run from the new version finds nothing to do;
+//! - publishes a new version with its data set and fairness report, prints `spec.model`
+//!   with its provenance (`movrek report` reads the fairness report back from the store),
+//!   and a rerun finds it already published, and a run from the new version finds nothing
+//!   to do;
 //! - refuses corrupted events (the data gate: malformed share);
 //! - refuses a candidate made worse on purpose (the ranking gate): training parameters that
 //!   rank by *negative* popularity with a one-neighbour user-kNN, passed with `--params`.
@@ -378,6 +380,47 @@ fn retrain_publishes_a_version_once_and_then_has_nothing_to_do() {
     let fairness: serde_json::Value = serde_json::from_slice(&fairness).unwrap();
     assert!(fairness["candidate"]["groups"].as_array().unwrap().len() > 3);
 
+    // The spec.model it prints (and `--handoff direct` applies) carries the provenance.
+    let provenance = provenance_of(&out);
+    assert_eq!(provenance["parentVersion"], "v1");
+    assert_eq!(provenance["dataDigest"], offline["data_sha256"]);
+    let range = &provenance["eventRange"];
+    assert_eq!(range["source"], events.as_str());
+    assert_eq!(range["firstEvent"], "2026-12-01T00:00:00Z");
+    assert_eq!(range["lastEvent"], "2026-12-01T23:59:00Z");
+    let read: i64 = range["offsets"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(|p| {
+            let (_, span) = p.split_once(':').unwrap();
+            let (from, to) = span.split_once('-').unwrap();
+            to.parse::<i64>().unwrap() - from.parse::<i64>().unwrap()
+        })
+        .sum();
+    assert_eq!(read, lines.len() as i64, "{range}");
+    assert_eq!(provenance["fairnessGaps"].as_array().unwrap().len(), 6);
+
+    // `movrek report` reads the published fairness report from the store.
+    let fairness_uri = format!("{prefix}/movies/{version}/fairness.json");
+    let svg = dir.join("svg");
+    let out = movrek(
+        &["report", &fairness_uri, "--svg", svg.to_str().unwrap()],
+        &s3.env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rmse = gates["candidate_rmse"].as_f64().unwrap();
+    assert!(
+        table.starts_with(&format!("candidate {version}: RMSE {rmse:.4}")),
+        "{table}"
+    );
+    for dimension in ["gender", "age", "occupation"] {
+        let chart = std::fs::read_to_string(svg.join(format!("fairness-{dimension}.svg")))
+            .expect("a chart per dimension");
+        assert!(chart.starts_with("<svg"), "{chart}");
+    }
+
     // The same run again: same data, same version, already there; nothing overwritten.
     let out = retrain(&s3, &prefix, "v1", &events, &hook.url, &data);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -485,6 +528,16 @@ fn retrain_refuses_a_candidate_that_ranks_worse_than_stable() {
         gates["candidate_ndcg"].as_f64().unwrap() + 0.02 < gates["stable_ndcg"].as_f64().unwrap(),
         "{gates}"
     );
+}
+
+/// The `provenance:` line `movrek retrain` prints with `spec.model`.
+fn provenance_of(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("provenance: "))
+        .unwrap_or_else(|| panic!("no provenance line in\n{}", text(out)));
+    serde_json::from_str(line).expect("provenance is JSON")
 }
 
 fn store_env(s3: &S3) -> impl Fn(&str) -> String + '_ {

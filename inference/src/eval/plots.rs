@@ -15,13 +15,14 @@ const BOTTOM: f64 = 110.0;
 const LEFT: f64 = 60.0;
 const RIGHT: f64 = 150.0;
 
-/// One grouped bar chart: a bar per series inside each category.
+/// One grouped bar chart: a bar per series inside each category (up to four series get
+/// their own colour). Also drawn by `movrek report` ([`crate::retrain::report`]).
 #[derive(Debug)]
-struct BarChart<'a> {
-    title: &'a str,
-    categories: Vec<String>,
-    /// (series name, one value per category)
-    series: Vec<(&'a str, Vec<f64>)>,
+pub(crate) struct BarChart<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) categories: Vec<String>,
+    /// (series name, one value per category; a non-finite value draws a bar of height 0)
+    pub(crate) series: Vec<(&'a str, Vec<f64>)>,
 }
 
 /// Escapes text for XML content and attribute values.
@@ -54,7 +55,8 @@ fn axis_max(max: f64) -> f64 {
 }
 
 impl BarChart<'_> {
-    fn render(&self) -> String {
+    /// The chart as a standalone SVG document.
+    pub(crate) fn render(&self) -> String {
         let n_series = self.series.len().max(1);
         let group_width = (18.0 * n_series as f64 + 16.0).max(48.0);
         let plot_width = group_width * self.categories.len().max(1) as f64;

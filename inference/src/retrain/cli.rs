@@ -455,14 +455,20 @@ async fn hand_off(args: &RetrainArgs, record: &ModelRecord) -> Result<(), String
         uri: record.uri.clone(),
         sha256: record.sha256.clone(),
         offline_rmse: retrain
+            .as_ref()
             .map(|r| r.gates.candidate_rmse)
             .or(record.model.holdout_rmse)
             .unwrap_or(f64::NAN),
+        provenance: retrain.as_ref().map(super::handoff::provenance),
     };
     println!("version: {:?}", fields.version);
     println!("uri: {:?}", fields.uri);
     println!("sha256: {:?}", fields.sha256);
     println!("offlineRmse: {:.4}", fields.offline_rmse);
+    if let Some(provenance) = &fields.provenance {
+        // JSON is YAML: the line pastes into a manifest's spec.model as it is.
+        println!("provenance: {provenance}");
+    }
     match args.handoff {
         Handoff::None => Ok(()),
         Handoff::Direct => {

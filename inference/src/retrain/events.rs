@@ -160,6 +160,7 @@ fn read_kafka(
     };
     let mut reader = TopicReader::open(uri, &bounds, timeout).map_err(|e| e.to_string())?;
     let mut next = offsets.clone();
+    let mut start = offsets.clone();
     loop {
         match reader
             .poll(Duration::from_millis(100))
@@ -173,6 +174,7 @@ fn read_kafka(
                 if offset < next.get(&partition).copied().unwrap_or(0) {
                     continue;
                 }
+                start.entry(partition).or_insert(offset);
                 next.insert(partition, offset + 1);
                 let line = payload.strip_suffix(b"\n").unwrap_or(&payload);
                 window.add(trim_cr(line), None);
@@ -182,6 +184,7 @@ fn read_kafka(
         }
     }
     window.range.offsets = next;
+    window.range.start_offsets = start;
     Ok(())
 }
 

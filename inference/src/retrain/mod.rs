@@ -2,7 +2,7 @@
 //! carry the tests: [`merge`] appends the events to the previous data set and holds out new
 //! ratings, [`gate`] judges the data and then the candidate against stable, [`score`]
 //! measures one model per group, [`state`] is what a published version records so the next
-//! run knows where to start.
+//! run knows where to start; [`report`] prints a published fairness report.
 
 pub mod cli;
 pub mod events;
@@ -10,5 +10,6 @@ pub mod gate;
 pub mod handoff;
 pub mod merge;
 pub mod notify;
+pub mod report;
 pub mod score;
 pub mod state;

@@ -28,6 +28,10 @@ pub struct EventRange {
     /// version or its ancestors).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub offsets: BTreeMap<i32, i64>,
+    /// Kafka: where this window's read started per partition (the parent's `offsets`, or
+    /// the first offset read where the parent had none); with `offsets`, the exact range.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub start_offsets: BTreeMap<i32, i64>,
     /// Unix seconds of the earliest and latest event in the window.
     pub first_event: Option<i64>,
     /// Latest event time; for files, the next run reads only later events.
