@@ -47,6 +47,13 @@ const POD_SELECTOR: &str = "app.kubernetes.io/name=movrek-inference";
 const CANARY: &str = "nginx.ingress.kubernetes.io/canary";
 const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
 const TICK: Duration = Duration::from_millis(250);
+/// Longest one pass of the pod loop may take. A list call that hung (seen once in a cold run
+/// at load 8: the loop started no pod for the whole of s08, and the scenario's teardown then
+/// waited for it until CI's limit) is abandoned and the next pass starts.
+const TICK_DEADLINE: Duration = Duration::from_secs(10);
+/// Longest `stop` waits for the loop before aborting it (its process guards still kill
+/// every pod process and nginx when the task is dropped).
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// Longest a leaving backend stays routed while its replacement starts.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -138,8 +145,12 @@ impl DataPlane {
                         .expect("reqwest client"),
                 };
                 while !stop.load(Ordering::Relaxed) {
-                    if let Err(e) = standin.tick(&mut nginx).await {
-                        standin.timeline.mark(&format!("stand-in: {e}"));
+                    match tokio::time::timeout(TICK_DEADLINE, standin.tick(&mut nginx)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => standin.timeline.mark(&format!("stand-in: {e}")),
+                        Err(_) => standin.timeline.mark(&format!(
+                            "stand-in: a pass took over {TICK_DEADLINE:?}; abandoned, retrying"
+                        )),
                     }
                     tokio::time::sleep(TICK).await;
                 }
@@ -182,7 +193,13 @@ impl DataPlane {
     /// Stops the loop, every process and nginx (Prometheus stops on drop).
     pub async fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(task) = self.task.take() {
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(STOP_DEADLINE, &mut task)
+                .await
+                .is_err()
+        {
+            eprintln!("stand-in: the pod loop did not stop within {STOP_DEADLINE:?}; aborted");
+            task.abort();
             let _ = task.await;
         }
     }
