@@ -154,24 +154,7 @@ fn train_params(
     base: train::TrainParams,
 ) -> Result<train::TrainParams, String> {
     let mut params = match path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let mut value = serde_json::to_value(&base).expect("parameters serialise to JSON");
-            let given: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| format!("bad training parameters in {}: {e}", path.display()))?;
-            let serde_json::Value::Object(fields) = given else {
-                return Err(format!(
-                    "{}: training parameters must be a JSON object",
-                    path.display()
-                ));
-            };
-            for (key, field) in fields {
-                value[key] = field;
-            }
-            serde_json::from_value::<train::TrainParams>(value)
-                .map_err(|e| format!("bad training parameters in {}: {e}", path.display()))?
-        }
+        Some(path) => base.overlaid_with_file(path)?,
         None => base,
     };
     if let Some(algo) = algo {

@@ -184,3 +184,74 @@ impl Default for TrainParams {
         }
     }
 }
+
+impl TrainParams {
+    /// These parameters with the fields of a JSON object file laid over them (a partial
+    /// `TrainParams`, as `movrek train --params` and `movrek retrain --params` take it).
+    ///
+    /// # Errors
+    /// The file cannot be read, is not JSON, is not an object, or a field is not valid.
+    pub fn overlaid_with_file(&self, path: &std::path::Path) -> Result<TrainParams, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bad =
+            |e: serde_json::Error| format!("bad training parameters in {}: {e}", path.display());
+        let mut value = serde_json::to_value(self).map_err(bad)?;
+        let serde_json::Value::Object(fields) = serde_json::from_str(&text).map_err(bad)? else {
+            return Err(format!(
+                "{}: training parameters must be a JSON object",
+                path.display()
+            ));
+        };
+        for (key, field) in fields {
+            value[key] = field;
+        }
+        serde_json::from_value(value).map_err(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainParams;
+
+    #[test]
+    fn a_params_file_overrides_only_its_fields_and_bad_files_say_why() {
+        let dir = std::env::temp_dir().join(format!("movrek-params-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let base = TrainParams::default();
+        let over = base
+            .overlaid_with_file(&write("one.json", r#"{"cold_start_min_ratings": 9}"#))
+            .expect("overlay");
+        assert_eq!(over.cold_start_min_ratings, 9);
+        assert_eq!(
+            serde_json::to_value(TrainParams {
+                cold_start_min_ratings: 9,
+                ..base.clone()
+            })
+            .expect("json"),
+            serde_json::to_value(&over).expect("json"),
+            "every other field is the base's"
+        );
+        let not_object = base
+            .overlaid_with_file(&write("list.json", "[1]"))
+            .unwrap_err();
+        assert!(not_object.contains("must be a JSON object"), "{not_object}");
+        let wrong_type = base
+            .overlaid_with_file(&write("bad.json", r#"{"cold_start_min_ratings": "many"}"#))
+            .unwrap_err();
+        assert!(
+            wrong_type.contains("bad training parameters"),
+            "{wrong_type}"
+        );
+        let missing = base
+            .overlaid_with_file(&dir.join("absent.json"))
+            .unwrap_err();
+        assert!(missing.contains("cannot read"), "{missing}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -285,22 +285,7 @@ fn train_params(args: &RetrainArgs, parent: &Parent) -> Result<TrainParams, Stri
     let Some(path) = &args.params else {
         return Ok(base);
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut value = serde_json::to_value(&base).expect("parameters serialise");
-    let given: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("bad training parameters in {}: {e}", path.display()))?;
-    let serde_json::Value::Object(fields) = given else {
-        return Err(format!(
-            "{}: training parameters must be a JSON object",
-            path.display()
-        ));
-    };
-    for (key, field) in fields {
-        value[key] = field;
-    }
-    serde_json::from_value(value)
-        .map_err(|e| format!("bad training parameters in {}: {e}", path.display()))
+    base.overlaid_with_file(path)
 }
 
 async fn read_entry(
