@@ -45,10 +45,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::aggregate::{EvalCounts, VersionKey, VersionRow, VersionStats};
-use super::score::{LIST_LENGTH, PairActions, Position, Unscored, pair_score};
-
-/// Impressions kept per user for late records.
-pub const IMPRESSIONS_PER_USER: usize = 8;
+use super::score::{PairActions, Position, Unscored, pair_score};
+pub use super::users::IMPRESSIONS_PER_USER;
+use super::users::{ShardedMap, ShownItems, Users};
 
 /// How many windows after an impression a later action still counts as unattributed to
 /// its version (rather than to no impression at all).
@@ -101,54 +100,6 @@ pub enum Record {
 }
 
 #[derive(Debug)]
-struct Shown {
-    id: u64,
-    time: i64,
-    version: u32,
-    items: ShownItems,
-}
-
-/// A shown list as the join keeps it: only the first [`LIST_LENGTH`] keys (no later position
-/// is scored), 4 bytes each when every one is a movie id below 2^32 (the usual case), 8
-/// otherwise. Half the size of the plain keys, for a state that holds a list per active user.
-#[derive(Debug, PartialEq, Eq)]
-enum ShownItems {
-    Ids(Box<[u32]>),
-    Keys(Box<[MovieKey]>),
-}
-
-impl ShownItems {
-    fn new(mut items: Vec<MovieKey>) -> Self {
-        items.truncate(LIST_LENGTH);
-        let ids: Option<Box<[u32]>> = items.iter().map(|k| u32::try_from(k.0).ok()).collect();
-        match ids {
-            Some(ids) => Self::Ids(ids),
-            None => Self::Keys(items.into_boxed_slice()),
-        }
-    }
-
-    fn position(&self, movie: MovieKey) -> Position {
-        match self {
-            Self::Ids(ids) => {
-                u32::try_from(movie.0).map_or(Position::NotListed, |id| Position::of(ids, &id))
-            }
-            Self::Keys(keys) => Position::of(keys, &movie),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct UserState {
-    newest: i64,
-    /// Open impressions (window not closed), oldest first. A `Vec` sized to what it holds
-    /// (one, for most users) and released when empty: with a million users in the state,
-    /// the spare slots of growing deques were a third of the evaluator's memory.
-    shown: Vec<Shown>,
-    /// The latest closed impression: (time, version).
-    closed: Option<(i64, u32)>,
-}
-
-#[derive(Debug)]
 struct Pair {
     version: u32,
     position: Position,
@@ -195,8 +146,8 @@ pub struct Evaluator {
     versions: Vec<VersionKey>,
     version_index: HashMap<VersionKey, u32>,
     stats: Vec<VersionStats>,
-    users: HashMap<u32, UserState>,
-    pairs: HashMap<(u64, MovieKey), Pair>,
+    users: Users,
+    pairs: ShardedMap<(u64, MovieKey), Pair>,
     /// Pairs by the end of their impression's window.
     pairs_closing: BTreeMap<i64, Vec<(u64, MovieKey)>>,
     /// Users with an open impression, by the end of its window.
@@ -219,8 +170,8 @@ impl Evaluator {
             versions: Vec::new(),
             version_index: HashMap::new(),
             stats: Vec::new(),
-            users: HashMap::new(),
-            pairs: HashMap::new(),
+            users: Users::new(),
+            pairs: ShardedMap::new(),
             pairs_closing: BTreeMap::new(),
             users_closing: BTreeMap::new(),
             horizon: i64::MAX,
@@ -333,18 +284,18 @@ impl Evaluator {
     /// newest record is behind the watermark (nothing in order can still need them).
     fn forget_user(&mut self, user: u32) {
         let (horizon, watermark) = (self.horizon(), self.watermark);
-        let Some(state) = self.users.get(&user) else {
+        let Some(state) = self.users.get(user) else {
             return;
         };
-        let expired = state.shown.is_empty()
+        let expired = !state.has_open()
             && state
-                .closed
+                .closed()
                 .is_none_or(|(time, _)| time.saturating_add(horizon) < watermark);
         if !expired {
             return;
         }
         if state.newest < watermark {
-            self.users.remove(&user);
+            self.users.remove(user);
         } else {
             let at = state.newest.saturating_add(1);
             self.users_forgetting.entry(at).or_default().push(user);
@@ -374,36 +325,18 @@ impl Evaluator {
     /// leaves the unattributed horizon.
     fn remember_closed(&mut self, user: u32, time: i64, version: u32) {
         let forget_at = time.saturating_add(self.horizon());
-        let Some(state) = self.users.get_mut(&user) else {
-            return;
-        };
-        if state.closed.is_none_or(|(closed, _)| closed <= time) {
-            state.closed = Some((time, version));
-            if forget_at < i64::MAX {
-                self.users_forgetting
-                    .entry(forget_at)
-                    .or_default()
-                    .push(user);
-            }
+        if self.users.set_closed(user, time, version) && forget_at < i64::MAX {
+            self.users_forgetting
+                .entry(forget_at)
+                .or_default()
+                .push(user);
         }
     }
 
     fn close_user(&mut self, user: u32) {
-        let (window, watermark) = (self.window, self.watermark);
-        let Some(state) = self.users.get_mut(&user) else {
-            return;
-        };
-        let mut closed = Vec::new();
-        let open_from = state
-            .shown
-            .iter()
-            .position(|s| s.time.saturating_add(window) >= watermark)
-            .unwrap_or(state.shown.len());
-        closed.extend(state.shown.drain(..open_from).map(|s| (s.time, s.version)));
-        if state.shown.is_empty() {
-            state.shown = Vec::new();
-        }
-        for (time, version) in closed {
+        // Only the latest impression closed now matters: remembering the earlier ones
+        // first would be overwritten by it.
+        if let Some((time, version)) = self.users.close_before(user, self.window, self.watermark) {
             self.remember_closed(user, time, version);
         }
     }
@@ -457,14 +390,9 @@ impl Evaluator {
             | Record::Watch { time, user, .. }
             | Record::Rate { time, user, .. } => (*time, *user),
         };
-        let state = self.users.entry(user).or_insert_with(|| UserState {
-            newest: time,
-            ..UserState::default()
-        });
-        if time < state.newest {
+        if self.users.touch(user, time) {
             self.counts.out_of_order += 1;
         }
-        state.newest = state.newest.max(time);
         match record {
             Record::Impression {
                 time,
@@ -511,13 +439,8 @@ impl Evaluator {
             self.counts.malformed += 1;
             return;
         }
-        let state = self.users.entry(user).or_default();
-        let items = ShownItems::new(items);
-        let duplicate = state
-            .shown
-            .iter()
-            .any(|s| s.time == time && s.version == version && s.items == items);
-        if duplicate {
+        let items = ShownItems::new(&items);
+        if self.users.is_open(user, time, version, &items) {
             self.counts.duplicate_impressions += 1;
             return;
         }
@@ -531,23 +454,9 @@ impl Evaluator {
             return;
         }
         self.users_closing.entry(closes).or_default().push(user);
-        let at = state.shown.partition_point(|s| s.time <= time);
-        if state.shown.capacity() == 0 {
-            state.shown.reserve_exact(1);
-        }
-        state.shown.insert(
-            at,
-            Shown {
-                id: self.next_impression,
-                time,
-                version,
-                items,
-            },
-        );
+        self.users
+            .push_open(user, self.next_impression, time, version, items);
         self.next_impression += 1;
-        if state.shown.len() > IMPRESSIONS_PER_USER {
-            state.shown.remove(0);
-        }
     }
 
     fn action(
@@ -557,13 +466,14 @@ impl Evaluator {
         movie: MovieKey,
         fold: impl FnOnce(&mut Pair, &mut EvalCounts),
     ) {
-        let Some(state) = self.users.get(&user) else {
+        let Some(state) = self.users.get(user) else {
             self.counts.no_impression += 1;
             return;
         };
         let horizon = self.horizon();
-        match attribute(state.shown.iter().map(|s| s.time), time, self.window) {
-            Attribution::NoImpression => match state.closed {
+        let open = self.users.open(state);
+        match attribute(open.iter().map(|s| s.time), time, self.window) {
+            Attribution::NoImpression => match state.closed() {
                 Some((shown, _)) if shown <= time && time - shown <= self.window => {
                     self.counts.late_actions += 1;
                 }
@@ -573,15 +483,15 @@ impl Evaluator {
                 }
                 _ => self.counts.no_impression += 1,
             },
-            Attribution::OutsideWindow(i) if time - state.shown[i].time <= horizon => {
+            Attribution::OutsideWindow(i) if time - open.get(i).time <= horizon => {
                 self.counts.outside_window += 1;
-                self.stats[state.shown[i].version as usize].unattributed += 1;
+                self.stats[open.get(i).version as usize].unattributed += 1;
             }
             Attribution::OutsideWindow(_) => self.counts.no_impression += 1,
             Attribution::To(i) => {
-                let shown = &state.shown[i];
+                let shown = open.get(i);
                 let key = (shown.id, movie);
-                let pair = self.pairs.entry(key).or_insert_with(|| {
+                let pair = self.pairs.get_or_insert_with(key, || {
                     let closes = shown.time.saturating_add(self.window);
                     self.pairs_closing.entry(closes).or_default().push(key);
                     Pair {
@@ -616,36 +526,6 @@ mod tests {
 
     fn keys(ids: impl IntoIterator<Item = u64>) -> Vec<MovieKey> {
         ids.into_iter().map(MovieKey).collect()
-    }
-
-    #[test]
-    fn compact_lists_find_the_positions_the_plain_list_does() {
-        let slug = (1u64 << 32) + 3;
-        let lists = [
-            (0..25).map(|i| 100 + i).collect::<Vec<u64>>(),
-            vec![7, slug, 9, u64::from(u32::MAX)],
-            vec![],
-        ];
-        for list in lists {
-            let compact = ShownItems::new(keys(list.iter().copied()));
-            assert_eq!(
-                matches!(compact, ShownItems::Ids(_)),
-                list.iter().all(|&k| u32::try_from(k).is_ok()),
-                "{list:?}"
-            );
-            for movie in list
-                .iter()
-                .copied()
-                .chain([1, slug + 1, 100 + 19, 100 + 20])
-            {
-                let plain = Position::of(&keys(list.iter().copied()), &MovieKey(movie));
-                assert_eq!(
-                    compact.position(MovieKey(movie)),
-                    plain,
-                    "{movie} in {list:?}"
-                );
-            }
-        }
     }
 
     fn shown(ev: &mut Evaluator, time: i64, user: u32, version: &str, items: &[u64]) {

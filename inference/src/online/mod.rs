@@ -33,6 +33,7 @@ pub mod log;
 pub mod merge;
 pub mod score;
 pub mod stream;
+mod users;
 
 pub use aggregate::{
     EvalCounts, OnlineReport, ScoreHistogram, VersionKey, VersionRow, VersionStats,
