@@ -45,9 +45,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::aggregate::{EvalCounts, VersionKey, VersionRow, VersionStats};
-use super::score::{PairActions, Position, Unscored, pair_score};
+use super::score::{PairActions, Unscored, pair_score};
 pub use super::users::IMPRESSIONS_PER_USER;
-use super::users::{ShardedMap, ShownItems, Users};
+use super::users::{Pair, ShownItems, Users};
 
 /// How many windows after an impression a later action still counts as unattributed to
 /// its version (rather than to no impression at all).
@@ -99,15 +99,6 @@ pub enum Record {
     },
 }
 
-#[derive(Debug)]
-struct Pair {
-    version: u32,
-    position: Position,
-    minutes: Option<u32>,
-    /// (time, value) of the rating that counts.
-    rating: Option<(i64, u8)>,
-}
-
 /// Where an action goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attribution {
@@ -146,10 +137,8 @@ pub struct Evaluator {
     versions: Vec<VersionKey>,
     version_index: HashMap<VersionKey, u32>,
     stats: Vec<VersionStats>,
+    /// Users, their open impressions and those impressions' pairs.
     users: Users,
-    pairs: ShardedMap<(u64, MovieKey), Pair>,
-    /// Pairs by the end of their impression's window.
-    pairs_closing: BTreeMap<i64, Vec<(u64, MovieKey)>>,
     /// Users with an open impression, by the end of its window.
     users_closing: BTreeMap<i64, Vec<u32>>,
     /// Seconds after an impression during which a later action is unattributed to it.
@@ -158,7 +147,6 @@ pub struct Evaluator {
     users_forgetting: BTreeMap<i64, Vec<u32>>,
     /// Impressions whose window ends before this are closed.
     watermark: i64,
-    next_impression: u64,
     counts: EvalCounts,
 }
 
@@ -170,14 +158,11 @@ impl Evaluator {
             versions: Vec::new(),
             version_index: HashMap::new(),
             stats: Vec::new(),
-            users: Users::new(),
-            pairs: ShardedMap::new(),
-            pairs_closing: BTreeMap::new(),
+            users: Users::new(window_seconds.max(0)),
             users_closing: BTreeMap::new(),
             horizon: i64::MAX,
             users_forgetting: BTreeMap::new(),
             watermark: i64::MIN,
-            next_impression: 0,
             counts: EvalCounts::default(),
         }
     }
@@ -199,7 +184,7 @@ impl Evaluator {
 
     /// Open pairs (attributed actions whose impression's window has not closed).
     pub fn open_pairs(&self) -> usize {
-        self.pairs.len()
+        self.users.open_pairs()
     }
 
     /// Users with any state (open impressions or a closed one remembered).
@@ -258,20 +243,17 @@ impl Evaluator {
             return;
         }
         self.watermark = watermark;
-        let open = self.pairs_closing.split_off(&watermark);
-        for (_, keys) in std::mem::replace(&mut self.pairs_closing, open) {
-            for key in keys {
-                if let Some(pair) = self.pairs.remove(&key) {
-                    self.score(key.1, &pair, runtime);
-                }
-            }
-        }
         let open = self.users_closing.split_off(&watermark);
         for (_, users) in std::mem::replace(&mut self.users_closing, open) {
             for user in users {
-                self.close_user(user);
+                self.close_user(user, runtime);
             }
         }
+        let (stats, counts) = (&mut self.stats, &mut self.counts);
+        self.users
+            .close_parked(watermark, &mut |version, movie, pair| {
+                score(stats, counts, version, movie, pair, runtime);
+            });
         let kept = self.users_forgetting.split_off(&watermark);
         for (_, users) in std::mem::replace(&mut self.users_forgetting, kept) {
             for user in users {
@@ -333,32 +315,18 @@ impl Evaluator {
         }
     }
 
-    fn close_user(&mut self, user: u32) {
+    /// Closes `user`'s impressions whose window the watermark passed and scores their pairs.
+    fn close_user(&mut self, user: u32, runtime: &impl Fn(MovieKey) -> Option<u32>) {
+        let (stats, counts) = (&mut self.stats, &mut self.counts);
+        let latest = self
+            .users
+            .close_before(user, self.watermark, &mut |version, movie, pair| {
+                score(stats, counts, version, movie, pair, runtime);
+            });
         // Only the latest impression closed now matters: remembering the earlier ones
         // first would be overwritten by it.
-        if let Some((time, version)) = self.users.close_before(user, self.window, self.watermark) {
+        if let Some((time, version)) = latest {
             self.remember_closed(user, time, version);
-        }
-    }
-
-    fn score(&mut self, movie: MovieKey, pair: &Pair, runtime: &impl Fn(MovieKey) -> Option<u32>) {
-        let actions = PairActions {
-            position: pair.position,
-            minutes: pair.minutes,
-            rating: pair.rating.map(|(_, value)| value),
-        };
-        let stats = &mut self.stats[pair.version as usize];
-        let length = if pair.minutes.is_some() {
-            runtime(movie)
-        } else {
-            None
-        };
-        match pair_score(actions, length) {
-            Ok(score) => stats.observe(score, pair.position),
-            Err(Unscored::UnknownRuntime) => {
-                stats.unscored += 1;
-                self.counts.unknown_runtime += 1;
-            }
         }
     }
 
@@ -407,9 +375,9 @@ impl Evaluator {
                 minute,
             } => {
                 self.counts.watch_records += 1;
-                self.action(time, user, movie, |pair, counts| match pair.minutes {
+                self.action(time, user, movie, |pair, counts| match pair.minutes() {
                     Some(furthest) if minute <= furthest => counts.duplicate_actions += 1,
-                    _ => pair.minutes = Some(minute),
+                    _ => pair.set_minutes(minute),
                 });
             }
             Record::Rate {
@@ -419,13 +387,13 @@ impl Evaluator {
                 value,
             } => {
                 self.counts.rating_records += 1;
-                self.action(time, user, movie, |pair, counts| match pair.rating {
-                    None => pair.rating = Some((time, value)),
+                self.action(time, user, movie, |pair, counts| match pair.rating() {
+                    None => pair.set_rating(time, value),
                     Some(old) if old == (time, value) => counts.duplicate_actions += 1,
                     Some((old_time, _)) => {
                         counts.rating_updates += 1;
                         if time >= old_time {
-                            pair.rating = Some((time, value));
+                            pair.set_rating(time, value);
                         }
                     }
                 });
@@ -454,9 +422,7 @@ impl Evaluator {
             return;
         }
         self.users_closing.entry(closes).or_default().push(user);
-        self.users
-            .push_open(user, self.next_impression, time, version, items);
-        self.next_impression += 1;
+        self.users.push_open(user, time, version, items);
     }
 
     fn action(
@@ -489,19 +455,8 @@ impl Evaluator {
             }
             Attribution::OutsideWindow(_) => self.counts.no_impression += 1,
             Attribution::To(i) => {
-                let shown = open.get(i);
-                let key = (shown.id, movie);
-                let pair = self.pairs.get_or_insert_with(key, || {
-                    let closes = shown.time.saturating_add(self.window);
-                    self.pairs_closing.entry(closes).or_default().push(key);
-                    Pair {
-                        version: shown.version,
-                        position: shown.items.position(movie),
-                        minutes: None,
-                        rating: None,
-                    }
-                });
-                fold(pair, &mut self.counts);
+                let slot = open.slot(i);
+                fold(self.users.pair(slot, movie), &mut self.counts);
             }
         }
     }
@@ -515,6 +470,36 @@ impl Evaluator {
         self.close_through(i64::MAX, &runtime);
         let rows = self.rows();
         (self.counts, rows)
+    }
+}
+
+/// Scores one closed pair of version `version` into its row; `runtime` gives a movie's
+/// length in minutes.
+fn score(
+    stats: &mut [VersionStats],
+    counts: &mut EvalCounts,
+    version: u32,
+    movie: MovieKey,
+    pair: &Pair,
+    runtime: &impl Fn(MovieKey) -> Option<u32>,
+) {
+    let actions = PairActions {
+        position: pair.position,
+        minutes: pair.minutes(),
+        rating: pair.rating().map(|(_, value)| value),
+    };
+    let stats = &mut stats[version as usize];
+    let length = if pair.minutes().is_some() {
+        runtime(movie)
+    } else {
+        None
+    };
+    match pair_score(actions, length) {
+        Ok(score) => stats.observe(score, pair.position),
+        Err(Unscored::UnknownRuntime) => {
+            stats.unscored += 1;
+            counts.unknown_runtime += 1;
+        }
     }
 }
 

@@ -12,9 +12,16 @@
 //!   chain (at most [`IMPRESSIONS_PER_USER`], oldest first) of slots in one `Vec`, each
 //!   holding its list's first 20 ids inline. No allocation per user or per list; a freed
 //!   slot is reused by the next impression.
+//! - **Pairs under their impression**: the user × movie pairs an impression collected are a
+//!   chain of 32-byte nodes in a second slab, hanging from the impression's slot, and are
+//!   scored when it closes. A hash table keyed by (impression, movie) with a closing-time
+//!   index cost more than twice that per pair.
+//!
+//! An impression pushed out of a user's list by newer ones keeps its pairs: it is parked
+//! until its window closes, then scored like any other.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use super::join::MovieKey;
@@ -48,12 +55,6 @@ fn top_bits(x: u64) -> usize {
 impl ShardKey for u32 {
     fn shard(&self) -> usize {
         top_bits(u64::from(*self))
-    }
-}
-
-impl ShardKey for (u64, MovieKey) {
-    fn shard(&self) -> usize {
-        top_bits(self.0 ^ self.1.0.rotate_left(32))
     }
 }
 
@@ -166,16 +167,75 @@ impl ShownItems {
 /// An open impression.
 #[derive(Debug)]
 pub struct Shown {
-    /// The join's impression number (pairs are keyed by it).
-    pub id: u64,
     /// Unix seconds.
     pub time: i64,
     /// Version index.
     pub version: u32,
     /// Next slot of the user's chain (a newer impression), or of the free list.
     next: u32,
+    /// First node of its pairs, or [`NO_SLOT`].
+    pairs: u32,
     /// The list.
     pub items: ShownItems,
+}
+
+/// What a user did with one movie after one impression, folded as actions arrive; 16
+/// bytes (two `Option`s would make it 32).
+#[derive(Debug)]
+pub struct Pair {
+    rating_time: i64,
+    minutes: u32,
+    /// Where the movie stood in the impression's list.
+    pub position: Position,
+    rating: u8,
+    /// [`Pair::HAS_MINUTES`] | [`Pair::HAS_RATING`].
+    flags: u8,
+}
+
+impl Pair {
+    const HAS_MINUTES: u8 = 1;
+    const HAS_RATING: u8 = 2;
+
+    /// A pair with no action yet.
+    pub fn new(position: Position) -> Self {
+        Self {
+            rating_time: 0,
+            minutes: 0,
+            position,
+            rating: 0,
+            flags: 0,
+        }
+    }
+
+    /// The furthest minute watched.
+    pub fn minutes(&self) -> Option<u32> {
+        (self.flags & Self::HAS_MINUTES != 0).then_some(self.minutes)
+    }
+
+    /// Sets the furthest minute watched.
+    pub fn set_minutes(&mut self, minute: u32) {
+        self.minutes = minute;
+        self.flags |= Self::HAS_MINUTES;
+    }
+
+    /// (time, value) of the rating that counts.
+    pub fn rating(&self) -> Option<(i64, u8)> {
+        (self.flags & Self::HAS_RATING != 0).then_some((self.rating_time, self.rating))
+    }
+
+    /// Sets the rating that counts.
+    pub fn set_rating(&mut self, time: i64, value: u8) {
+        (self.rating_time, self.rating) = (time, value);
+        self.flags |= Self::HAS_RATING;
+    }
+}
+
+#[derive(Debug)]
+struct PairNode {
+    movie: MovieKey,
+    /// Next node of the impression's pairs, or of the free list.
+    next: u32,
+    pair: Pair,
 }
 
 /// What the join remembers of a user.
@@ -220,33 +280,56 @@ impl<'a> OpenList<'a> {
     /// The `i`-th oldest.
     pub fn get(&self, i: usize) -> &'a Shown {
         let slots = self.slots;
-        &slots[self.ids[..self.len][i] as usize]
+        &slots[self.slot(i) as usize]
+    }
+
+    /// The slot of the `i`-th oldest (for [`Users::pair`]).
+    pub fn slot(&self, i: usize) -> u32 {
+        self.ids[..self.len][i]
     }
 }
 
-/// Every user's state and open impressions.
+/// Every user's state, open impressions and their pairs.
 #[derive(Debug)]
 pub struct Users {
+    /// Attribution window, seconds: an impression at `t` closes when the watermark passes
+    /// `t + window`.
+    window: i64,
     table: ShardedMap<u32, UserState>,
     slots: Vec<Shown>,
     /// Head of the chain of free slots.
     free: u32,
+    nodes: Vec<PairNode>,
+    /// Head of the chain of free pair nodes.
+    free_node: u32,
+    /// Pair nodes in use.
+    live_pairs: usize,
+    /// Impressions pushed out of their user's list that still hold pairs, by the end of
+    /// their window.
+    parked: BTreeMap<i64, Vec<u32>>,
 }
 
-impl Default for Users {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Scores a closed pair: (version, movie, pair).
+pub type ScorePair<'a> = dyn FnMut(u32, MovieKey, &Pair) + 'a;
 
 impl Users {
-    /// No users.
-    pub fn new() -> Self {
+    /// No users; impressions close `window` seconds after they were shown.
+    pub fn new(window: i64) -> Self {
         Self {
+            window,
             table: ShardedMap::new(),
             slots: Vec::new(),
             free: NO_SLOT,
+            nodes: Vec::new(),
+            free_node: NO_SLOT,
+            live_pairs: 0,
+            parked: BTreeMap::new(),
         }
+    }
+
+    /// Pairs collected by open impressions.
+    pub fn open_pairs(&self) -> usize {
+        self.live_pairs
     }
 
     /// Users with any state.
@@ -273,11 +356,13 @@ impl Users {
         out_of_order
     }
 
-    /// Forgets a user and frees their open impressions.
+    /// Forgets a user and frees their open impressions, pairs unscored (the join forgets
+    /// only users with none open).
     pub fn remove(&mut self, user: u32) {
         if let Some(state) = self.table.remove(&user) {
             let mut slot = state.head;
             while slot != NO_SLOT {
+                self.drop_pairs(slot, &mut |_, _, _| {});
                 slot = self.release(slot);
             }
         }
@@ -323,13 +408,14 @@ impl Users {
     }
 
     /// Opens an impression of `user` in time order (after any at the same time); the
-    /// oldest is dropped when the user then has more than [`IMPRESSIONS_PER_USER`].
-    pub fn push_open(&mut self, user: u32, id: u64, time: i64, version: u32, items: ShownItems) {
+    /// oldest leaves the list when the user then has more than [`IMPRESSIONS_PER_USER`]
+    /// (parked until its window closes if it holds pairs).
+    pub fn push_open(&mut self, user: u32, time: i64, version: u32, items: ShownItems) {
         let slot = self.allocate(Shown {
-            id,
             time,
             version,
             next: NO_SLOT,
+            pairs: NO_SLOT,
             items,
         });
         let slots = &mut self.slots;
@@ -357,30 +443,102 @@ impl Users {
         if count > IMPRESSIONS_PER_USER {
             let oldest = state.head;
             state.head = slots[oldest as usize].next;
-            self.release(oldest);
+            let shown = &slots[oldest as usize];
+            if shown.pairs == NO_SLOT {
+                self.release(oldest);
+            } else {
+                let closes = shown.time.saturating_add(self.window);
+                self.parked.entry(closes).or_default().push(oldest);
+            }
+        }
+    }
+
+    /// The pair of `movie` under the impression in `slot` (from [`OpenList::slot`]),
+    /// created on its first action.
+    pub fn pair(&mut self, slot: u32, movie: MovieKey) -> &mut Pair {
+        let shown = &self.slots[slot as usize];
+        let mut node = shown.pairs;
+        while node != NO_SLOT && self.nodes[node as usize].movie != movie {
+            node = self.nodes[node as usize].next;
+        }
+        if node == NO_SLOT {
+            let pair = Pair::new(shown.items.position(movie));
+            node = self.allocate_node(PairNode {
+                movie,
+                next: shown.pairs,
+                pair,
+            });
+            self.slots[slot as usize].pairs = node;
+        }
+        &mut self.nodes[node as usize].pair
+    }
+
+    /// Scores and frees the pairs of parked impressions whose window ended before
+    /// `watermark`.
+    pub fn close_parked(&mut self, watermark: i64, score: &mut ScorePair<'_>) {
+        let open = self.parked.split_off(&watermark);
+        for (_, slots) in std::mem::replace(&mut self.parked, open) {
+            for slot in slots {
+                self.drop_pairs(slot, score);
+                self.release(slot);
+            }
         }
     }
 
     /// Closes `user`'s open impressions whose window (`time + window`) ended before
-    /// `watermark`; returns the latest of them (time, version).
-    pub fn close_before(&mut self, user: u32, window: i64, watermark: i64) -> Option<(i64, u32)> {
-        let state = self.table.get_mut(&user)?;
+    /// `watermark`, scoring their pairs; returns the latest of them (time, version).
+    pub fn close_before(
+        &mut self,
+        user: u32,
+        watermark: i64,
+        score: &mut ScorePair<'_>,
+    ) -> Option<(i64, u32)> {
         let mut latest = None;
-        while state.head != NO_SLOT {
-            let oldest = &self.slots[state.head as usize];
-            if oldest.time.saturating_add(window) >= watermark {
+        loop {
+            let state = self.table.get_mut(&user)?;
+            let slot = state.head;
+            if slot == NO_SLOT {
+                break;
+            }
+            let oldest = &self.slots[slot as usize];
+            if oldest.time.saturating_add(self.window) >= watermark {
                 break;
             }
             latest = Some((oldest.time, oldest.version));
-            let slot = state.head;
             state.head = oldest.next;
-            // `release` needs `self` whole: free the slot by hand (the table is borrowed).
-            let freed = &mut self.slots[slot as usize];
-            freed.items = ShownItems::EMPTY;
-            freed.next = self.free;
-            self.free = slot;
+            self.drop_pairs(slot, score);
+            self.release(slot);
         }
         latest
+    }
+
+    /// Scores and frees the pairs under `slot`.
+    fn drop_pairs(&mut self, slot: u32, score: &mut ScorePair<'_>) {
+        let shown = &mut self.slots[slot as usize];
+        let version = shown.version;
+        let mut node = std::mem::replace(&mut shown.pairs, NO_SLOT);
+        while node != NO_SLOT {
+            let freed = &mut self.nodes[node as usize];
+            score(version, freed.movie, &freed.pair);
+            let next = std::mem::replace(&mut freed.next, self.free_node);
+            self.free_node = node;
+            self.live_pairs -= 1;
+            node = next;
+        }
+    }
+
+    fn allocate_node(&mut self, node: PairNode) -> u32 {
+        self.live_pairs += 1;
+        if self.free_node == NO_SLOT {
+            let index = u32::try_from(self.nodes.len()).expect("fewer than 2^32 open pairs");
+            self.nodes.push(node);
+            index
+        } else {
+            let index = self.free_node;
+            self.free_node = self.nodes[index as usize].next;
+            self.nodes[index as usize] = node;
+            index
+        }
     }
 
     fn allocate(&mut self, shown: Shown) -> u32 {
@@ -491,33 +649,39 @@ mod tests {
             .unwrap_or_default()
     }
 
+    fn nothing(_: u32, _: MovieKey, _: &Pair) {}
+
     #[test]
     fn open_impressions_stay_in_time_order_capped_and_reuse_their_slots() {
-        let mut users = Users::new();
+        let mut users = Users::new(50);
         users.touch(1, 100);
         users.touch(2, 100);
-        for (id, time) in [(0, 100), (1, 300), (2, 200), (3, 200)] {
-            users.push_open(1, id, time, 0, ShownItems::new(&keys([id])));
+        for (version, time) in [(0, 100), (1, 300), (2, 200), (3, 200)] {
+            users.push_open(1, time, version, ShownItems::new(&keys([7])));
         }
         assert_eq!(times(&users, 1), [100, 200, 200, 300]);
-        let ids: Vec<u64> = users
+        let versions: Vec<u32> = users
             .open(users.get(1).unwrap())
             .iter()
-            .map(|s| s.id)
+            .map(|s| s.version)
             .collect();
-        assert_eq!(ids, [0, 2, 3, 1], "same time: the later arrival after");
+        assert_eq!(versions, [0, 2, 3, 1], "same time: the later arrival after");
         for i in 0..10 {
-            users.push_open(2, 10 + i, 1_000 + i as i64, 0, ShownItems::EMPTY);
+            users.push_open(2, 1_000 + i, 0, ShownItems::EMPTY);
         }
         assert_eq!(times(&users, 2), (1_002..1_010).collect::<Vec<_>>());
         assert_eq!(users.used_slots(), 4 + IMPRESSIONS_PER_USER);
 
-        assert_eq!(users.close_before(1, 50, 251), Some((200, 0)));
+        assert_eq!(users.close_before(1, 251, &mut nothing), Some((200, 3)));
         assert_eq!(times(&users, 1), [300]);
-        assert_eq!(users.close_before(1, 50, 251), None, "nothing more closes");
+        assert_eq!(
+            users.close_before(1, 251, &mut nothing),
+            None,
+            "nothing more closes"
+        );
         assert_eq!(users.used_slots(), 1 + IMPRESSIONS_PER_USER);
         let before = users.slots.len();
-        users.push_open(1, 99, 400, 0, ShownItems::EMPTY);
+        users.push_open(1, 400, 0, ShownItems::EMPTY);
         assert_eq!(users.slots.len(), before, "a freed slot is reused");
         users.remove(2);
         assert_eq!(users.used_slots(), 2);
@@ -525,8 +689,64 @@ mod tests {
     }
 
     #[test]
+    fn pairs_are_scored_once_when_their_impression_closes_even_after_leaving_the_list() {
+        let mut users = Users::new(100);
+        users.touch(1, 0);
+        users.push_open(1, 0, 4, ShownItems::new(&keys([10, 11])));
+        let first = users.open(users.get(1).unwrap()).slot(0);
+        users.pair(first, MovieKey(11)).set_minutes(5);
+        users.pair(first, MovieKey(99)).set_rating(3, 4);
+        assert_eq!(
+            users.pair(first, MovieKey(11)).minutes(),
+            Some(5),
+            "found again"
+        );
+        assert_eq!(users.open_pairs(), 2);
+        // Newer impressions push the first out of the list; it keeps its pairs.
+        for t in 1..=IMPRESSIONS_PER_USER as i64 {
+            users.push_open(1, t, 0, ShownItems::EMPTY);
+        }
+        assert_eq!(times(&users, 1).first(), Some(&1));
+        assert_eq!(users.open_pairs(), 2);
+
+        let mut scored = Vec::new();
+        let mut score = |version: u32, movie: MovieKey, pair: &Pair| {
+            scored.push((
+                version,
+                movie.0,
+                pair.position,
+                pair.minutes(),
+                pair.rating(),
+            ));
+        };
+        users.close_parked(100, &mut score);
+        assert_eq!(users.open_pairs(), 2, "its window ends at 100, inclusive");
+        users.close_parked(101, &mut score);
+        scored.sort_by_key(|s| s.1);
+        assert_eq!(
+            scored,
+            [
+                (4, 11, Position::Listed(2), Some(5), None),
+                (4, 99, Position::NotListed, None, Some((3, 4))),
+            ]
+        );
+        assert_eq!(users.open_pairs(), 0);
+        assert_eq!(
+            users.used_slots(),
+            IMPRESSIONS_PER_USER,
+            "the parked slot is free"
+        );
+
+        let second = users.open(users.get(1).unwrap()).slot(0);
+        users.pair(second, MovieKey(1)).set_minutes(1);
+        let mut count = 0;
+        users.close_before(1, i64::MAX, &mut |_, _, _| count += 1);
+        assert_eq!((count, users.open_pairs(), users.used_slots()), (1, 0, 0));
+    }
+
+    #[test]
     fn the_latest_closed_impression_wins() {
-        let mut users = Users::new();
+        let mut users = Users::new(10);
         assert!(!users.set_closed(5, 10, 1), "no state, nothing to remember");
         users.touch(5, 10);
         assert_eq!(users.get(5).unwrap().closed(), None);
@@ -543,5 +763,6 @@ mod tests {
     fn a_user_state_stays_small() {
         assert_eq!(std::mem::size_of::<UserState>(), 24);
         assert!(std::mem::size_of::<Shown>() <= 112);
+        assert_eq!(std::mem::size_of::<PairNode>(), 32);
     }
 }
