@@ -367,7 +367,7 @@ impl Evaluator {
                 user,
                 version,
                 items,
-            } => self.impression(time, user, version, items),
+            } => self.impression(time, user, version, &items),
             Record::Watch {
                 time,
                 user,
@@ -401,13 +401,13 @@ impl Evaluator {
         }
     }
 
-    fn impression(&mut self, time: i64, user: u32, version: u32, items: Vec<MovieKey>) {
+    fn impression(&mut self, time: i64, user: u32, version: u32, items: &[MovieKey]) {
         if version as usize >= self.stats.len() {
             // Not interned here (a caller's bug): counted, never indexed.
             self.counts.malformed += 1;
             return;
         }
-        let items = ShownItems::new(&items);
+        let items = ShownItems::new(items);
         if self.users.is_open(user, time, version, &items) {
             self.counts.duplicate_impressions += 1;
             return;
