@@ -112,6 +112,28 @@ kubectl apply --dry-run=server -n default -f "$WORK/evaluator.yaml" >"$WORK/eval
 grep -q 'value: "kafka.kafka:9092"' "$WORK/evaluator.yaml" || fail "kafka.brokers did not reach the evaluator"
 step "online evaluator Deployment (Recreate) and Service accepted by the API server (dry run)"
 
+# The retrain CronJob in each handoff mode. gitops: the git flags and image, the credentials
+# mounted read-only, a Role that can only get the release; direct keeps get and patch; gitops
+# without a repository is refused at render time.
+RETRAIN='retrain.enabled=true,retrain.release=movies,retrain.store=s3://models/prod,kafka.brokers=kafka.kafka:9092'
+GITOPS="$RETRAIN,retrain.handoff=gitops,retrain.gitops.url=https://git.example/deploy.git,retrain.gitops.path=apps/movies/release.yaml,retrain.gitops.credentialsSecret=deploy-key"
+helm lint --strict "$CHART" --set "$GITOPS" >>"$WORK/lint.log" 2>&1 || fail "helm lint (retrain gitops): $(tail -n 5 "$WORK/lint.log")"
+helm template smoke "$CHART" --set "$GITOPS" --show-only templates/retrain-cronjob.yaml \
+  --show-only templates/retrain-rbac.yaml >"$WORK/retrain-gitops.yaml" || fail "helm template (retrain gitops)"
+kubectl apply --dry-run=server -n default -f "$WORK/retrain-gitops.yaml" >"$WORK/retrain-gitops.log" 2>&1 ||
+  fail "retrain (gitops) objects rejected by the API server: $(cat "$WORK/retrain-gitops.log")"
+for want in '- --handoff=gitops' '"--git-path=apps/movies/release.yaml"' \
+  'registry.example/movrek-retrain-git:' 'secretName: deploy-key' 'readOnly: true' 'verbs: \["get"\]$'; do
+  grep -Eq -- "$want" "$WORK/retrain-gitops.yaml" || fail "retrain gitops render lacks /$want/"
+done
+! grep -q '"patch"' "$WORK/retrain-gitops.yaml" || fail "retrain gitops Role can patch the release"
+helm template smoke "$CHART" --set "$RETRAIN,retrain.handoff=direct" --show-only templates/retrain-rbac.yaml |
+  grep -q 'verbs: \["get", "patch"\]' || fail "retrain direct Role lost patch"
+if helm template smoke "$CHART" --set "$RETRAIN,retrain.handoff=gitops" >/dev/null 2>&1; then
+  fail "retrain gitops without a repository rendered"
+fi
+step "retrain CronJob: gitops (git image, read-only credentials, get-only Role) and direct (get, patch) accepted by the API server (dry run)"
+
 step "helm install (CRD from the chart's crds/, 2 replicas, Secrets readable in default only)"
 kubectl create namespace "$NS" >/dev/null
 helm install movrek "$CHART" -n "$NS" --set replicaCount=2 --set 'rbac.secretNamespaces={default}' \

@@ -1,6 +1,6 @@
-//! `movrek retrain`'s flags and IO shell: read the stable version's record and data, read
-//! the window, merge, judge the data, train, score both models, judge the candidate,
-//! publish, hand off, notify. Every decision is one of the pure functions of
+//! `movrek retrain`'s flags and IO shell: check the handoff's flags, read the stable
+//! version's record and data, read the window, merge, judge the data, train, score both
+//! models, judge the candidate, publish, hand off, notify. Every decision is one of the pure functions of
 //! [`super`]; this module only moves bytes.
 
 use std::path::PathBuf;
@@ -10,7 +10,8 @@ use clap::Args;
 
 use super::events::{EventSource, read_window};
 use super::gate::{DataLimits, DataVerdict, ModelLimits, ModelVerdict, judge_data, judge_model};
-use super::handoff::{Handoff, ModelFields, apply_direct};
+use super::gitops::{self, GitArgs};
+use super::handoff::{Delivery, Handoff, ModelFields, apply_direct};
 use super::merge::{Merged, merge};
 use super::notify::Outcome;
 use super::score::{known_by_user, score};
@@ -35,7 +36,8 @@ pub struct RetrainArgs {
     pub release: String,
     /// The version stable serves: the parent of the new one (its `model.json` holds where
     /// the last training stopped). Default: the release's `status.stable.version`, read
-    /// from the API server.
+    /// from the API server (also with `--handoff gitops`: the version in Git is what is
+    /// wanted, the cluster's status is what serves).
     #[arg(long, env = "MOVREK_STABLE_VERSION")]
     pub stable_version: Option<String>,
     /// Events since the last training: `kafka://HOST:PORT[,…]/TOPIC` (read after the
@@ -83,11 +85,16 @@ pub struct RetrainArgs {
     /// Fairness gate: groups with fewer ranked users do not count in NDCG gaps.
     #[arg(long, default_value_t = ModelLimits::default().min_group_users)]
     pub min_group_users: usize,
-    /// How the new version reaches the release: `none` (publish and print `spec.model`) or
-    /// `direct` (server-side apply of `spec.model`, field manager `movrek-retrain`).
+    /// How the new version reaches the release: `none` (publish and print `spec.model`),
+    /// `direct` (server-side apply of `spec.model`, field manager `movrek-retrain`) or
+    /// `gitops` (a commit of `spec.model` to the manifest at `--git-path` in `--git-url`).
     #[arg(long, value_enum, default_value = "none")]
     pub handoff: Handoff,
-    /// Namespace of the release (`--handoff direct`).
+    /// `--handoff gitops`: repository, branch, manifest path, author, deadline.
+    #[command(flatten)]
+    pub git: GitArgs,
+    /// Namespace of the release (`--handoff direct`; with `gitops`, a manifest that names a
+    /// namespace must name this one).
     #[arg(long, env = "MOVREK_NAMESPACE", default_value = "default")]
     pub namespace: String,
     /// Webhook notified of every outcome (Slack-compatible JSON).
@@ -132,12 +139,35 @@ impl RetrainArgs {
         serde_json::from_value(value).map_err(|e| format!("--data-limits: {e}"))
     }
 
+    /// The handoff with its flags checked, before anything is read or trained.
+    fn route(&self) -> Result<Route, String> {
+        Ok(match self.handoff {
+            Handoff::Gitops => Route::Commit(self.git.target()?),
+            Handoff::Direct => {
+                self.git.check_unused(self.handoff)?;
+                Route::Apply
+            }
+            Handoff::None => {
+                self.git.check_unused(self.handoff)?;
+                Route::Print
+            }
+        })
+    }
+
     fn limits(&self) -> FetchLimits {
         FetchLimits {
             timeout: Duration::from_secs(self.timeout_secs),
             ..FetchLimits::default()
         }
     }
+}
+
+/// [`Handoff`] with what it needs.
+#[derive(Debug)]
+enum Route {
+    Print,
+    Apply,
+    Commit(gitops::Target),
 }
 
 /// Runs the loop once, notifies, and returns the outcome (its exit code is the process's).
@@ -178,18 +208,25 @@ struct Parent {
     retrain: Option<RetrainRecord>,
 }
 
+/// The parent: `--stable-version`, or what the release's stable track serves (read from the
+/// API server, whatever the handoff: with `gitops` the version in Git is the one wanted, not
+/// necessarily the one serving).
+async fn stable_version(args: &RetrainArgs) -> Result<String, String> {
+    if let Some(version) = &args.stable_version {
+        return Ok(version.clone());
+    }
+    let client = kube_client().await?;
+    super::handoff::stable_version(client, &args.release, &args.namespace).await
+}
+
 async fn run_once(args: &RetrainArgs) -> Result<Outcome, String> {
+    let route = args.route()?;
     let prefix = Prefix::parse(&args.store)?;
     layout::check_name("release", &args.release)?;
     let data_limits = args.data_limits()?;
     let model_limits = args.model_limits();
     let source = EventSource::parse(&args.events)?;
-    let stable = if let Some(version) = &args.stable_version {
-        version.clone()
-    } else {
-        let client = kube_client().await?;
-        super::handoff::stable_version(client, &args.release, &args.namespace).await?
-    };
+    let stable = stable_version(args).await?;
     layout::check_name("version", &stable)?;
     let parent = read_parent(args, &prefix, &stable).await?;
     let parent_name = parent.record.version.clone();
@@ -227,10 +264,11 @@ async fn run_once(args: &RetrainArgs) -> Result<Outcome, String> {
     {
         let record: ModelRecord = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{record_entry} is not a model record: {e}"))?;
-        hand_off(args, &record).await?;
+        let delivery = hand_off(args, &route, &record).await?;
         return Ok(Outcome::AlreadyPublished {
             version,
             parent: parent_name,
+            delivery,
         });
     }
     let candidate = crate::train::train(&merged.train, &params, &version, &data_sha256)
@@ -271,12 +309,13 @@ async fn run_once(args: &RetrainArgs) -> Result<Outcome, String> {
     };
     let quality = serde_json::to_value(&report).ok();
     let record = publish(args, &prefix, &candidate, &retrain, dataset_bytes, quality).await?;
-    hand_off(args, &record).await?;
+    let delivery = hand_off(args, &route, &record).await?;
     Ok(Outcome::Published {
         version,
         parent: parent_name,
         gates,
         events: merged.figures,
+        delivery,
     })
 }
 
@@ -433,7 +472,11 @@ fn read_and_merge(
 }
 
 /// Hands a published version to the release (`--handoff`), and prints its `spec.model`.
-async fn hand_off(args: &RetrainArgs, record: &ModelRecord) -> Result<(), String> {
+async fn hand_off(
+    args: &RetrainArgs,
+    route: &Route,
+    record: &ModelRecord,
+) -> Result<Delivery, String> {
     let retrain = RetrainRecord::from_offline(record.offline.as_ref());
     let fields = ModelFields {
         version: record.version.clone(),
@@ -454,16 +497,27 @@ async fn hand_off(args: &RetrainArgs, record: &ModelRecord) -> Result<(), String
         // JSON is YAML: the line pastes into a manifest's spec.model as it is.
         println!("provenance: {provenance}");
     }
-    match args.handoff {
-        Handoff::None => Ok(()),
-        Handoff::Direct => {
-            apply_direct(
-                kube_client().await?,
+    match route {
+        Route::Print => Ok(Delivery::Printed),
+        Route::Apply => {
+            let client = kube_client().await?;
+            apply_direct(client, &args.release, &args.namespace, &fields).await?;
+            Ok(Delivery::Applied {
+                namespace: args.namespace.clone(),
+            })
+        }
+        Route::Commit(target) => {
+            let message = gitops::commit_message(
                 &args.release,
                 &args.namespace,
                 &fields,
-            )
-            .await
+                retrain.as_ref().and_then(|r| r.parent.as_deref()),
+                retrain.as_ref().map(|r| &r.gates),
+            );
+            let git = gitops::Git::new(Duration::from_secs(args.git.git_timeout_secs));
+            let release = (args.release.as_str(), args.namespace.as_str());
+            let pushed = gitops::hand_off(&git, target, release, &fields, &message)?;
+            Ok(gitops::delivery(target, &pushed))
         }
     }
 }

@@ -1,15 +1,21 @@
-//! Hands a published version to its `RecommenderRelease`. `direct`: a server-side apply of
-//! `spec.model` (version, uri, sha256, offlineRmse, provenance) with field manager
-//! `movrek-retrain`, for clusters without `GitOps`. The patch is computed by pure functions
+//! Hands a published version to its `RecommenderRelease`, one way per run ([`Handoff`]).
+//! `direct`: a server-side apply of `spec.model` (version, uri, sha256, offlineRmse,
+//! provenance) with field manager `movrek-retrain`, for clusters without `GitOps`. `gitops`:
+//! the same fields committed to the release's manifest in a Git repository
+//! ([`super::gitops`], [`super::manifest`]). The values are computed once, by pure functions
 //! ([`model_patch`], [`provenance`]); the apply is one call. The operator copies
 //! `provenance` into `status.history` when the version's rollout ends.
 //!
 //! # Caveats
-//! The apply is forced: `movrek-retrain` takes ownership of those fields from whoever
+//! The direct apply is forced: `movrek-retrain` takes ownership of those fields from whoever
 //! applied the manifest (kubectl, Helm). A later `kubectl apply` of an older manifest
 //! conflicts on them instead of silently rolling the model back; Helm upgrades take them
 //! back (`--force-conflicts` or server-side apply). Where a Git repository is the source of
-//! truth, hand off through it instead.
+//! truth (Argo CD, Flux), use `gitops`: a direct apply would be reverted by the next sync.
+//! `gitops` needs the `git` CLI (not in the `FROM scratch` inference image), pushes straight
+//! to the branch (no pull request), edits the manifest in place and refuses layouts it cannot
+//! edit safely (flow style, anchors, templates: see [`super::manifest`]); the version reaches
+//! the cluster when the `GitOps` tool syncs, not when `movrek retrain` exits.
 
 use serde_json::{Value, json};
 
@@ -26,6 +32,78 @@ pub enum Handoff {
     None,
     /// Server-side apply of `spec.model` on the release.
     Direct,
+    /// A commit of `spec.model` to the release's manifest in a Git repository (`--git-*`).
+    Gitops,
+}
+
+/// How a version reached its release, as the outcome's message tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// `--handoff none`: `spec.model` printed only.
+    Printed,
+    /// `--handoff direct`: applied to the release in this namespace.
+    Applied {
+        /// The release's namespace.
+        namespace: String,
+    },
+    /// `--handoff gitops`.
+    Git {
+        /// Repository URL without user information.
+        repository: String,
+        /// Branch.
+        branch: String,
+        /// Manifest path.
+        path: String,
+        /// The commit pushed; `None` when the manifest already named the version.
+        commit: Option<String>,
+    },
+}
+
+impl Delivery {
+    /// One clause for people: what happened to `release`'s `spec.model`.
+    pub fn describe(&self, release: &str, version: &str) -> String {
+        match self {
+            Delivery::Printed => "spec.model printed (--handoff none)".to_owned(),
+            Delivery::Applied { namespace } => {
+                format!("spec.model applied to {namespace}/{release}")
+            }
+            Delivery::Git {
+                repository,
+                branch,
+                path,
+                commit: Some(commit),
+            } => format!("committed {commit} to {repository} ({branch}:{path})"),
+            Delivery::Git {
+                repository,
+                branch,
+                path,
+                commit: None,
+            } => format!(
+                "{repository} ({branch}:{path}) is already at version {version}; nothing committed"
+            ),
+        }
+    }
+
+    /// The same for machines: `mode` and its details.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Delivery::Printed => json!({"mode": "none"}),
+            Delivery::Applied { namespace } => json!({"mode": "direct", "namespace": namespace}),
+            Delivery::Git {
+                repository,
+                branch,
+                path,
+                commit,
+            } => json!({
+                "mode": "gitops",
+                "repository": repository,
+                "branch": branch,
+                "path": path,
+                "commit": commit,
+                "changed": commit.is_some(),
+            }),
+        }
+    }
 }
 
 /// What the release's `spec.model` becomes.

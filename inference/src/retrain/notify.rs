@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::gate::{DataBreach, EventFigures, GateFigures, ModelBreach};
+use super::handoff::Delivery;
 
 /// How a run ended. Every outcome is notified.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +23,8 @@ pub enum Outcome {
         gates: GateFigures,
         /// The window's counts.
         events: EventFigures,
+        /// How it reached the release.
+        delivery: Delivery,
     },
     /// This data had already produced this version (a rerun): handed off again, nothing
     /// trained.
@@ -30,6 +33,8 @@ pub enum Outcome {
         version: String,
         /// Its parent.
         parent: String,
+        /// How it reached the release this time.
+        delivery: Delivery,
     },
     /// No new rating or watch since the parent: no new version.
     NothingToDo {
@@ -95,13 +100,20 @@ impl Outcome {
                 version,
                 parent,
                 gates,
+                delivery,
                 ..
             } => format!(
-                "movrek retrain {release}: published {version} (from {parent}): {}",
-                gate_line(gates)
+                "movrek retrain {release}: published {version} (from {parent}): {}; {}",
+                gate_line(gates),
+                delivery.describe(release, version)
             ),
-            Outcome::AlreadyPublished { version, parent } => format!(
-                "movrek retrain {release}: {version} (from {parent}) was already published; handed off again"
+            Outcome::AlreadyPublished {
+                version,
+                parent,
+                delivery,
+            } => format!(
+                "movrek retrain {release}: {version} (from {parent}) was already published; {}",
+                delivery.describe(release, version)
             ),
             Outcome::NothingToDo { parent } => {
                 format!("movrek retrain {release}: no new events since {parent}; nothing to do")
@@ -138,6 +150,17 @@ impl Outcome {
             fields.push(json!({"title": title, "value": value, "short": true}));
         };
         let mut figures = json!({});
+        let mut handoff = Value::Null;
+        if let Outcome::Published {
+            delivery, version, ..
+        }
+        | Outcome::AlreadyPublished {
+            delivery, version, ..
+        } = self
+        {
+            field("Handoff", delivery.describe(release, version));
+            handoff = delivery.to_json();
+        }
         if let Outcome::Published { gates, events, .. } = self {
             gate_fields(gates, &mut field);
             event_fields(events, &mut field);
@@ -158,7 +181,9 @@ impl Outcome {
             | Outcome::ModelRefused {
                 version, parent, ..
             }
-            | Outcome::AlreadyPublished { version, parent } => (Some(version), Some(parent)),
+            | Outcome::AlreadyPublished {
+                version, parent, ..
+            } => (Some(version), Some(parent)),
             Outcome::NothingToDo { parent } | Outcome::DataRefused { parent, .. } => {
                 (None, Some(parent))
             }
@@ -174,6 +199,7 @@ impl Outcome {
                 "version": version,
                 "parent": parent,
                 "figures": figures,
+                "handoff": handoff,
             }
         })
     }
@@ -190,7 +216,8 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
     text
 }
 
-fn gate_line(g: &GateFigures) -> String {
+/// The gate figures on one line (also the body of a `--handoff gitops` commit message).
+pub(crate) fn gate_line(g: &GateFigures) -> String {
     format!(
         "RMSE {:.4} (stable {:.4}), NDCG@10 {:.4} (stable {:.4})",
         g.candidate_rmse, g.stable_rmse, g.candidate_ndcg, g.stable_ndcg
@@ -281,6 +308,91 @@ mod tests {
         assert_eq!(body["attachments"][0]["color"], "warning");
     }
 
+    fn gates() -> GateFigures {
+        GateFigures {
+            candidate_rmse: 0.9,
+            stable_rmse: 0.95,
+            candidate_ndcg: 0.31,
+            stable_ndcg: 0.3,
+            candidate_gaps: vec![],
+            stable_gaps: vec![],
+        }
+    }
+
+    fn in_git(commit: Option<&str>) -> Delivery {
+        Delivery::Git {
+            repository: "https://git.example/deploy.git".into(),
+            branch: "main".into(),
+            path: "apps/movies.yaml".into(),
+            commit: commit.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_gitops_handoff_names_the_commit_and_the_repository() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let published = Outcome::Published {
+            version: "r1".into(),
+            parent: "v1".into(),
+            gates: gates(),
+            events: EventFigures::default(),
+            delivery: in_git(Some(commit)),
+        };
+        let body = published.message("movies");
+        assert_eq!(
+            body["text"],
+            format!(
+                "movrek retrain movies: published r1 (from v1): RMSE 0.9000 (stable 0.9500), \
+                 NDCG@10 0.3100 (stable 0.3000); committed {commit} to \
+                 https://git.example/deploy.git (main:apps/movies.yaml)"
+            )
+        );
+        assert_eq!(
+            body["movrek"]["handoff"],
+            json!({"mode": "gitops", "repository": "https://git.example/deploy.git",
+                   "branch": "main", "path": "apps/movies.yaml", "commit": commit,
+                   "changed": true})
+        );
+        let fields = body["attachments"][0]["fields"].as_array().unwrap();
+        assert!(fields.iter().any(|f| f["title"] == "Handoff"), "{body}");
+    }
+
+    #[test]
+    fn a_rerun_that_finds_the_version_in_git_says_so_and_commits_nothing() {
+        let rerun = Outcome::AlreadyPublished {
+            version: "r1".into(),
+            parent: "v1".into(),
+            delivery: in_git(None),
+        };
+        assert_eq!(rerun.exit_code(), 0);
+        let body = rerun.message("movies");
+        assert_eq!(body["movrek"]["handoff"]["changed"], false);
+        assert_eq!(body["movrek"]["handoff"]["commit"], Value::Null);
+        assert!(
+            body["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("(main:apps/movies.yaml) is already at version r1; nothing committed"),
+            "{body}"
+        );
+        let direct = Outcome::AlreadyPublished {
+            version: "r1".into(),
+            parent: "v1".into(),
+            delivery: Delivery::Applied {
+                namespace: "prod".into(),
+            },
+        };
+        assert!(
+            direct
+                .summary("movies")
+                .ends_with("; spec.model applied to prod/movies")
+        );
+        assert_eq!(
+            direct.message("movies")["movrek"]["handoff"]["mode"],
+            "direct"
+        );
+    }
+
     #[test]
     fn nothing_to_do_succeeds_quietly_but_is_still_said() {
         let o = Outcome::NothingToDo {
@@ -288,6 +400,7 @@ mod tests {
         };
         assert_eq!(o.exit_code(), 0);
         assert_eq!(o.message("m")["movrek"]["version"], Value::Null);
+        assert_eq!(o.message("m")["movrek"]["handoff"], Value::Null);
         assert!(o.summary("m").contains("nothing to do"));
     }
 }
