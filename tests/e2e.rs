@@ -12,6 +12,8 @@ mod bus;
 mod cluster;
 #[path = "e2e/dataplane.rs"]
 mod dataplane;
+#[path = "e2e/jobs.rs"]
+mod jobs;
 #[path = "e2e/models.rs"]
 mod models;
 #[path = "e2e/operator.rs"]
@@ -109,6 +111,7 @@ impl Env {
         let data = DataPlane::start(
             cluster.client.clone(),
             NAMESPACE,
+            cluster.endpoint(),
             &work.join("dataplane"),
             faults,
             timeline.clone(),

@@ -189,6 +189,16 @@ impl Cluster {
             OPERATOR_SERVICE_ACCOUNT,
             "--duration=2h",
         ]);
+        let path = self.dir.join("operator.kubeconfig");
+        let text = self
+            .endpoint()
+            .kubeconfig("operator", token.trim(), OPERATOR_NAMESPACE);
+        std::fs::write(&path, text).expect("write the operator kubeconfig");
+        path
+    }
+
+    /// Where the API server listens and the CA that signed its certificate.
+    pub fn endpoint(&self) -> ApiEndpoint {
         let server = self
             .kubectl_ok(&[
                 "config",
@@ -199,17 +209,10 @@ impl Cluster {
             ])
             .trim()
             .to_owned();
-        let path = self.dir.join("operator.kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    \
-             certificate-authority: {ca}\nusers:\n- name: operator\n  user:\n    token: {token}\n\
-             contexts:\n- name: local\n  context:\n    cluster: local\n    user: operator\n    \
-             namespace: {OPERATOR_NAMESPACE}\ncurrent-context: local\n",
-            ca = self.dir.join("pki/ca.crt").display(),
-            token = token.trim(),
-        );
-        std::fs::write(&path, text).expect("write the operator kubeconfig");
-        path
+        ApiEndpoint {
+            server,
+            ca: self.dir.join("pki/ca.crt"),
+        }
     }
 
     /// The API server's own `/metrics` text (admin token).
@@ -238,6 +241,30 @@ impl Drop for Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+}
+
+/// The API server's address and CA, for kubeconfigs of other identities.
+#[derive(Clone, Debug)]
+pub struct ApiEndpoint {
+    /// `https://127.0.0.1:PORT`.
+    pub server: String,
+    /// The cluster CA certificate.
+    pub ca: PathBuf,
+}
+
+impl ApiEndpoint {
+    /// A kubeconfig that authenticates with bearer `token` as `user`, defaulting to
+    /// `namespace`.
+    pub fn kubeconfig(&self, user: &str, token: &str, namespace: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    \
+             certificate-authority: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\n\
+             contexts:\n- name: local\n  context:\n    cluster: local\n    user: {user}\n    \
+             namespace: {namespace}\ncurrent-context: local\n",
+            server = self.server,
+            ca = self.ca.display(),
+        )
     }
 }
 
