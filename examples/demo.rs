@@ -251,6 +251,7 @@ impl Demo {
             prometheus: &prometheus,
             webhook: &self.webhook.url,
             impressions: Some((&self.bus.bootstrap, "impressions")),
+            credentials_secret: None,
         };
         release_manifest(&target, &self.models[version], CANARY)
     }

@@ -178,6 +178,30 @@ impl Cluster {
         );
     }
 
+    /// `helm upgrade --reuse-values` of the installed chart with `values` (`--set` pairs):
+    /// a chart option switched on after install, as a person would.
+    pub fn helm_upgrade(&self, values: &[(&str, &str)]) {
+        let chart = repo_root().join("charts/movrek-operator");
+        let mut cmd = self.command("helm");
+        cmd.args(["upgrade", HELM_RELEASE]).arg(&chart).args([
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--reuse-values",
+        ]);
+        for (key, value) in values {
+            cmd.arg("--set").arg(format!("{key}={value}"));
+        }
+        let out = cmd
+            .args(["--wait", "--timeout", "60s"])
+            .output()
+            .expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm upgrade {values:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Writes a kubeconfig authenticating as the chart's `ServiceAccount` (a token from the
     /// `TokenRequest` API) and returns its path.
     pub fn operator_kubeconfig(&self) -> PathBuf {
