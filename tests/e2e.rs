@@ -2163,7 +2163,7 @@ async fn s16_quality_a_bad_canary_is_rolled_back_an_identical_one_promoted() {
     env.data().prometheus.scrape_evaluator(evaluator.addr);
     env.timeline
         .mark(&format!("movrek evaluate on {}, scraped", evaluator.addr));
-    let _users = simulated_users(&env, &bus, &events);
+    let users = simulated_users(&env, &bus, &events);
     env.timeline
         .mark("movrek simulate --live: 25 sessions/s through nginx for at most 700 s");
     let scored = evaluator
@@ -2220,6 +2220,9 @@ async fn s16_quality_a_bad_canary_is_rolled_back_an_identical_one_promoted() {
         ("v2-random", Outcome::RolledBack)
     );
     identical_canary_waits_out_an_evaluator_outage(&env, &mut evaluator).await;
+    // A broker started here keeps its pid file under the cluster's temp dir, which `finish`
+    // removes: stop it first (with the processes that use it).
+    drop((users, evaluator, bus));
     env.finish().await;
 }
 
