@@ -27,6 +27,8 @@ mod bus;
 mod cluster;
 #[path = "../tests/e2e/dataplane.rs"]
 mod dataplane;
+#[path = "../tests/e2e/jobs.rs"]
+mod jobs;
 #[path = "../tests/e2e/models.rs"]
 mod models;
 #[path = "../tests/e2e/operator.rs"]
@@ -200,6 +202,7 @@ impl Demo {
         let data = DataPlane::start(
             cluster.client.clone(),
             NAMESPACE,
+            cluster.endpoint(),
             &work.join("dataplane"),
             faults,
             Timeline::to_file("demo", &harness_log),
@@ -248,6 +251,7 @@ impl Demo {
             prometheus: &prometheus,
             webhook: &self.webhook.url,
             impressions: Some((&self.bus.bootstrap, "impressions")),
+            credentials_secret: None,
         };
         release_manifest(&target, &self.models[version], CANARY)
     }

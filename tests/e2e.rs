@@ -12,10 +12,16 @@ mod bus;
 mod cluster;
 #[path = "e2e/dataplane.rs"]
 mod dataplane;
+#[path = "e2e/jobs.rs"]
+mod jobs;
 #[path = "e2e/models.rs"]
 mod models;
 #[path = "e2e/operator.rs"]
 mod operator;
+#[path = "e2e/retrain.rs"]
+mod retrain;
+#[path = "../inference/tests/support/s3.rs"]
+mod s3;
 #[path = "e2e/timeline.rs"]
 mod timeline;
 #[path = "e2e/traffic.rs"]
@@ -71,6 +77,10 @@ struct Env {
     models: HashMap<String, Model>,
     /// `spec.impressions` of every manifest: brokers and topic.
     impressions: Option<(String, String)>,
+    /// `spec.model.credentialsSecret` of every manifest.
+    model_credentials: Option<String>,
+    /// Namespace of the release (and of the data-plane stand-in).
+    namespace: &'static str,
     operator_kubeconfig: PathBuf,
     work: PathBuf,
     cluster: Cluster,
@@ -79,6 +89,11 @@ struct Env {
 impl Env {
     /// Cluster up, chart installed, models trained, data plane and one operator running.
     async fn start(name: &str, versions: &[&str]) -> Self {
+        Self::start_in(name, versions, NAMESPACE).await
+    }
+
+    /// [`Env::start`] with the release in `namespace`.
+    async fn start_in(name: &str, versions: &[&str], namespace: &'static str) -> Self {
         let timeline = Timeline::new(name);
         let cluster = Cluster::up().await;
         timeline.mark(&format!(
@@ -108,7 +123,8 @@ impl Env {
         let webhook = Webhook::start().await;
         let data = DataPlane::start(
             cluster.client.clone(),
-            NAMESPACE,
+            namespace,
+            cluster.endpoint(),
             &work.join("dataplane"),
             faults,
             timeline.clone(),
@@ -128,6 +144,8 @@ impl Env {
             webhook,
             models,
             impressions: None,
+            model_credentials: None,
+            namespace,
             operator_kubeconfig,
             work,
             cluster,
@@ -159,7 +177,7 @@ impl Env {
     }
 
     fn releases(&self) -> Api<RecommenderRelease> {
-        Api::namespaced(self.cluster.client.clone(), NAMESPACE)
+        Api::namespaced(self.cluster.client.clone(), self.namespace)
     }
 
     /// The release manifest for `version` with `canary` settings (YAML, 4-space indented).
@@ -167,7 +185,7 @@ impl Env {
         let prometheus = self.data().prometheus.url();
         let target = ReleaseTarget {
             name: RELEASE,
-            namespace: NAMESPACE,
+            namespace: self.namespace,
             host: HOST,
             prometheus: &prometheus,
             webhook: &self.webhook.url,
@@ -175,6 +193,7 @@ impl Env {
                 .impressions
                 .as_ref()
                 .map(|(b, t)| (b.as_str(), t.as_str())),
+            credentials_secret: self.model_credentials.as_deref(),
         };
         release_manifest(&target, &self.models[version], canary)
     }
@@ -183,7 +202,7 @@ impl Env {
     fn create_webhook_secret(&self, name: &str) {
         self.cluster.kubectl_ok(&[
             "-n",
-            NAMESPACE,
+            self.namespace,
             "create",
             "secret",
             "generic",
@@ -369,7 +388,7 @@ impl Env {
 
     /// The Events recorded for the release, oldest first.
     async fn events(&self) -> Vec<Event> {
-        let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), NAMESPACE);
+        let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), self.namespace);
         let list = events
             .list(&ListParams::default().fields(&format!(
                 "involvedObject.kind=RecommenderRelease,involvedObject.name={RELEASE}"
@@ -387,7 +406,7 @@ impl Env {
     }
 
     async fn deployment_replicas(&self, name: &str) -> Option<i32> {
-        let api: Api<Deployment> = Api::namespaced(self.cluster.client.clone(), NAMESPACE);
+        let api: Api<Deployment> = Api::namespaced(self.cluster.client.clone(), self.namespace);
         api.get_opt(name)
             .await
             .expect("get deployment")
@@ -569,7 +588,7 @@ impl Env {
                 "--as",
                 &sa,
                 "-n",
-                NAMESPACE,
+                self.namespace,
             ]);
             let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             assert_eq!(
@@ -2144,7 +2163,7 @@ async fn s16_quality_a_bad_canary_is_rolled_back_an_identical_one_promoted() {
     env.data().prometheus.scrape_evaluator(evaluator.addr);
     env.timeline
         .mark(&format!("movrek evaluate on {}, scraped", evaluator.addr));
-    let _users = simulated_users(&env, &bus, &events);
+    let users = simulated_users(&env, &bus, &events);
     env.timeline
         .mark("movrek simulate --live: 25 sessions/s through nginx for at most 700 s");
     let scored = evaluator
@@ -2201,6 +2220,9 @@ async fn s16_quality_a_bad_canary_is_rolled_back_an_identical_one_promoted() {
         ("v2-random", Outcome::RolledBack)
     );
     identical_canary_waits_out_an_evaluator_outage(&env, &mut evaluator).await;
+    // A broker started here keeps its pid file under the cluster's temp dir, which `finish`
+    // removes: stop it first (with the processes that use it).
+    drop((users, evaluator, bus));
     env.finish().await;
 }
 
@@ -2282,4 +2304,526 @@ async fn identical_canary_waits_out_an_evaluator_outage(env: &Env, evaluator: &m
     }
     env.timeline
         .mark(&format!("v3 promoted: {}", passed.message));
+}
+
+/// Secret holding the model store's credentials (`AWS_*`), for the pods and the Job alike.
+const STORE_SECRET: &str = "model-store";
+/// Sessions of simulated users per retraining window: enough new ratings that a fifth of
+/// them held out passes the data gate's `min_test_ratings` (50).
+const WINDOW_SESSIONS: u64 = 1500;
+/// Malformed lines of the corrupted burst (scenario 18): all of the second window, and
+/// under 5 % of the third (which reads them again, after thousands of good lines).
+const CORRUPTED_LINES: usize = 40;
+
+/// What scenario 18 runs on besides the [`Env`]: the store (v1 published there), the broker
+/// and the events topic, and the receiver of `movrek retrain`'s notifications (the release's
+/// own webhook only hears of rollouts).
+struct Retraining {
+    s3: s3::S3,
+    prefix: String,
+    bus: bus::Bus,
+    topic: String,
+    hook: Webhook,
+}
+
+/// One retraining Job run to its end: its final condition, the exit code of each of its
+/// pods, and the notifications those runs sent.
+struct JobRun {
+    outcome: String,
+    exit_codes: Vec<i32>,
+    notifications: Vec<serde_json::Value>,
+    logs: String,
+}
+
+impl Retraining {
+    /// Publishes v1 to a fresh store prefix, puts the store's credentials in a Secret the
+    /// release and the Job both name, creates the events topic, and switches the chart's
+    /// retraining `CronJob` on for the release (`helm upgrade`), with `--data` for the first
+    /// run (v1 was not trained by `movrek retrain`, so its data set is not in the store).
+    async fn set_up(env: &mut Env) -> Self {
+        let s3 = s3::S3::start(&cluster::repo_root(), &env.work.join("s3"));
+        let prefix = s3.fresh_prefix("e2e-s18");
+        let v1 = retrain::publish(&env.models["v1"], &s3, &prefix, RELEASE);
+        env.timeline
+            .mark(&format!("movrek publish v1 → {}", v1.uri));
+        env.models.insert("v1".to_owned(), v1);
+        let mut secret = vec![
+            "-n",
+            env.namespace,
+            "create",
+            "secret",
+            "generic",
+            STORE_SECRET,
+        ];
+        let literals: Vec<String> = s3
+            .env
+            .iter()
+            .map(|(k, v)| format!("--from-literal={k}={v}"))
+            .collect();
+        secret.extend(literals.iter().map(String::as_str));
+        env.cluster.kubectl_ok(&secret);
+        env.model_credentials = Some(STORE_SECRET.to_owned());
+        let bus = bus::Bus::start(&env.work);
+        let topic = format!("events-s18-{}", std::process::id());
+        bus.create_topic(&topic);
+        let hook = Webhook::start().await;
+        let data = format!("{{--data={}}}", env.work.join("data").display());
+        env.cluster.helm_upgrade(&[
+            ("retrain.enabled", "true"),
+            ("retrain.release", RELEASE),
+            ("retrain.store", prefix.as_str()),
+            ("kafka.brokers", bus.bootstrap.as_str()),
+            ("kafka.topics.events", topic.as_str()),
+            ("retrain.webhookUrl", hook.url.as_str()),
+            ("retrain.credentialsSecret", STORE_SECRET),
+            ("retrain.extraArgs", data.as_str()),
+        ]);
+        env.timeline.mark(&format!(
+            "helm upgrade: retraining CronJob on for {RELEASE} (store {prefix}, events kafka://{}/{topic})",
+            bus.bootstrap
+        ));
+        Self {
+            s3,
+            prefix,
+            bus,
+            topic,
+            hook,
+        }
+    }
+
+    /// Simulated users (seed `seed`) go through nginx, their actions to the events topic.
+    async fn traffic_to_events(&self, env: &Env, seed: u64) -> u64 {
+        let sink = format!("kafka://{}/{}", self.bus.bootstrap, self.topic);
+        let nginx = env.data().nginx_url();
+        let users = retrain::Users {
+            target: &nginx,
+            host: HOST,
+            data: &env.work.join("data"),
+            sink: &sink,
+        };
+        let summary = retrain::simulate(&users, WINDOW_SESSIONS, seed, &env.work).await;
+        let tally = &summary["tally"];
+        let lines = tally["lines"].as_u64().expect("tally.lines");
+        env.timeline.mark(&format!(
+            "movrek simulate (seed {seed}): {} requests through nginx, {} ratings, {lines} lines to Kafka",
+            tally["requests"], tally["ratings"]
+        ));
+        lines
+    }
+
+    /// Creates Job `name` from the chart's `CronJob` (with `extra` arguments) and waits for
+    /// it to end; the stand-in runs its pods.
+    async fn run_job(&self, env: &Env, name: &str, extra: &[String]) -> JobRun {
+        let before = self.hook.bodies().len();
+        let client = &env.cluster.client;
+        retrain::create_job(client, env.namespace, name, extra).await;
+        env.timeline.mark(&format!(
+            "Job {name} created from cronjob/{}",
+            retrain::CRONJOB
+        ));
+        let job = retrain::wait_job(client, env.namespace, name, Duration::from_secs(180)).await;
+        let outcome = retrain::job_outcome(&job).expect("finished");
+        let runs: Vec<jobs::JobPodRun> = env
+            .data()
+            .stats()
+            .jobs
+            .into_iter()
+            .filter(|r| r.pod.starts_with(&format!("{name}-")))
+            .collect();
+        let logs = runs
+            .iter()
+            .map(|r| format!("--- {}:\n{}", r.pod, env.data().pod_log(&r.pod)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let notifications = self.hook.bodies()[before..].to_vec();
+        env.timeline.mark(&format!(
+            "Job {name} {outcome}: pods exited {:?}, {} notifications",
+            runs.iter().map(|r| r.exit_code).collect::<Vec<_>>(),
+            notifications.len()
+        ));
+        JobRun {
+            outcome,
+            exit_codes: runs.iter().map(|r| r.exit_code).collect(),
+            notifications,
+            logs,
+        }
+    }
+
+    /// The versions published under the release, and the files of each.
+    async fn published(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        for version in self
+            .s3
+            .children(&format!("{}/{RELEASE}", self.prefix))
+            .await
+        {
+            let files = self
+                .s3
+                .children(&format!("{}/{RELEASE}/{version}", self.prefix))
+                .await;
+            out.push((version, files));
+        }
+        out
+    }
+}
+
+/// Scenario 18 (issue 12), the retraining loop end to end on the local control plane: v1
+/// is served from the S3-compatible store (moto) with the credentials the release names;
+/// simulated users go through the release's route and their watches and ratings reach Kafka;
+/// a Job made from the chart's retraining `CronJob` — run by the data-plane stand-in as a
+/// kubelet would, with the Job's `ServiceAccount` and the real Job controller — trains v2,
+/// publishes it, and hands it to the release by server-side apply; the operator canaries it
+/// from the store and promotes it, and the history carries its provenance. A second Job,
+/// whose window is a burst of malformed lines, is refused by the data gate; a third, whose
+/// model is made worse on purpose, by the ranking gate. Every run notifies; no refused run
+/// touches the release or the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s18_retraining_job_trains_publishes_and_is_canaried() {
+    let mut env = Env::start_in("s18", &["v1"], cluster::OPERATOR_NAMESPACE).await;
+    let retraining = Retraining::set_up(&mut env).await;
+    env.deploy_stable("v1").await;
+    env.start_traffic(Duration::from_secs(300));
+    let v2 = retraining_publishes_v2_and_the_operator_promotes_it(&env, &retraining).await;
+    corrupted_events_are_refused_by_the_data_gate(&env, &retraining, &v2).await;
+    a_worse_model_is_refused_by_the_ranking_gate(&env, &retraining, &v2).await;
+    let samples = env.samples();
+    let all = Mix::of(&samples, Duration::ZERO, env.timeline.now());
+    env.timeline
+        .mark(&format!("paced traffic over the scenario: {all}"));
+    assert_eq!(
+        all.failed,
+        0,
+        "no request failed through nginx: {all}\n{}",
+        traffic::failures(&samples)
+    );
+    // The store and a broker started here keep their pid files under the cluster's temp
+    // dir, which `finish` removes: stop them first.
+    drop(retraining);
+    env.finish().await;
+}
+
+/// First run: the Job trains v2 from the window, publishes it and applies `spec.model`; the
+/// operator canaries and promotes it. Returns v2's version name.
+async fn retraining_publishes_v2_and_the_operator_promotes_it(
+    env: &Env,
+    retraining: &Retraining,
+) -> String {
+    let lines = retraining.traffic_to_events(env, 1).await;
+    let run = retraining.run_job(env, "retrain-1", &[]).await;
+    let (v2, candidate_ndcg) = assert_published(&run, lines);
+    env.timeline.mark(&format!(
+        "retrain published {v2}: {}",
+        run.notifications[0]["text"]
+    ));
+    let sha256 = assert_handed_off(env, retraining, &v2).await;
+    assert_store_holds(retraining, &v2, &sha256).await;
+    let promoted = env.wait_promoted(&v2, Duration::from_secs(120)).await;
+    let entry = promoted
+        .status
+        .and_then(|s| s.history.into_iter().next())
+        .expect("a history entry");
+    assert_eq!(
+        (entry.version.as_str(), entry.outcome),
+        (v2.as_str(), Outcome::Promoted)
+    );
+    let provenance = entry.provenance.expect("v2's provenance in status.history");
+    assert_provenance(&provenance, retraining, lines, candidate_ndcg);
+    env.timeline.mark(&format!(
+        "{v2} promoted; history provenance: parent v1, data {}",
+        provenance.data_digest.unwrap_or_default()
+    ));
+    env.wait_serving(&v2, Duration::from_secs(30)).await;
+    v2
+}
+
+/// The first run published: its pod exited 0, the Job completed, and its one notification
+/// names v2, its parent v1 and the window's figures (every line the users wrote read once).
+/// Returns v2's name and its NDCG@10 on the held-out ratings.
+fn assert_published(run: &JobRun, lines: u64) -> (String, f64) {
+    assert_eq!(
+        (run.outcome.as_str(), run.exit_codes.as_slice()),
+        ("Complete", &[0][..]),
+        "the first run publishes:\n{}",
+        run.logs
+    );
+    assert_eq!(run.notifications.len(), 1, "{:?}", run.notifications);
+    let note = &run.notifications[0]["movrek"];
+    assert_eq!(
+        (
+            note["kind"].as_str(),
+            note["outcome"].as_str(),
+            note["parent"].as_str()
+        ),
+        (Some("retrain"), Some("published"), Some("v1")),
+        "{note}"
+    );
+    let events = &note["figures"]["events"];
+    assert_eq!(
+        events["lines"].as_u64(),
+        Some(lines),
+        "every line read once: {events}"
+    );
+    assert_eq!(events["malformed"].as_u64(), Some(0), "{events}");
+    assert!(events["test_ratings"].as_u64() >= Some(50), "{events}");
+    let version = note["version"].as_str().expect("version").to_owned();
+    let ndcg = note["figures"]["gates"]["candidate_ndcg"]
+        .as_f64()
+        .expect("gates.candidate_ndcg");
+    (version, ndcg)
+}
+
+/// The release's `spec.model` names v2 where the store holds it, applied by field manager
+/// `movrek-retrain`. Returns the artifact digest it names.
+async fn assert_handed_off(env: &Env, retraining: &Retraining, v2: &str) -> String {
+    let rr = env.releases().get(RELEASE).await.expect("get release");
+    let model = &rr.spec.model;
+    assert_eq!(model.version, v2, "spec.model.version handed off");
+    let expected_uri = format!("{}/{RELEASE}/{v2}/model.movrek", retraining.prefix);
+    assert_eq!(model.uri, expected_uri);
+    assert!(
+        rr.managed_fields().iter().any(|m| {
+            m.manager.as_deref() == Some("movrek-retrain")
+                && m.operation.as_deref() == Some("Apply")
+                && m.fields_v1
+                    .as_ref()
+                    .is_some_and(|f| f.0.pointer("/f:spec/f:model/f:version").is_some())
+        }),
+        "spec.model.version is owned by field manager movrek-retrain: {:?}",
+        rr.managed_fields()
+    );
+    model.sha256.clone()
+}
+
+/// v2's provenance in the history: its parent, the topic and offsets it read (exactly the
+/// window's lines), its data digest and offline NDCG.
+fn assert_provenance(
+    provenance: &movrek_operator::crd::ModelProvenance,
+    retraining: &Retraining,
+    lines: u64,
+    candidate_ndcg: f64,
+) {
+    assert_eq!(provenance.parent_version.as_deref(), Some("v1"));
+    let range = provenance.event_range.as_ref().expect("eventRange");
+    assert_eq!(
+        range.source,
+        format!("kafka://{}/{}", retraining.bus.bootstrap, retraining.topic)
+    );
+    let read: i64 = range
+        .offsets
+        .as_deref()
+        .expect("offsets")
+        .split(',')
+        .map(|p| {
+            let (from, to) = p
+                .split_once(':')
+                .and_then(|(_, r)| r.split_once('-'))
+                .expect("P:FROM-TO");
+            to.parse::<i64>().expect("TO") - from.parse::<i64>().expect("FROM")
+        })
+        .sum();
+    assert_eq!(
+        read, lines as i64,
+        "the offsets cover the window: {range:?}"
+    );
+    let digest = provenance.data_digest.as_deref().unwrap_or_default();
+    assert_eq!(digest.len(), 64, "dataDigest {digest:?}");
+    assert_eq!(
+        provenance.offline_ndcg10,
+        Some((candidate_ndcg * 10_000.0).round() / 10_000.0)
+    );
+}
+
+/// v2's files are in the store beside v1, and its record names the artifact's digest.
+async fn assert_store_holds(retraining: &Retraining, v2: &str, sha256: &str) {
+    let published = retraining.published().await;
+    let files: Vec<String> = [
+        "dataset.json",
+        "fairness.json",
+        "model.json",
+        "model.movrek",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut expected = vec![
+        (
+            "v1".to_owned(),
+            vec!["model.json".to_owned(), "model.movrek".to_owned()],
+        ),
+        (v2.to_owned(), files),
+    ];
+    expected.sort();
+    assert_eq!(
+        published, expected,
+        "what the store holds under {}/{RELEASE}",
+        retraining.prefix
+    );
+    let uri = format!("{}/{RELEASE}/{v2}/model.json", retraining.prefix);
+    let record: serde_json::Value =
+        serde_json::from_slice(&retraining.s3.read(&uri).await).expect("model.json is JSON");
+    assert_eq!(record["version"], v2, "{record}");
+    assert_eq!(record["sha256"], sha256, "{record}");
+    assert_eq!(record["offline"]["parent"], "v1", "{record}");
+}
+
+/// The release and the store are as the first run left them.
+async fn assert_unchanged(env: &Env, retraining: &Retraining, v2: &str) {
+    let rr = env.releases().get(RELEASE).await.expect("get release");
+    let status = rr.status.expect("status");
+    assert_eq!(rr.spec.model.version, v2, "spec.model unchanged");
+    assert!(
+        matches!(status.phase, Phase::Succeeded | Phase::Stable),
+        "no rollout started: phase {:?}",
+        status.phase
+    );
+    assert_eq!(status.stable.map(|s| s.version), Some(v2.to_owned()));
+    assert_eq!(
+        status
+            .history
+            .first()
+            .map(|h| (h.version.as_str(), h.outcome)),
+        Some((v2, Outcome::Promoted)),
+        "no rollout since v2's in the history"
+    );
+    let versions: Vec<String> = retraining
+        .published()
+        .await
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    let mut expected = vec!["v1".to_owned(), v2.to_owned()];
+    expected.sort();
+    assert_eq!(versions, expected, "nothing published");
+}
+
+/// The refused runs of a Job: every pod exited 3 (refused), the Job failed, it was retried
+/// at most `backoffLimit` times (a refusal is never retried forever), and each run said why.
+fn assert_refused(run: &JobRun, backoff_limit: i32) {
+    assert_eq!(
+        run.outcome, "Failed",
+        "a refusal fails the Job:\n{}",
+        run.logs
+    );
+    assert!(
+        !run.exit_codes.is_empty() && run.exit_codes.iter().all(|&c| c == 3),
+        "every run exits 3 (refused): {:?}\n{}",
+        run.exit_codes,
+        run.logs
+    );
+    assert!(
+        run.exit_codes.len() <= backoff_limit as usize + 1,
+        "{} runs for backoffLimit {backoff_limit}",
+        run.exit_codes.len()
+    );
+    assert_eq!(
+        run.notifications.len(),
+        run.exit_codes.len(),
+        "one notification per run: {:?}",
+        run.notifications
+    );
+}
+
+/// The chart's `backoffLimit` for retraining Jobs.
+async fn chart_backoff_limit(env: &Env) -> i32 {
+    let cronjob = Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(
+        env.cluster.client.clone(),
+        env.namespace,
+    )
+    .get(retrain::CRONJOB)
+    .await
+    .expect("the retraining CronJob");
+    cronjob
+        .spec
+        .and_then(|s| s.job_template.spec)
+        .and_then(|s| s.backoff_limit)
+        .unwrap_or(6)
+}
+
+/// Second run: the window is a burst of malformed lines; the data gate refuses it.
+async fn corrupted_events_are_refused_by_the_data_gate(
+    env: &Env,
+    retraining: &Retraining,
+    v2: &str,
+) {
+    let burst: Vec<String> = (0..CORRUPTED_LINES)
+        .map(|i| match i % 3 {
+            0 => format!("corrupted record {i} \u{fffd}\u{fffd}"),
+            1 => format!("2026-12-04T10:{:02}:00,{i},GET /rate/", i % 60),
+            _ => format!("{i},GET /data/m/"),
+        })
+        .collect();
+    retraining.bus.produce(&retraining.topic, &burst);
+    env.timeline.mark(&format!(
+        "{CORRUPTED_LINES} malformed lines produced to the events topic"
+    ));
+    let backoff_limit = chart_backoff_limit(env).await;
+    let run = retraining.run_job(env, "retrain-2", &[]).await;
+    assert_refused(&run, backoff_limit);
+    for body in &run.notifications {
+        let note = &body["movrek"];
+        assert_eq!(
+            (note["outcome"].as_str(), note["parent"].as_str()),
+            (Some("data-refused"), Some(v2)),
+            "{body}"
+        );
+        let events = &note["figures"]["events"];
+        let corrupted = CORRUPTED_LINES as u64;
+        assert_eq!(
+            (events["lines"].as_u64(), events["malformed"].as_u64()),
+            (Some(corrupted), Some(corrupted)),
+            "{events}"
+        );
+        let text = body["text"].as_str().unwrap_or_default();
+        assert!(text.contains("malformed lines 100.00 % > 5.00 %"), "{text}");
+    }
+    env.timeline
+        .mark(&format!("refused: {}", run.notifications[0]["text"]));
+    assert_unchanged(env, retraining, v2).await;
+}
+
+/// Third run: good traffic again (the burst is now under 5 % of the window), but training
+/// parameters that send every user down the cold-start path (a popularity list by
+/// demographic instead of a personal ranking); the ranking gate refuses the candidate.
+async fn a_worse_model_is_refused_by_the_ranking_gate(
+    env: &Env,
+    retraining: &Retraining,
+    v2: &str,
+) {
+    let lines = retraining.traffic_to_events(env, 3).await;
+    let corrupted = CORRUPTED_LINES as u64;
+    assert!(
+        corrupted * 20 < lines + corrupted,
+        "the burst is under 5 % of the window"
+    );
+    let params = env.work.join("worse-params.json");
+    std::fs::write(&params, r#"{"cold_start_min_ratings": 1000000}"#).expect("write params");
+    let backoff_limit = chart_backoff_limit(env).await;
+    let extra = [format!("--params={}", params.display())];
+    let run = retraining.run_job(env, "retrain-3", &extra).await;
+    assert_refused(&run, backoff_limit);
+    for body in &run.notifications {
+        let note = &body["movrek"];
+        assert_eq!(
+            (note["outcome"].as_str(), note["parent"].as_str()),
+            (Some("model-refused"), Some(v2)),
+            "{body}"
+        );
+        let text = body["text"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("NDCG") && text.contains("worse than stable"),
+            "refused by the ranking gate: {text}"
+        );
+        let gates = &note["figures"]["gates"];
+        let (candidate, stable) = (
+            gates["candidate_ndcg"].as_f64(),
+            gates["stable_ndcg"].as_f64(),
+        );
+        assert!(
+            candidate.zip(stable).is_some_and(|(c, s)| c + 0.02 < s),
+            "NDCG@10 below stable's by more than the tolerance: {gates}"
+        );
+    }
+    env.timeline
+        .mark(&format!("refused: {}", run.notifications[0]["text"]));
+    assert_unchanged(env, retraining, v2).await;
 }

@@ -26,9 +26,10 @@ use movrek_inference::bus::KafkaUri;
 use movrek_inference::bus::events::EventWriter;
 use movrek_inference::data::synth::{SynthParams, generate};
 use movrek_inference::data::{Dataset, write_ml1m};
-use object_store::ObjectStoreExt as _;
 
 mod support;
+
+use support::s3::S3;
 
 const MOVREK: &str = env!("CARGO_BIN_EXE_movrek");
 
@@ -55,65 +56,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// The S3 server: the test run's, or one started here (stopped on drop).
-struct S3 {
-    env: Vec<(String, String)>,
-    bucket: String,
-    own: Option<PathBuf>,
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.own {
-            let _ = Command::new(repo_root().join("hack/s3/down"))
-                .arg(dir)
-                .status();
-        }
-    }
-}
-
 fn s3() -> S3 {
-    let (vars, own): (Vec<(String, String)>, Option<PathBuf>) =
-        if std::env::var("MOVREK_S3_ENDPOINT").is_ok_and(|e| !e.trim().is_empty()) {
-            (std::env::vars().collect(), None)
-        } else {
-            let dir = scratch("s3");
-            let out = Command::new(repo_root().join("hack/s3/up"))
-                .arg(&dir)
-                .output()
-                .expect("run hack/s3/up");
-            assert!(
-                out.status.success(),
-                "MOVREK_S3_ENDPOINT is not set and hack/s3/up failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let env = std::fs::read_to_string(dir.join("env")).expect("DIR/env");
-            let vars = env
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            (vars, Some(dir))
-        };
-    let var = |name: &str| {
-        let (_, value) = vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .unwrap_or_else(|| panic!("{name} is not set (hack/s3/up writes it)"));
-        value.trim().to_owned()
-    };
-    S3 {
-        env: vec![
-            ("AWS_ENDPOINT_URL".into(), var("MOVREK_S3_ENDPOINT")),
-            ("AWS_REGION".into(), var("MOVREK_S3_REGION")),
-            ("AWS_ACCESS_KEY_ID".into(), var("MOVREK_S3_ACCESS_KEY_ID")),
-            (
-                "AWS_SECRET_ACCESS_KEY".into(),
-                var("MOVREK_S3_SECRET_ACCESS_KEY"),
-            ),
-        ],
-        bucket: var("MOVREK_S3_BUCKET"),
-        own,
-    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("retrain")
+        .join(format!("s3-{}-{}", std::process::id(), nanos()));
+    S3::start(&repo_root(), &dir)
 }
 
 /// A loopback webhook that keeps every body it receives (for at most two minutes).
@@ -281,12 +228,7 @@ fn publish_v1(s3: &S3, dir: &Path, base: &Path) -> String {
         &[],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let prefix = format!(
-        "s3://{}/retrain-{}-{}",
-        s3.bucket,
-        std::process::id(),
-        nanos()
-    );
+    let prefix = s3.fresh_prefix("retrain");
     let out = movrek(
         &[
             "publish",
@@ -540,70 +482,22 @@ fn provenance_of(out: &Output) -> serde_json::Value {
     serde_json::from_str(line).expect("provenance is JSON")
 }
 
-fn store_env(s3: &S3) -> impl Fn(&str) -> String + '_ {
-    move |name: &str| {
-        s3.env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    }
-}
-
-fn client(s3: &S3) -> Arc<dyn object_store::ObjectStore> {
-    let var = store_env(s3);
-    Arc::new(
-        object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(var("AWS_ENDPOINT_URL"))
-            .with_allow_http(true)
-            .with_region(var("AWS_REGION"))
-            .with_bucket_name(&s3.bucket)
-            .with_access_key_id(var("AWS_ACCESS_KEY_ID"))
-            .with_secret_access_key(var("AWS_SECRET_ACCESS_KEY"))
-            .build()
-            .expect("S3 client"),
-    )
-}
-
-fn key(s3: &S3, prefix: &str, rest: &str) -> object_store::path::Path {
-    let root = prefix
-        .strip_prefix(&format!("s3://{}/", s3.bucket))
-        .unwrap();
-    object_store::path::Path::from(format!("{root}/{rest}"))
+/// Runs a future of the S3 helper to completion (these tests are synchronous).
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 fn read_object(s3: &S3, prefix: &str, rest: &str) -> Vec<u8> {
-    let store = client(s3);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        store
-            .get(&key(s3, prefix, rest))
-            .await
-            .expect("object")
-            .bytes()
-            .await
-            .expect("bytes")
-            .to_vec()
-    })
+    block_on(s3.read(&format!("{prefix}/{rest}")))
 }
 
 /// True when any version other than v1 is under `<prefix>/<release>`.
 fn object_exists(s3: &S3, prefix: &str, release: &str) -> bool {
-    use futures_util::StreamExt as _;
-    let store = client(s3);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let under = key(s3, prefix, release);
-        let listed: Vec<_> = store.list(Some(&under)).collect().await;
-        listed
-            .into_iter()
-            .filter_map(Result::ok)
-            .any(|meta| !meta.location.as_ref().contains("/v1/"))
-    })
+    block_on(s3.children(&format!("{prefix}/{release}")))
+        .iter()
+        .any(|version| version != "v1")
 }

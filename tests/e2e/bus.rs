@@ -3,9 +3,10 @@
 //! `hack/kafka/up` and stops with `hack/kafka/down`), its topics, and a real `movrek evaluate`
 //! that Prometheus scrapes.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::cluster;
@@ -79,6 +80,39 @@ impl Bus {
             "1",
         ]);
         run(cmd, &format!("create topic {topic}"));
+    }
+
+    /// Appends `lines` to `topic`, one record each, with Kafka's own console producer
+    /// (acknowledged by the broker before it exits; killed after 60 s).
+    pub fn produce(&self, topic: &str, lines: &[String]) {
+        let mut child = Command::new("timeout")
+            .args(["--kill-after=5", "60"])
+            .arg(cluster::repo_root().join("hack/kafka/tool"))
+            .args([
+                "console-producer",
+                "--bootstrap-server",
+                &self.bootstrap,
+                "--topic",
+                topic,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the console producer");
+        let mut stdin = child.stdin.take().expect("producer stdin");
+        for line in lines {
+            writeln!(stdin, "{line}").expect("write to the console producer");
+        }
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .expect("wait for the console producer");
+        assert!(
+            out.status.success(),
+            "console producer to {topic} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -178,6 +178,30 @@ impl Cluster {
         );
     }
 
+    /// `helm upgrade --reuse-values` of the installed chart with `values` (`--set` pairs):
+    /// a chart option switched on after install, as a person would.
+    pub fn helm_upgrade(&self, values: &[(&str, &str)]) {
+        let chart = repo_root().join("charts/movrek-operator");
+        let mut cmd = self.command("helm");
+        cmd.args(["upgrade", HELM_RELEASE]).arg(&chart).args([
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--reuse-values",
+        ]);
+        for (key, value) in values {
+            cmd.arg("--set").arg(format!("{key}={value}"));
+        }
+        let out = cmd
+            .args(["--wait", "--timeout", "60s"])
+            .output()
+            .expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm upgrade {values:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Writes a kubeconfig authenticating as the chart's `ServiceAccount` (a token from the
     /// `TokenRequest` API) and returns its path.
     pub fn operator_kubeconfig(&self) -> PathBuf {
@@ -189,6 +213,16 @@ impl Cluster {
             OPERATOR_SERVICE_ACCOUNT,
             "--duration=2h",
         ]);
+        let path = self.dir.join("operator.kubeconfig");
+        let text = self
+            .endpoint()
+            .kubeconfig("operator", token.trim(), OPERATOR_NAMESPACE);
+        std::fs::write(&path, text).expect("write the operator kubeconfig");
+        path
+    }
+
+    /// Where the API server listens and the CA that signed its certificate.
+    pub fn endpoint(&self) -> ApiEndpoint {
         let server = self
             .kubectl_ok(&[
                 "config",
@@ -199,17 +233,10 @@ impl Cluster {
             ])
             .trim()
             .to_owned();
-        let path = self.dir.join("operator.kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    \
-             certificate-authority: {ca}\nusers:\n- name: operator\n  user:\n    token: {token}\n\
-             contexts:\n- name: local\n  context:\n    cluster: local\n    user: operator\n    \
-             namespace: {OPERATOR_NAMESPACE}\ncurrent-context: local\n",
-            ca = self.dir.join("pki/ca.crt").display(),
-            token = token.trim(),
-        );
-        std::fs::write(&path, text).expect("write the operator kubeconfig");
-        path
+        ApiEndpoint {
+            server,
+            ca: self.dir.join("pki/ca.crt"),
+        }
     }
 
     /// The API server's own `/metrics` text (admin token).
@@ -238,6 +265,30 @@ impl Drop for Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+}
+
+/// The API server's address and CA, for kubeconfigs of other identities.
+#[derive(Clone, Debug)]
+pub struct ApiEndpoint {
+    /// `https://127.0.0.1:PORT`.
+    pub server: String,
+    /// The cluster CA certificate.
+    pub ca: PathBuf,
+}
+
+impl ApiEndpoint {
+    /// A kubeconfig that authenticates with bearer `token` as `user`, defaulting to
+    /// `namespace`.
+    pub fn kubeconfig(&self, user: &str, token: &str, namespace: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    \
+             certificate-authority: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\n\
+             contexts:\n- name: local\n  context:\n    cluster: local\n    user: {user}\n    \
+             namespace: {namespace}\ncurrent-context: local\n",
+            server = self.server,
+            ca = self.ca.display(),
+        )
     }
 }
 

@@ -2,8 +2,10 @@
 //! kubelet and ingress controller for one namespace:
 //!
 //! - for every Running+Ready pod of a movrek inference Deployment it starts a real
-//!   `movrek serve --bind 127.0.0.1 --port <free>` with that pod's container env, and stops
-//!   it (SIGTERM, then SIGKILL by pid) once the pod is gone or terminating;
+//!   `movrek serve --bind 127.0.0.1 --port <free>` with that pod's container env (literal
+//!   values, `secretKeyRef`s and `envFrom` Secrets resolved as a kubelet does), and stops it
+//!   (SIGTERM, then SIGKILL by pid) once the pod is gone or terminating;
+//! - it runs the retraining Job's pods to completion ([`crate::jobs`]);
 //! - it registers the ready processes with a real Prometheus through file service discovery
 //!   (target labels `namespace`, `pod`, `track`; 1 s scrape);
 //! - it renders the namespace's Ingresses (`<name>` → stable Service, `<name>-canary` with
@@ -34,11 +36,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
+use crate::cluster::ApiEndpoint;
+use crate::jobs::{JobPodRun, JobPods};
 use crate::support::{ChildGuard, free_port, movrek_bin, prometheus_bin, spawn_ready};
 use crate::timeline::Timeline;
 
@@ -80,6 +84,8 @@ pub struct Stats {
     pub reloads: u64,
     /// Processes that exited on their own (a crash, or a refused model).
     pub crashed: Vec<String>,
+    /// Job pods run to completion, in the order they finished.
+    pub jobs: Vec<JobPodRun>,
 }
 
 /// The stand-in's running state.
@@ -89,6 +95,7 @@ pub struct DataPlane {
     /// The real nginx the traffic goes through.
     pub nginx_port: u16,
     sd_file: PathBuf,
+    pods_dir: PathBuf,
     stats: Arc<Mutex<Stats>>,
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -104,10 +111,12 @@ impl std::fmt::Debug for DataPlane {
 
 impl DataPlane {
     /// Starts Prometheus, nginx and the pod loop for `namespace`; files go under `dir`.
-    /// `faults` maps a model version to the fault variables its processes get.
+    /// `faults` maps a model version to the fault variables its processes get; Job pods'
+    /// processes reach the API server at `endpoint`.
     pub async fn start(
         client: Client,
         namespace: &str,
+        endpoint: ApiEndpoint,
         dir: &Path,
         faults: HashMap<String, Vec<(String, String)>>,
         timeline: Arc<Timeline>,
@@ -126,9 +135,13 @@ impl DataPlane {
             let (stats, stop) = (stats.clone(), stop.clone());
             let namespace = namespace.to_owned();
             let sd_file = sd_file.clone();
+            let jobs = JobPods::new(&client, &namespace, endpoint, pods_dir.clone());
+            let pods_dir = pods_dir.clone();
             async move {
                 let mut standin = StandIn {
                     pods: Api::namespaced(client.clone(), &namespace),
+                    secrets: Api::namespaced(client.clone(), &namespace),
+                    jobs,
                     services: Api::namespaced(client.clone(), &namespace),
                     ingresses: Api::namespaced(client, &namespace),
                     namespace,
@@ -162,6 +175,7 @@ impl DataPlane {
             prometheus,
             nginx_port,
             sd_file,
+            pods_dir,
             stats,
             stop,
             task: Some(task),
@@ -183,6 +197,11 @@ impl DataPlane {
             .filter(|t| t["labels"]["track"] == track)
             .filter_map(|t| Some(format!("http://{}", t["targets"][0].as_str()?)))
             .collect()
+    }
+
+    /// What the process of pod `pod` printed so far (empty when none ran).
+    pub fn pod_log(&self, pod: &str) -> String {
+        std::fs::read_to_string(self.pods_dir.join(format!("{pod}.log"))).unwrap_or_default()
     }
 
     /// Counters so far.
@@ -217,6 +236,8 @@ impl Drop for DataPlane {
 
 struct StandIn {
     pods: Api<Pod>,
+    secrets: Api<Secret>,
+    jobs: JobPods,
     services: Api<Service>,
     ingresses: Api<Ingress>,
     namespace: String,
@@ -239,17 +260,66 @@ fn pod_serves(pod: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-fn pod_env(pod: &Pod) -> Vec<(String, String)> {
-    pod.spec
+/// The environment of `container` in `pod` as a kubelet gives it: every key of each `envFrom`
+/// Secret first, then `env` (literal values and `secretKeyRef`s; other sources are skipped),
+/// in order, so a later entry of the same name wins when they are applied in turn.
+///
+/// # Errors
+/// A Secret or key that is missing (a kubelet's `CreateContainerConfigError`).
+pub async fn container_env(
+    secrets: &Api<Secret>,
+    pod: &Pod,
+    container: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let Some(c) = pod
+        .spec
         .as_ref()
-        .and_then(|s| s.containers.iter().find(|c| c.name == "inference"))
-        .and_then(|c| c.env.as_ref())
-        .map(|env| {
-            env.iter()
-                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
-                .collect()
-        })
+        .and_then(|s| s.containers.iter().find(|c| c.name == container))
+    else {
+        return Ok(Vec::new());
+    };
+    let mut vars = Vec::new();
+    for from in c.env_from.iter().flatten() {
+        if let Some(secret) = &from.secret_ref {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            for (key, value) in secret_data(secrets, &secret.name).await? {
+                vars.push((format!("{prefix}{key}"), value));
+            }
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let key_ref = e
+            .value_from
+            .as_ref()
+            .and_then(|f| f.secret_key_ref.as_ref());
+        let value = match (&e.value, key_ref) {
+            (Some(v), _) => v.clone(),
+            (None, Some(r)) => secret_data(secrets, &r.name)
+                .await?
+                .remove(&r.key)
+                .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?,
+            (None, None) => continue,
+        };
+        vars.push((e.name.clone(), value));
+    }
+    Ok(vars)
+}
+
+/// The keys of Secret `name`, decoded as UTF-8.
+async fn secret_data(
+    secrets: &Api<Secret>,
+    name: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let secret = secrets
+        .get(name)
+        .await
+        .map_err(|e| format!("Secret {name}: {e}"))?;
+    Ok(secret
+        .data
         .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect())
 }
 
 impl StandIn {
@@ -266,7 +336,12 @@ impl StandIn {
             .collect();
         for (name, pod) in &serving {
             if !self.backends.contains_key(name) {
-                self.spawn(name, pod);
+                match container_env(&self.secrets, pod, "inference").await {
+                    Ok(env) => self.spawn(name, pod, &env),
+                    Err(e) => self
+                        .timeline
+                        .mark(&format!("stand-in: pod {name} not started: {e}")),
+                }
             }
         }
         self.probe().await;
@@ -296,7 +371,7 @@ impl StandIn {
                 backend.process.terminate(Duration::from_secs(10));
             });
         }
-        Ok(())
+        self.jobs.tick(&self.timeline, &self.stats).await
     }
 
     /// Backends whose pod is gone or terminating. Under kwok a replacement pod is Ready at
@@ -332,8 +407,7 @@ impl StandIn {
         removed
     }
 
-    fn spawn(&mut self, name: &str, pod: &Pod) {
-        let env = pod_env(pod);
+    fn spawn(&mut self, name: &str, pod: &Pod, env: &[(String, String)]) {
         let get = |k: &str| {
             env.iter()
                 .find(|(n, _)| n == k)
@@ -360,7 +434,7 @@ impl StandIn {
             // before the pod's env so a release that sets it still wins.
             .env("MOVREK_MAX_QUEUE_WAIT_MS", "2000")
             .current_dir(&self.pods_dir);
-        for (k, v) in &env {
+        for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.env("MOVREK_PORT", port.to_string());
@@ -449,6 +523,7 @@ impl StandIn {
         for (_, mut b) in self.backends.drain() {
             b.process.stop();
         }
+        self.jobs.shutdown();
     }
 }
 

@@ -4,6 +4,11 @@
 //! earliest tenth of the ratings (a model from before most of the history); `…-slow` and
 //! `…-failing` are ordinary models the data-plane stand-in injects faults into.
 
+#![allow(
+    dead_code,
+    reason = "shared test infrastructure: not every scenario uses every helper"
+)]
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,8 @@ pub struct Model {
     pub path: PathBuf,
     /// Its SHA-256, hex.
     pub sha256: String,
+    /// `spec.model.uri`: `file://<path>`, or where the artifact was published.
+    pub uri: String,
 }
 
 /// Trains `versions` on one small synthetic data set (the same data, different versions).
@@ -83,6 +90,7 @@ pub fn train_models(dir: &Path, versions: &[&str]) -> HashMap<String, Model> {
                 (*v).to_owned(),
                 Model {
                     version: (*v).to_owned(),
+                    uri: format!("file://{}", path.display()),
                     path,
                     sha256,
                 },
@@ -164,6 +172,8 @@ pub struct ReleaseTarget<'a> {
     pub webhook: &'a str,
     /// `spec.impressions`.
     pub impressions: Option<(&'a str, &'a str)>,
+    /// `spec.model.credentialsSecret`: the model store's credentials.
+    pub credentials_secret: Option<&'a str>,
 }
 
 /// A `RecommenderRelease` manifest serving `model` through ingress-nginx with `canary` (the
@@ -174,10 +184,13 @@ pub fn release_manifest(target: &ReleaseTarget<'_>, model: &Model, canary: &str)
         .map_or_else(String::new, |(brokers, topic)| {
             format!("  impressions:\n    brokers: \"{brokers}\"\n    topic: {topic}\n")
         });
+    let credentials = target.credentials_secret.map_or_else(String::new, |name| {
+        format!("    credentialsSecret: {name}\n")
+    });
     format!(
         "apiVersion: movrek.dev/v1alpha1\nkind: RecommenderRelease\nmetadata:\n  name: {name}\n  \
          namespace: {namespace}\nspec:\n  image: registry.example/movrek-inference:0.1.0\n  \
-         model:\n    version: \"{v}\"\n    uri: \"file://{path}\"\n    sha256: {sha}\n  \
+         model:\n    version: \"{v}\"\n    uri: \"{uri}\"\n    sha256: {sha}\n{credentials}  \
          replicas: 2\n  traffic:\n    provider: ingress-nginx\n    host: {host}\n    \
          ingressClassName: nginx\n  canary:\n    {canary}\n    prometheus:\n      \
          address: {prom}\n  notify:\n    webhookUrl: {hook}\n{impressions}",
@@ -185,7 +198,7 @@ pub fn release_manifest(target: &ReleaseTarget<'_>, model: &Model, canary: &str)
         namespace = target.namespace,
         host = target.host,
         v = model.version,
-        path = model.path.display(),
+        uri = model.uri,
         sha = model.sha256,
         prom = target.prometheus,
         hook = target.webhook,

@@ -1,5 +1,10 @@
 //! Test infrastructure: a local Slack-compatible webhook receiver.
 
+#![allow(
+    dead_code,
+    reason = "shared test infrastructure: not every scenario uses every helper"
+)]
+
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -32,6 +37,11 @@ impl Webhook {
             url: format!("http://{addr}/hook"),
             seen,
         }
+    }
+
+    /// Every notification received, whole.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.seen.lock().expect("webhook lock").clone()
     }
 
     /// The `text` of every notification received.

@@ -79,6 +79,13 @@ impl ChildGuard {
             .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_)) | Err(_)))
     }
 
+    /// How the process ended, once it has (`None` while it runs or after [`Self::stop`]).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// Sends SIGTERM by pid, waits up to `grace` for the process to exit, then kills it.
     /// Blocking; call it from a blocking context.
     pub fn terminate(&mut self, grace: Duration) {

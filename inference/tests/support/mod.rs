@@ -1,5 +1,6 @@
 //! What the Kafka integration tests (and the evaluator-lag bench) share: the test run's broker,
-//! topics of their own, and a scrape of a `/metrics` page over plain loopback HTTP.
+//! topics of their own, and a scrape of a `/metrics` page over plain loopback HTTP; and the
+//! S3-compatible server of the store tests ([`s3`], shared with the end-to-end scenarios).
 
 #![allow(
     dead_code,
@@ -14,6 +15,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+
+pub mod s3;
 
 /// The broker of the test run (`MOVREK_KAFKA_BOOTSTRAP`), or `None` (the test skips) unless
 /// `MOVREK_REQUIRE_KAFKA` says one must be there.
