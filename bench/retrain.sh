@@ -11,7 +11,8 @@
 # scorings, the gates and the uploads.
 #
 # Usage: bench/retrain.sh [DATA_DIR]     DATA_DIR [data/ml-latest-small; hack/movielens.sh
-#                                        builds it when absent]
+#                                        builds it when absent], or a `movrek generate` set:
+#   movrek generate --users 1000000 --movies 27000 --ratings 10000000 --seed 11 --out DIR
 # Environment: SHARE [7]: one rating in SHARE arrives during the day;
 #   WORK [/var/tmp/movrek/bench-retrain].
 # Everything listens on 127.0.0.1; the S3 server and the receiver are stopped by pid.
@@ -31,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ ! -s $DATA/ratings.csv ]]; then
+if [[ ! -s $DATA/ratings.csv && ! -s $DATA/ratings.dat ]]; then
   "$ROOT/hack/movielens.sh" "$DATA" >&2
 fi
 cargo build --release --locked -p movrek-inference --bin movrek --manifest-path "$ROOT/Cargo.toml" >&2
@@ -40,7 +41,12 @@ MOVREK=${CARGO_TARGET_DIR:-$ROOT/target}/release/movrek
 BASE=$WORK/base
 LOG=$WORK/day.log
 python3 "$ROOT/bench/retrain_day.py" "$DATA" "$SHARE" "$BASE" "$LOG"
-echo "day: $(wc -l < "$LOG") event lines, $(grep -c '/rate/' "$LOG") of them ratings; v1 data: $(($(wc -l < "$BASE/ratings.csv") - 1)) ratings"
+if [[ -s $BASE/ratings.csv ]]; then
+  kept=$(($(wc -l < "$BASE/ratings.csv") - 1))  # less its header
+else
+  kept=$(wc -l < "$BASE/ratings.dat")
+fi
+echo "day: $(wc -l < "$LOG") event lines, $(grep -c '/rate/' "$LOG") of them ratings; v1 data: $kept ratings"
 
 # The webhook receiver: answers 200 to every POST, keeps the last body, stops after 10 min.
 HOOK_PORT_FILE=$WORK/hook-port-$$

@@ -2,7 +2,8 @@
 """One simulated day of events for bench/retrain.sh, seeded.
 
 Usage: retrain_day.py DATA_DIR SHARE BASE_DIR LOG
-Copies DATA_DIR (MovieLens ml-latest-small: ratings.csv, movies.csv, ...) to BASE_DIR
+Copies DATA_DIR (MovieLens ml-latest-small: ratings.csv, movies.csv, ...; or the
+MovieLens-1M layout `movrek generate` writes: ratings.dat, users.dat, ...) to BASE_DIR
 without one rating in SHARE, and writes those ratings to LOG as one day of events in the
 DESIGN.md log format, sorted by time: per held-back rating a recommendation request whose
 20-item list contains the movie, 0-12 per-minute watch lines of it, then the rating (half
@@ -12,8 +13,9 @@ import csv, datetime, os, random, shutil, sys
 
 data, share, base, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 os.makedirs(base, exist_ok=True)
+RATINGS = "ratings.csv" if os.path.exists(os.path.join(data, "ratings.csv")) else "ratings.dat"
 for name in os.listdir(data):
-    if name != "ratings.csv":
+    if name != RATINGS and os.path.isfile(os.path.join(data, name)):
         shutil.copy(os.path.join(data, name), base)
 rng = random.Random(12)
 t0 = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
@@ -24,16 +26,21 @@ def stamp(seconds):
 
 
 movies, later = [], []
-with open(os.path.join(data, "ratings.csv")) as f, \
-        open(os.path.join(base, "ratings.csv"), "w", newline="") as kept:
-    reader, writer = csv.reader(f), csv.writer(kept)
-    writer.writerow(next(reader))
-    for row in reader:
+with open(os.path.join(data, RATINGS)) as f, \
+        open(os.path.join(base, RATINGS), "w", newline="") as kept:
+    if RATINGS == "ratings.csv":
+        reader, writer = csv.reader(f), csv.writer(kept)
+        writer.writerow(next(reader))
+        rows, keep = reader, writer.writerow
+    else:  # UserID::MovieID::Rating::Timestamp, no header
+        rows = (line.rstrip("\n").split("::") for line in f)
+        keep = lambda row: kept.write("::".join(row) + "\n")
+    for row in rows:
         movies.append(int(row[1]))
         if rng.randrange(share) == 0:
             later.append((int(row[0]), int(row[1]), float(row[2])))
         else:
-            writer.writerow(row)
+            keep(row)
 out = []
 for user, movie, value in later:
     at = rng.uniform(0, 86400 - 900)
