@@ -14,13 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use movrek_inference::data::synth::{SynthParams, generate};
-use movrek_inference::data::{Dataset, write_ml1m};
 use movrek_inference::retrain::gitops::{self, Git, Pushed, Target};
 use movrek_inference::retrain::handoff::ModelFields;
 use movrek_inference::retrain::manifest::set_model;
 use serde_json::json;
 use tempfile::TempDir;
+
+#[path = "support/world.rs"]
+mod world;
+use world::world;
 
 const MOVREK: &str = env!("CARGO_BIN_EXE_movrek");
 
@@ -406,40 +408,7 @@ fn text(out: &Output) -> String {
 /// v1 trained on six sevenths of a synthetic data set and published to a local store; the
 /// other seventh as a day of rating events in a log file. Returns (store, base data, log).
 fn local_world(dir: &Path) -> (String, PathBuf, PathBuf) {
-    let data = generate(&SynthParams {
-        users: 300,
-        movies: 250,
-        ratings: 24_000,
-        ..SynthParams::default()
-    });
-    let (later, earlier): (Vec<_>, Vec<_>) = data.ratings.iter().partition(|r| {
-        movrek_inference::util::mix(u64::from(r.user) << 32 | u64::from(r.movie)).is_multiple_of(7)
-    });
-    let base = dir.join("base");
-    std::fs::create_dir_all(&base).unwrap();
-    write_ml1m(
-        &Dataset {
-            ratings: earlier,
-            ..data.clone()
-        },
-        &base,
-    )
-    .unwrap();
-    let lines: Vec<String> = later
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let minute = i % 1440;
-            format!(
-                "2026-12-01T{:02}:{:02}:00,{},GET /rate/{}={}",
-                minute / 60,
-                minute % 60,
-                r.user,
-                r.movie,
-                r.value as u8
-            )
-        })
-        .collect();
+    let (base, lines) = world(dir);
     let log = dir.join("day.log");
     std::fs::write(&log, lines.join("\n") + "\n").unwrap();
     let model = dir.join("v1.movrek");

@@ -24,12 +24,11 @@ use std::time::{Duration, Instant};
 
 use movrek_inference::bus::KafkaUri;
 use movrek_inference::bus::events::EventWriter;
-use movrek_inference::data::synth::{SynthParams, generate};
-use movrek_inference::data::{Dataset, write_ml1m};
 
 mod support;
 
 use support::s3::S3;
+use support::world::world;
 
 const MOVREK: &str = env!("CARGO_BIN_EXE_movrek");
 
@@ -137,43 +136,6 @@ impl Receiver {
             .cloned()
             .expect("a notification was received")
     }
-}
-
-/// Base data and events: a synthetic data set whose ratings are split by a hash into the
-/// data v1 is trained on and the rating events that arrive afterwards.
-fn world(dir: &Path) -> (PathBuf, Vec<String>) {
-    let data = generate(&SynthParams {
-        users: 300,
-        movies: 250,
-        ratings: 24_000,
-        ..SynthParams::default()
-    });
-    let (later, earlier): (Vec<_>, Vec<_>) = data.ratings.iter().partition(|r| {
-        movrek_inference::util::mix(u64::from(r.user) << 32 | u64::from(r.movie)).is_multiple_of(7)
-    });
-    let base = Dataset {
-        ratings: earlier,
-        ..data.clone()
-    };
-    let base_dir = dir.join("base");
-    std::fs::create_dir_all(&base_dir).unwrap();
-    write_ml1m(&base, &base_dir).unwrap();
-    let lines = later
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let minute = i % 1440;
-            format!(
-                "2026-12-01T{:02}:{:02}:00,{},GET /rate/{}={}",
-                minute / 60,
-                minute % 60,
-                r.user,
-                r.movie,
-                r.value as u8
-            )
-        })
-        .collect();
-    (base_dir, lines)
 }
 
 fn produce(brokers: &str, topic: &str, lines: &[String]) {

@@ -17,6 +17,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 pub mod s3;
+pub mod world;
 
 /// The broker of the test run (`MOVREK_KAFKA_BOOTSTRAP`), or `None` (the test skips) unless
 /// `MOVREK_REQUIRE_KAFKA` says one must be there.
