@@ -250,6 +250,16 @@ pub struct UserState {
 }
 
 impl UserState {
+    /// A user first seen at `time`: nothing closed, nothing open.
+    fn new(time: i64) -> Self {
+        Self {
+            newest: time,
+            closed_time: 0,
+            closed_version: NO_VERSION,
+            head: NO_SLOT,
+        }
+    }
+
     /// The latest closed impression: (time, version).
     pub fn closed(&self) -> Option<(i64, u32)> {
         (self.closed_version != NO_VERSION).then_some((self.closed_time, self.closed_version))
@@ -289,6 +299,68 @@ impl<'a> OpenList<'a> {
     }
 }
 
+/// An entry of a [`Pool`]: its `next` index chains a user's impressions, an impression's
+/// pairs, or the pool's free entries.
+trait Chained {
+    fn next_mut(&mut self) -> &mut u32;
+}
+
+impl Chained for Shown {
+    fn next_mut(&mut self) -> &mut u32 {
+        &mut self.next
+    }
+}
+
+impl Chained for PairNode {
+    fn next_mut(&mut self) -> &mut u32 {
+        &mut self.next
+    }
+}
+
+/// A slab of `T` addressed by `u32` index; freed entries are chained through their own
+/// `next` and reused first.
+#[derive(Debug)]
+struct Pool<T> {
+    items: Vec<T>,
+    /// Head of the chain of free entries.
+    free: u32,
+    /// Entries in use.
+    used: usize,
+}
+
+impl<T: Chained> Pool<T> {
+    fn new() -> Self {
+        Self {
+            items: Vec::new(),
+            free: NO_SLOT,
+            used: 0,
+        }
+    }
+
+    /// Stores `item` in a free entry, or a new one; returns its index.
+    fn allocate(&mut self, item: T) -> u32 {
+        self.used += 1;
+        if self.free == NO_SLOT {
+            let index = u32::try_from(self.items.len()).expect("fewer than 2^32 entries");
+            self.items.push(item);
+            index
+        } else {
+            let index = self.free;
+            self.free = *self.items[index as usize].next_mut();
+            self.items[index as usize] = item;
+            index
+        }
+    }
+
+    /// Puts `index` on the free chain; returns the `next` it had.
+    fn free(&mut self, index: u32) -> u32 {
+        self.used -= 1;
+        let next = std::mem::replace(self.items[index as usize].next_mut(), self.free);
+        self.free = index;
+        next
+    }
+}
+
 /// Every user's state, open impressions and their pairs.
 #[derive(Debug)]
 pub struct Users {
@@ -296,14 +368,8 @@ pub struct Users {
     /// `t + window`.
     window: i64,
     table: ShardedMap<u32, UserState>,
-    slots: Vec<Shown>,
-    /// Head of the chain of free slots.
-    free: u32,
-    nodes: Vec<PairNode>,
-    /// Head of the chain of free pair nodes.
-    free_node: u32,
-    /// Pair nodes in use.
-    live_pairs: usize,
+    slots: Pool<Shown>,
+    nodes: Pool<PairNode>,
     /// Impressions pushed out of their user's list that still hold pairs, by the end of
     /// their window.
     parked: BTreeMap<i64, Vec<u32>>,
@@ -318,18 +384,15 @@ impl Users {
         Self {
             window,
             table: ShardedMap::new(),
-            slots: Vec::new(),
-            free: NO_SLOT,
-            nodes: Vec::new(),
-            free_node: NO_SLOT,
-            live_pairs: 0,
+            slots: Pool::new(),
+            nodes: Pool::new(),
             parked: BTreeMap::new(),
         }
     }
 
     /// Pairs collected by open impressions.
     pub fn open_pairs(&self) -> usize {
-        self.live_pairs
+        self.nodes.used
     }
 
     /// Users with any state.
@@ -345,12 +408,7 @@ impl Users {
     /// Notes a record of `user` at `time` (creating their state); true when an earlier
     /// record of theirs was newer (out of order).
     pub fn touch(&mut self, user: u32, time: i64) -> bool {
-        let state = self.table.get_or_insert_with(user, || UserState {
-            newest: time,
-            closed_time: 0,
-            closed_version: NO_VERSION,
-            head: NO_SLOT,
-        });
+        let state = self.table.get_or_insert_with(user, || UserState::new(time));
         let out_of_order = time < state.newest;
         state.newest = state.newest.max(time);
         out_of_order
@@ -371,7 +429,7 @@ impl Users {
     /// The open impressions in `state`, oldest first.
     pub fn open(&self, state: &UserState) -> OpenList<'_> {
         let mut list = OpenList {
-            slots: &self.slots,
+            slots: &self.slots.items,
             ids: [NO_SLOT; IMPRESSIONS_PER_USER],
             len: 0,
         };
@@ -379,7 +437,7 @@ impl Users {
         while slot != NO_SLOT && list.len < IMPRESSIONS_PER_USER {
             list.ids[list.len] = slot;
             list.len += 1;
-            slot = self.slots[slot as usize].next;
+            slot = self.slots.items[slot as usize].next;
         }
         list
     }
@@ -411,20 +469,15 @@ impl Users {
     /// oldest leaves the list when the user then has more than [`IMPRESSIONS_PER_USER`]
     /// (parked until its window closes if it holds pairs).
     pub fn push_open(&mut self, user: u32, time: i64, version: u32, items: ShownItems) {
-        let slot = self.allocate(Shown {
+        let slot = self.slots.allocate(Shown {
             time,
             version,
             next: NO_SLOT,
             pairs: NO_SLOT,
             items,
         });
-        let slots = &mut self.slots;
-        let state = self.table.get_or_insert_with(user, || UserState {
-            newest: time,
-            closed_time: 0,
-            closed_version: NO_VERSION,
-            head: NO_SLOT,
-        });
+        let slots = &mut self.slots.items;
+        let state = self.table.get_or_insert_with(user, || UserState::new(time));
         let (mut before, mut after, mut count) = (NO_SLOT, state.head, 1);
         while after != NO_SLOT && slots[after as usize].time <= time {
             (before, after) = (after, slots[after as usize].next);
@@ -456,21 +509,21 @@ impl Users {
     /// The pair of `movie` under the impression in `slot` (from [`OpenList::slot`]),
     /// created on its first action.
     pub fn pair(&mut self, slot: u32, movie: MovieKey) -> &mut Pair {
-        let shown = &self.slots[slot as usize];
+        let shown = &self.slots.items[slot as usize];
         let mut node = shown.pairs;
-        while node != NO_SLOT && self.nodes[node as usize].movie != movie {
-            node = self.nodes[node as usize].next;
+        while node != NO_SLOT && self.nodes.items[node as usize].movie != movie {
+            node = self.nodes.items[node as usize].next;
         }
         if node == NO_SLOT {
             let pair = Pair::new(shown.items.position(movie));
-            node = self.allocate_node(PairNode {
+            node = self.nodes.allocate(PairNode {
                 movie,
                 next: shown.pairs,
                 pair,
             });
-            self.slots[slot as usize].pairs = node;
+            self.slots.items[slot as usize].pairs = node;
         }
-        &mut self.nodes[node as usize].pair
+        &mut self.nodes.items[node as usize].pair
     }
 
     /// Scores and frees the pairs of parked impressions whose window ended before
@@ -500,7 +553,7 @@ impl Users {
             if slot == NO_SLOT {
                 break;
             }
-            let oldest = &self.slots[slot as usize];
+            let oldest = &self.slots.items[slot as usize];
             if oldest.time.saturating_add(self.window) >= watermark {
                 break;
             }
@@ -514,66 +567,20 @@ impl Users {
 
     /// Scores and frees the pairs under `slot`.
     fn drop_pairs(&mut self, slot: u32, score: &mut ScorePair<'_>) {
-        let shown = &mut self.slots[slot as usize];
+        let shown = &mut self.slots.items[slot as usize];
         let version = shown.version;
         let mut node = std::mem::replace(&mut shown.pairs, NO_SLOT);
         while node != NO_SLOT {
-            let freed = &mut self.nodes[node as usize];
+            let freed = &self.nodes.items[node as usize];
             score(version, freed.movie, &freed.pair);
-            let next = std::mem::replace(&mut freed.next, self.free_node);
-            self.free_node = node;
-            self.live_pairs -= 1;
-            node = next;
+            node = self.nodes.free(node);
         }
     }
 
-    fn allocate_node(&mut self, node: PairNode) -> u32 {
-        self.live_pairs += 1;
-        if self.free_node == NO_SLOT {
-            let index = u32::try_from(self.nodes.len()).expect("fewer than 2^32 open pairs");
-            self.nodes.push(node);
-            index
-        } else {
-            let index = self.free_node;
-            self.free_node = self.nodes[index as usize].next;
-            self.nodes[index as usize] = node;
-            index
-        }
-    }
-
-    fn allocate(&mut self, shown: Shown) -> u32 {
-        if self.free == NO_SLOT {
-            let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 open impressions");
-            self.slots.push(shown);
-            slot
-        } else {
-            let slot = self.free;
-            self.free = self.slots[slot as usize].next;
-            self.slots[slot as usize] = shown;
-            slot
-        }
-    }
-
-    /// Frees a slot; returns the next slot of its chain.
+    /// Frees a slot (and its list, if boxed); returns the next slot of its chain.
     fn release(&mut self, slot: u32) -> u32 {
-        let freed = &mut self.slots[slot as usize];
-        let next = freed.next;
-        freed.items = ShownItems::EMPTY;
-        freed.next = self.free;
-        self.free = slot;
-        next
-    }
-
-    /// Slots in use (open impressions).
-    #[cfg(test)]
-    fn used_slots(&self) -> usize {
-        let mut free = 0;
-        let mut slot = self.free;
-        while slot != NO_SLOT {
-            free += 1;
-            slot = self.slots[slot as usize].next;
-        }
-        self.slots.len() - free
+        self.slots.items[slot as usize].items = ShownItems::EMPTY;
+        self.slots.free(slot)
     }
 }
 
@@ -670,7 +677,7 @@ mod tests {
             users.push_open(2, 1_000 + i, 0, ShownItems::EMPTY);
         }
         assert_eq!(times(&users, 2), (1_002..1_010).collect::<Vec<_>>());
-        assert_eq!(users.used_slots(), 4 + IMPRESSIONS_PER_USER);
+        assert_eq!(users.slots.used, 4 + IMPRESSIONS_PER_USER);
 
         assert_eq!(users.close_before(1, 251, &mut nothing), Some((200, 3)));
         assert_eq!(times(&users, 1), [300]);
@@ -679,12 +686,12 @@ mod tests {
             None,
             "nothing more closes"
         );
-        assert_eq!(users.used_slots(), 1 + IMPRESSIONS_PER_USER);
-        let before = users.slots.len();
+        assert_eq!(users.slots.used, 1 + IMPRESSIONS_PER_USER);
+        let before = users.slots.items.len();
         users.push_open(1, 400, 0, ShownItems::EMPTY);
-        assert_eq!(users.slots.len(), before, "a freed slot is reused");
+        assert_eq!(users.slots.items.len(), before, "a freed slot is reused");
         users.remove(2);
-        assert_eq!(users.used_slots(), 2);
+        assert_eq!(users.slots.used, 2);
         assert!(users.get(2).is_none() && users.len() == 1);
     }
 
@@ -732,8 +739,7 @@ mod tests {
         );
         assert_eq!(users.open_pairs(), 0);
         assert_eq!(
-            users.used_slots(),
-            IMPRESSIONS_PER_USER,
+            users.slots.used, IMPRESSIONS_PER_USER,
             "the parked slot is free"
         );
 
@@ -741,7 +747,7 @@ mod tests {
         users.pair(second, MovieKey(1)).set_minutes(1);
         let mut count = 0;
         users.close_before(1, i64::MAX, &mut |_, _, _| count += 1);
-        assert_eq!((count, users.open_pairs(), users.used_slots()), (1, 0, 0));
+        assert_eq!((count, users.open_pairs(), users.slots.used), (1, 0, 0));
     }
 
     #[test]
