@@ -75,8 +75,8 @@ fn nanos() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-fn publisher(brokers: &str, topic: &str, queue_records: u32) -> Publisher {
-    Publisher::start(&PublisherConfig {
+fn config(brokers: &str, topic: &str, queue_records: u32) -> PublisherConfig {
+    PublisherConfig {
         brokers: brokers.to_owned(),
         topic: topic.to_owned(),
         queue_records,
@@ -84,8 +84,11 @@ fn publisher(brokers: &str, topic: &str, queue_records: u32) -> Publisher {
         client_id: "movrek-test".to_owned(),
         linger: PublisherConfig::DEFAULT_LINGER,
         compression: Compression::default(),
-    })
-    .expect("producer")
+    }
+}
+
+fn publisher(brokers: &str, topic: &str, queue_records: u32) -> Publisher {
+    Publisher::start(&config(brokers, topic, queue_records)).expect("producer")
 }
 
 struct Server {
@@ -295,6 +298,36 @@ async fn without_a_broker_lists_are_still_answered_and_drops_are_counted() {
         "{metrics}"
     );
     stop(server).await;
+}
+
+/// Deliveries are reported only when they fail, by the publisher's own polling thread: a
+/// record that times out is counted failed (never delivered), and the derived delivered
+/// count stays 0 once nothing is in flight.
+#[test]
+fn a_record_that_cannot_be_delivered_is_counted_failed_by_the_poller() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let publisher = Publisher::start(&PublisherConfig {
+        delivery_timeout: Duration::from_millis(300),
+        linger: Duration::from_millis(5),
+        ..config(&closed.to_string(), "impressions", 10)
+    })
+    .expect("producer");
+    for user in 1..=3_u32 {
+        publisher.publish_encoded(user, b"{}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut counts = publisher.snapshot();
+    while counts.dropped_failed < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        counts = publisher.snapshot();
+    }
+    assert_eq!(counts.queued, 3, "{counts:?}");
+    assert_eq!(counts.dropped_failed, 3, "{counts:?}");
+    assert_eq!(counts.in_flight, 0, "{counts:?}");
+    assert_eq!(counts.delivered, 0, "{counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
