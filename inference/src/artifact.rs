@@ -3,7 +3,7 @@
 //! # Format (all integers little-endian)
 //! ```text
 //! 0   magic  b"MOVREK\0\x01"                      8 bytes
-//! 8   format version (u32) = 2, section count (u32)
+//! 8   format version (u32) = 3, section count (u32)
 //! 16  metadata length in bytes (u64)
 //! 24  metadata JSON, zero-padded to a multiple of 8
 //! ..  section table: count × { id u32, element size u32, offset u64, length in bytes u64 }
@@ -11,8 +11,10 @@
 //! end SHA-256 of every byte before it (32 bytes)
 //! ```
 //! Version 2 added the learned-weight sections (EASE^R weight rows, ALS movie and user
-//! factors); they are empty for the other algorithms. A version-1 file is refused with its
-//! version named (retrain it).
+//! factors); they are empty for the other algorithms. Version 3 added the precomputed
+//! per-user lists (empty for `user-knn`). A version-2 file is still read, as a model with
+//! nothing precomputed (its metadata has no `precomputed_list_len`, which reads as 0, so it
+//! ranks as it always did); a version-1 file is refused with its version named (retrain it).
 //!
 //! Loading reads the file with one read into a `u64` buffer (so every section is 8-aligned),
 //! checks magic, version and section bounds, and hashes the bytes exactly once: with an
@@ -36,8 +38,12 @@ compile_error!(
 
 /// First 8 bytes of every artifact.
 pub const MAGIC: [u8; 8] = *b"MOVREK\0\x01";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 2;
+/// Sections of a version-2 file: every section but the precomputed lists.
+const SECTIONS_V2: usize = 28;
 const HEADER_LEN: usize = 24;
 const TABLE_ENTRY_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;
@@ -58,7 +64,9 @@ pub enum ArtifactError {
     #[error("not a movrek model artifact (bad magic bytes)")]
     BadMagic,
     /// The format version is not one this build reads.
-    #[error("unsupported artifact format version {found} (this build reads {FORMAT_VERSION})")]
+    #[error(
+        "unsupported artifact format version {found} (this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+    )]
     UnsupportedVersion {
         /// Version found in the file.
         found: u32,
@@ -114,9 +122,11 @@ enum Id {
     FactorMovies,
     MovieFactors,
     UserFactors,
+    PrecomputedOffsets,
+    PrecomputedItems,
 }
 
-const SECTION_IDS: [Id; 28] = [
+const SECTION_IDS: [Id; 30] = [
     Id::Users,
     Id::Movies,
     Id::RatingOffsets,
@@ -145,6 +155,8 @@ const SECTION_IDS: [Id; 28] = [
     Id::FactorMovies,
     Id::MovieFactors,
     Id::UserFactors,
+    Id::PrecomputedOffsets,
+    Id::PrecomputedItems,
 ];
 
 /// A section's bytes and element size, borrowed from a model.
@@ -182,6 +194,8 @@ fn sections(m: &Model) -> Vec<(Id, u32, &[u8])> {
                 Id::FactorMovies => (4, b(&m.learned.factor_movies)),
                 Id::MovieFactors => (4, b(&m.learned.movie_factors)),
                 Id::UserFactors => (4, b(&m.learned.user_factors)),
+                Id::PrecomputedOffsets => (4, b(&m.precomputed.offsets)),
+                Id::PrecomputedItems => (4, b(&m.precomputed.items)),
             };
             (id, size, bytes)
         })
@@ -194,8 +208,17 @@ fn pad8(n: usize) -> usize {
 
 /// Serialises `model` into the artifact format.
 pub fn to_bytes(model: &Model) -> Vec<u8> {
+    encode(model, FORMAT_VERSION)
+}
+
+/// Serialises `model` as format `version` writes it (version 2: without the sections added
+/// since; tests write one to check that it is still read).
+fn encode(model: &Model, version: u32) -> Vec<u8> {
     let meta = serde_json::to_vec(&model.meta).expect("model metadata always serialises to JSON");
-    let secs = sections(model);
+    let mut secs = sections(model);
+    if version == 2 {
+        secs.truncate(SECTIONS_V2);
+    }
     let table_start = HEADER_LEN + pad8(meta.len());
     let mut offset = table_start + secs.len() * TABLE_ENTRY_LEN;
     let mut table = Vec::with_capacity(secs.len() * TABLE_ENTRY_LEN);
@@ -208,7 +231,7 @@ pub fn to_bytes(model: &Model) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(offset + CHECKSUM_LEN);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(secs.len() as u32).to_le_bytes());
     out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
     out.extend_from_slice(&meta);
@@ -298,9 +321,11 @@ fn verify(
         )));
     }
     let version = read_u32(bytes, 8);
-    if version != FORMAT_VERSION {
-        return Err(ArtifactError::UnsupportedVersion { found: version });
-    }
+    let sections = match version {
+        2 => SECTIONS_V2,
+        FORMAT_VERSION => SECTION_IDS.len(),
+        found => return Err(ArtifactError::UnsupportedVersion { found }),
+    };
     // The one hash of the load. A whole-file digest that matches the expected one proves the
     // bytes are exactly those written (checksum included), so the trailing checksum is only
     // computed when no digest is expected.
@@ -347,10 +372,9 @@ fn verify(
     }
     let meta: ModelMetadata = serde_json::from_slice(&bytes[HEADER_LEN..HEADER_LEN + meta_len])
         .map_err(|e| ArtifactError::Corrupt(format!("metadata JSON: {e}")))?;
-    if count != SECTION_IDS.len() {
+    if count != sections {
         return Err(ArtifactError::Corrupt(format!(
-            "{count} sections, format {FORMAT_VERSION} has {}",
-            SECTION_IDS.len()
+            "{count} sections, format {version} has {sections}"
         )));
     }
     Ok((meta, table))
@@ -388,6 +412,14 @@ fn decode(bytes: &[u8], expected_sha256: Option<&str>) -> Result<Model, Artifact
         Ok(bytemuck::allocation::pod_collect_to_vec(words(pos)?))
     };
     let u8s = |pos: usize| -> Result<Vec<u8>, ArtifactError> { Ok(words(pos)?.to_vec()) };
+    // A section the file's version does not have: empty.
+    let newer_u32s = |pos: usize| -> Result<Vec<u32>, ArtifactError> {
+        if pos < table.len() {
+            u32s(pos)
+        } else {
+            Ok(Vec::new())
+        }
+    };
     let model = Model {
         meta,
         users: u32s(0)?,
@@ -431,6 +463,10 @@ fn decode(bytes: &[u8], expected_sha256: Option<&str>) -> Result<Model, Artifact
             factor_movies: u32s(25)?,
             movie_factors: f32s(26)?,
             user_factors: f32s(27)?,
+        },
+        precomputed: Lists {
+            offsets: newer_u32s(28)?,
+            items: newer_u32s(29)?,
         },
     };
     model.validate().map_err(ArtifactError::Corrupt)?;
@@ -613,7 +649,7 @@ mod tests {
             from_bytes(bad, None),
             Err(ArtifactError::BadMagic)
         ));
-        for older_or_newer in [1_u32, 3] {
+        for older_or_newer in [1_u32, FORMAT_VERSION + 1] {
             let mut bad = bytes.clone();
             bad[8..12].copy_from_slice(&older_or_newer.to_le_bytes());
             assert!(matches!(
@@ -672,6 +708,65 @@ mod tests {
         assert!(matches!(
             from_bytes(to_bytes(&bad), None),
             Err(ArtifactError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn corrupt_precomputed_lists_are_refused_with_their_name() {
+        let good = model();
+        assert!(
+            !good.precomputed.items.is_empty(),
+            "the fixture precomputes lists"
+        );
+        let cases: [Corruption; 3] = [
+            ("precomputed", |m| m.precomputed.items[0] = u32::MAX),
+            ("precomputed", |m| {
+                m.precomputed.offsets.pop();
+            }),
+            ("precomputed_list_len", |m| {
+                m.meta.params.precomputed_list_len = 1;
+            }),
+        ];
+        for (name, corrupt) in cases {
+            let mut bad = good.clone();
+            corrupt(&mut bad);
+            let err = from_bytes(to_bytes(&bad), None).unwrap_err();
+            assert!(
+                matches!(err, ArtifactError::Corrupt(ref why) if why.contains(name)),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    /// A version-2 file (written before the precomputed lists) still loads: nothing
+    /// precomputed, and its metadata without `precomputed_list_len` reads as 0, so it ranks
+    /// within its request budget as it did.
+    #[test]
+    fn a_version_2_file_loads_with_nothing_precomputed() {
+        let mut old = model();
+        old.precomputed = Lists::default();
+        let mut meta = serde_json::to_value(&old.meta).unwrap();
+        meta["params"]
+            .as_object_mut()
+            .unwrap()
+            .remove("precomputed_list_len")
+            .expect("the field is written");
+        old.meta = serde_json::from_value(meta).unwrap();
+        assert_eq!(old.meta.params.precomputed_list_len, 0);
+        let bytes = encode(&old, 2);
+        assert_eq!(read_u32(&bytes, 8), 2);
+        let loaded = from_bytes(bytes, None).unwrap();
+        assert_eq!(loaded.precomputed.rows(), 0);
+        assert_eq!(loaded, old);
+        // Two sections short of version 3: a version-3 header over it is refused.
+        let mut relabelled = encode(&old, 2);
+        relabelled[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let body_end = relabelled.len() - CHECKSUM_LEN;
+        let checksum = Sha256::digest(&relabelled[..body_end]);
+        relabelled[body_end..].copy_from_slice(&checksum);
+        assert!(matches!(
+            from_bytes(relabelled, None),
+            Err(ArtifactError::Corrupt(ref why)) if why.contains("sections")
         ));
     }
 }

@@ -220,6 +220,10 @@ struct EvalArgs {
     /// peer evaluates exactly the same pairs.
     #[arg(long)]
     split_out: Option<PathBuf>,
+    /// Write each ranker's per-user precision, recall and NDCG as CSV to this file, for a
+    /// paired comparison with peers on the same split (`bench/quality.sh`).
+    #[arg(long)]
+    per_user_out: Option<PathBuf>,
     /// Served model's training parameters as a JSON object (missing fields take the
     /// evaluation's defaults).
     #[arg(long)]
@@ -683,6 +687,18 @@ fn chain(error: &dyn std::error::Error) -> String {
     server::error_chain(error)
 }
 
+/// Writes the per-user ranking metrics of `report` to `path` (CSV).
+fn write_per_user(report: &eval::EvalReport, path: &Path) -> Result<(), String> {
+    let write = || -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        report.write_per_user(&mut out)?;
+        std::io::Write::flush(&mut out)
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote the per-user metrics: {}", path.display());
+    Ok(())
+}
+
 /// Prints the quality table to stderr and writes its JSON to `json_path`.
 fn write_quality(report: &QualityReport, json_path: Option<&Path>) -> Result<(), String> {
     eprintln!("{}", report.to_table());
@@ -942,6 +958,9 @@ fn eval_cmd(args: &EvalArgs) -> Result<(), String> {
         ..defaults
     };
     let report = eval::evaluate(&train_set, &test, &params).map_err(|e| chain(&e))?;
+    if let Some(path) = &args.per_user_out {
+        write_per_user(&report, path)?;
+    }
     if args.json {
         let json =
             serde_json::to_string(&report).map_err(|e| format!("cannot encode the report: {e}"))?;

@@ -40,6 +40,42 @@ fn knn_basic_error_matches_the_model_it_names() {
     assert!(report.rating_of(Predictor::Default).unwrap().rmse > 0.0);
 }
 
+/// The per-user rows are the users the means were taken over: one row per scored user,
+/// ascending, whose averages are the report's means; the CSV carries them all.
+#[test]
+fn per_user_scores_average_to_the_reported_means() {
+    let data = small_set();
+    let (_, _, report) = report_for(&data);
+    for ranker in [Ranker::Served, Ranker::KnnBasic, Ranker::Popularity] {
+        let q = report.ranking_of(ranker).unwrap();
+        assert_eq!(q.per_user.len(), q.summary.users_scored, "{ranker:?}");
+        assert!(q.per_user.windows(2).all(|w| w[0].0 < w[1].0), "{ranker:?}");
+        let n = q.per_user.len() as f64;
+        let mean = |f: fn(&eval::metrics::UserScores) -> f64| {
+            q.per_user.iter().map(|(_, s)| f(s)).sum::<f64>() / n
+        };
+        assert!(
+            (mean(|s| s.ndcg) - q.summary.ndcg).abs() < 1e-12,
+            "{ranker:?}"
+        );
+        assert!((mean(|s| s.precision) - q.summary.precision).abs() < 1e-12);
+        assert!((mean(|s| s.recall) - q.summary.recall).abs() < 1e-12);
+    }
+    let mut csv = Vec::new();
+    report.write_per_user(&mut csv).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("ranker,user,precision,recall,ndcg"));
+    let served = report.ranking_of(Ranker::Served).unwrap();
+    let (user, first) = served.per_user[0];
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(row[0], "served");
+    assert_eq!(row[1].parse::<u32>().unwrap(), user);
+    assert_eq!(row[4].parse::<f64>().unwrap().to_bits(), (first.ndcg + 0.0).to_bits());
+    let scored: usize = report.ranking.iter().map(|q| q.per_user.len()).sum();
+    assert_eq!(csv.lines().count(), 1 + scored);
+}
+
 #[test]
 fn rankings_are_complete_and_bounded() {
     let data = small_set();

@@ -146,15 +146,9 @@ pub fn evaluate(
                 }
             })
             .collect();
-        let mut sums = RankingSums::new(params.top_k, params.ndcg_k);
-        for (user, list) in users.iter().zip(&lists) {
-            sums.add(list, relevant.get(user).unwrap_or(&empty));
-        }
-        RankingQuality {
-            ranker,
-            summary: sums.summary(catalogue),
-            seconds: t.elapsed().as_secs_f64(),
-        }
+        let mut quality = quality_of(ranker, &users, &lists, &relevant, params, catalogue);
+        quality.seconds = t.elapsed().as_secs_f64();
+        quality
     };
     let ranking = [Ranker::Served, Ranker::KnnBasic, Ranker::Popularity]
         .into_iter()
@@ -179,6 +173,34 @@ pub fn evaluate(
             total_seconds: started.elapsed().as_secs_f64(),
         },
     })
+}
+
+/// Scores `lists` (aligned with `users`) against the relevant held-out movies: the means,
+/// coverage and each scored user's metrics (`seconds` is left for the caller).
+fn quality_of(
+    ranker: Ranker,
+    users: &[u32],
+    lists: &[Vec<u32>],
+    relevant: &HashMap<u32, HashSet<u32>>,
+    params: &EvalParams,
+    catalogue: usize,
+) -> RankingQuality {
+    let empty = HashSet::new();
+    let mut sums = RankingSums::new(params.top_k, params.ndcg_k);
+    let per_user = users
+        .iter()
+        .zip(lists)
+        .filter_map(|(&user, list)| {
+            let scores = sums.add(list, relevant.get(&user).unwrap_or(&empty))?;
+            Some((user, scores))
+        })
+        .collect();
+    RankingQuality {
+        ranker,
+        summary: sums.summary(catalogue),
+        seconds: 0.0,
+        per_user,
+    }
 }
 
 fn model_list(model: &Model, user: u32, n: usize) -> Vec<u32> {

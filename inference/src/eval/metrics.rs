@@ -132,6 +132,17 @@ pub struct RankingSummary {
     pub users_skipped: usize,
 }
 
+/// One user's ranking metrics (the cut-offs of the [`RankingSums`] that scored them).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UserScores {
+    /// Precision@k.
+    pub precision: f64,
+    /// Recall@k.
+    pub recall: f64,
+    /// NDCG at the NDCG cut-off.
+    pub ndcg: f64,
+}
+
 /// Accumulates per-user ranking metrics; users without a relevant item are skipped and
 /// counted, never scored as zero.
 #[derive(Clone, Debug)]
@@ -161,21 +172,31 @@ impl RankingSums {
         }
     }
 
-    /// Scores one user's ranked list against their relevant held-out items.
-    pub fn add<S: BuildHasher>(&mut self, ranked: &[u32], relevant: &HashSet<u32, S>) {
+    /// Scores one user's ranked list against their relevant held-out items and returns
+    /// that user's scores; `None` (and counted as skipped) without a relevant item.
+    pub fn add<S: BuildHasher>(
+        &mut self,
+        ranked: &[u32],
+        relevant: &HashSet<u32, S>,
+    ) -> Option<UserScores> {
         let (Some(precision), Some(recall), Some(ndcg)) = (
             precision_at_k(ranked, relevant, self.k),
             recall_at_k(ranked, relevant, self.k),
             ndcg_at_k(ranked, relevant, self.ndcg_k),
         ) else {
             self.skipped += 1;
-            return;
+            return None;
         };
         self.precision += precision;
         self.recall += recall;
         self.ndcg += ndcg;
         self.scored += 1;
         self.recommended.extend(ranked.iter().take(self.k).copied());
+        Some(UserScores {
+            precision,
+            recall,
+            ndcg,
+        })
     }
 
     /// Means over scored users (0 when none was scored) and coverage of `catalogue_size`.

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{GroupError, RankingSummary};
+use super::metrics::{GroupError, RankingSummary, UserScores};
 
 /// A rating predictor whose error is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +93,10 @@ pub struct RankingQuality {
     pub summary: RankingSummary,
     /// Seconds spent producing all the lists.
     pub seconds: f64,
+    /// Each scored user's metrics, ascending by user, for paired comparisons with peers
+    /// (`movrek eval --per-user-out`); not part of the JSON report.
+    #[serde(skip)]
+    pub per_user: Vec<(u32, UserScores)>,
 }
 
 /// Per-group RMSE of both predictors, by demographic dimension.
@@ -138,6 +142,27 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
+    /// Writes every ranker's per-user metrics as CSV (`ranker,user,precision,recall,ndcg`,
+    /// rankers in report order, users ascending): the input of a paired comparison with a
+    /// peer that writes the same columns for the same split (`bench/peers/`).
+    pub fn write_per_user(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        writeln!(out, "ranker,user,precision,recall,ndcg")?;
+        for quality in &self.ranking {
+            for (user, s) in &quality.per_user {
+                writeln!(
+                    out,
+                    "{},{user},{},{},{}",
+                    quality.ranker.label(),
+                    // `+ 0.0` writes a negative zero as 0.
+                    s.precision + 0.0,
+                    s.recall + 0.0,
+                    s.ndcg + 0.0
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// The error of `predictor`, if measured.
     pub fn rating_of(&self, predictor: Predictor) -> Option<&RatingAccuracy> {
         self.rating.iter().find(|r| r.predictor == predictor)

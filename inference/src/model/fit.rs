@@ -628,5 +628,6 @@ pub fn build_model(
         popularity_order,
         cold_lists: cold.lists,
         learned: Learned::default(),
+        precomputed: Lists::default(),
     }
 }

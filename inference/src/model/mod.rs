@@ -22,6 +22,8 @@ pub mod topk;
 
 use std::cell::RefCell;
 
+use rayon::prelude::*;
+
 use serde::{Deserialize, Serialize};
 
 use crate::data::RatingScale;
@@ -258,6 +260,9 @@ pub struct Model {
     pub(crate) cold_lists: Lists,
     /// EASE weights or ALS factors (empty for `user-knn`).
     pub(crate) learned: Learned,
+    /// Per user, the list of `precomputed_list_len` movie indices served to them, best first
+    /// (empty rows for cold-start users; no rows at all when nothing was precomputed).
+    pub(crate) precomputed: Lists,
 }
 
 /// Per-thread scoring buffers, reused across requests.
@@ -394,7 +399,32 @@ impl Model {
     /// this thread has served a request before (its scoring buffers are reused).
     pub fn recommend_into(&self, user: u32, n: usize, out: &mut Vec<u32>) -> RecommendPath {
         out.clear();
-        let path = SCRATCH.with(|cell| {
+        let path = match self.precomputed_list(user, n) {
+            Some(list) => {
+                out.extend_from_slice(list);
+                RecommendPath::Personal
+            }
+            None => self.rank_into(user, n, out),
+        };
+        for j in out.iter_mut() {
+            *j = self.movies[*j as usize];
+        }
+        path
+    }
+
+    /// The first `n` movie indices of `user`'s precomputed list, when it has one that long.
+    fn precomputed_list(&self, user: u32, n: usize) -> Option<&[u32]> {
+        if self.precomputed.rows() == 0 {
+            return None;
+        }
+        let u = self.users.binary_search(&user).ok()?;
+        self.precomputed.row(u).get(..n)
+    }
+
+    /// Ranks `user`'s list of `n` movie indices into `out` (empty), never reading the
+    /// precomputed lists: what [`Model::precompute_lists`] stores and what longer lists use.
+    fn rank_into(&self, user: u32, n: usize, out: &mut Vec<u32>) -> RecommendPath {
+        SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
             s.begin(self.movies.len());
             // `out` holds dense movie indices until the final mapping to external ids.
@@ -426,11 +456,32 @@ impl Model {
                     }
                 }
             }
-        });
-        for j in out.iter_mut() {
-            *j = self.movies[*j as usize];
+        })
+    }
+
+    /// Computes and stores every personal user's list of `precomputed_list_len` movies
+    /// (the learned rankings only: `user-knn` ranks in microseconds). Each is exactly what
+    /// [`Model::recommend`] would rank for that user; serving then copies a prefix.
+    pub fn precompute_lists(&mut self) {
+        let len = self.meta.params.precomputed_list_len;
+        self.precomputed = Lists::default();
+        if len == 0 || self.meta.params.algo == Algo::UserKnn {
+            return;
         }
-        path
+        let min_ratings = self.meta.params.cold_start_min_ratings;
+        let model = &*self;
+        let rows: Vec<Vec<u32>> = (0..model.users.len())
+            .into_par_iter()
+            .map(|u| {
+                let mut list = Vec::new();
+                if model.ratings.row(u).0.len() >= min_ratings {
+                    list.reserve_exact(len);
+                    model.rank_into(model.users[u], len, &mut list);
+                }
+                list
+            })
+            .collect();
+        self.precomputed = Lists::from_rows(rows);
     }
 
     /// Whether movie index `j` is kept out of the list: an adult movie when `adult`
@@ -465,8 +516,8 @@ impl Model {
     }
 
     /// EASE scores `Σ_{i rated} B_ij` over the user's rated movies' pruned weight rows
-    /// (each row's strongest `ease_request_budget / history` weights); appends the best `n`
-    /// to `chosen` and blocks them.
+    /// (only when nothing is precomputed, each row's strongest `ease_request_budget /
+    /// history` weights); appends the best `n` to `chosen` and blocks them.
     fn personal_ease(
         &self,
         s: &mut Scratch,
@@ -479,7 +530,12 @@ impl Model {
             return;
         }
         let history = self.ratings.row(u).0;
-        let per_movie = (self.meta.params.ease_request_budget / history.len().max(1)).max(1);
+        let budget = if self.meta.params.precomputed_list_len > 0 {
+            usize::MAX
+        } else {
+            self.meta.params.ease_request_budget
+        };
+        let per_movie = (budget / history.len().max(1)).max(1);
         for &rated in history {
             let (items, weights) = self.learned.item_weights.row(rated as usize);
             for (&movie, &weight) in items.iter().zip(weights).take(per_movie) {
@@ -597,6 +653,15 @@ impl Model {
             return Err("non-finite global mean".into());
         }
         self.learned.validate(nu, nm)?;
+        if self.precomputed.rows() > 0 {
+            self.precomputed.validate("precomputed", nu, nm)?;
+            let len = self.meta.params.precomputed_list_len;
+            if let Some(u) = (0..nu).find(|&u| self.precomputed.row(u).len() > len) {
+                return Err(format!(
+                    "precomputed: row {u} is longer than precomputed_list_len {len}"
+                ));
+            }
+        }
         match self.meta.params.algo {
             Algo::Ease if self.learned.item_weights.rows() != nm => {
                 Err("an EASE model without its item weights".into())

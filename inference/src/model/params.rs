@@ -122,10 +122,18 @@ pub struct TrainParams {
     pub ease_lambda_candidates: Vec<f32>,
     /// EASE: weights kept per movie (largest magnitude, strongest first).
     pub ease_neighbours: usize,
-    /// EASE: most weights one request adds up. Each rated movie contributes the first
-    /// `max(1, budget / history)` weights of its row (at most `ease_neighbours`), the
-    /// strongest, so a long history cannot make a request slow.
+    /// EASE, only when `precomputed_list_len` is 0: most weights one request adds up. Each
+    /// rated movie contributes the first `max(1, budget / history)` weights of its row (at
+    /// most `ease_neighbours`), the strongest, so a long history cannot make a request slow.
     pub ease_request_budget: usize,
+    /// EASE and ALS: every personal user's list of this many movies is ranked at training
+    /// time, in full (no `ease_request_budget`), and stored in the artifact; serving a list
+    /// of at most this length is then a copy of its prefix (the shorter list), and a longer
+    /// one is ranked in full at request time. 0: nothing is precomputed and EASE ranks every
+    /// list within the budget (an artifact written before this field existed reads as 0, so
+    /// it serves what it always served).
+    #[serde(default)]
+    pub precomputed_list_len: usize,
     /// ALS: the hyper-parameters used (the chosen grid point when a grid is given).
     pub als: AlsHyper,
     /// ALS: candidate hyper-parameters, chosen by validation NDCG@10.
@@ -172,6 +180,7 @@ impl Default for TrainParams {
             ease_lambda_candidates: vec![100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0],
             ease_neighbours: 1_000,
             ease_request_budget: 16_384,
+            precomputed_list_len: 20,
             als: AlsHyper {
                 factors: 64,
                 reg: 1.0,

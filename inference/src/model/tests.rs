@@ -386,10 +386,12 @@ fn the_ease_request_budget_takes_each_rated_rows_strongest_weights() {
     // Every user rates five movies; a budget of ten gives each rated row its two strongest
     // weights (rows hold five). The top movie is then the best hand-summed score among
     // unrated movies, whenever those weights reach one.
+    // The budget applies only where nothing is precomputed.
     let tight = model_of(
         &data,
         &TrainParams {
             ease_request_budget: 10,
+            precomputed_list_len: 0,
             ..base.clone()
         },
     );
@@ -425,10 +427,58 @@ fn the_ease_request_budget_takes_each_rated_rows_strongest_weights() {
         &data,
         &TrainParams {
             ease_request_budget: 5 * base.ease_neighbours,
+            precomputed_list_len: 0,
             ..base
         },
     );
     for user in [1, 21] {
         assert_eq!(roomy.recommend(user, 6), full.recommend(user, 6));
     }
+}
+
+/// The precomputed lists are a cache, never a different answer: for every user (known,
+/// cold-start, unknown) and list length (shorter, equal, longer than the precomputed one),
+/// the model serves what it ranks in full with nothing precomputed.
+#[test]
+fn precomputed_lists_serve_exactly_what_full_ranking_gives() {
+    let data = fixtures::dataset();
+    for params in every_algo() {
+        let model = model_of(&data, &params);
+        let rows = model.precomputed.rows();
+        if params.algo == Algo::UserKnn {
+            assert_eq!(rows, 0, "user-knn precomputes nothing");
+            continue;
+        }
+        assert_eq!(rows, model.users.len(), "{:?}", params.algo);
+        let stored = (0..rows)
+            .filter(|&u| !model.precomputed.row(u).is_empty())
+            .count();
+        assert_eq!(
+            stored, model.meta.counts.personal_users,
+            "{:?}",
+            params.algo
+        );
+        let mut live = model.clone();
+        live.precomputed = super::Lists::default();
+        let len = params.precomputed_list_len;
+        for user in data.users.iter().map(|u| u.id).chain([999_999]) {
+            for n in [1, 5, len, len + 3] {
+                assert_eq!(
+                    model.recommend(user, n),
+                    live.recommend(user, n),
+                    "{:?} user {user} n {n}",
+                    params.algo
+                );
+            }
+        }
+    }
+}
+
+/// Metadata written before `precomputed_list_len` existed reads as 0 (nothing precomputed,
+/// the request budget applies), while a new partial parameter file keeps the default.
+#[test]
+fn a_missing_precomputed_list_len_reads_as_zero() {
+    let old: TrainParams = serde_json::from_str("{}").unwrap();
+    assert_eq!(old.precomputed_list_len, 0);
+    assert_eq!(TrainParams::default().precomputed_list_len, 20);
 }

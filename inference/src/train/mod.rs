@@ -119,6 +119,7 @@ pub fn train(
     let ix = fit::index(dataset, &dataset.ratings);
     let mut model = fit::build_model(dataset, ix, &params, None, meta);
     model.learned = learned::fit_final(&model, &params)?;
+    model.precompute_lists();
     if let Some((rmse, n)) = found.rmse {
         model.meta.holdout_rmse = Some(rmse);
         model.meta.holdout_ratings = n;
