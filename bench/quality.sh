@@ -13,6 +13,8 @@
 # Environment: SEEDS ["42 1 2"]; PEERS ["ease,als,popularity"]; VARIANTS: space-separated
 #   NAME=PARAMS.json, each an extra served ranking trained with `movrek eval --params`
 #   (e.g. "unbudgeted=/tmp/nobudget.json" with {"ease_request_budget": 1000000000});
+#   MAX_RANKING_USERS: rank for at most this many test users in `movrek eval` (a seeded
+#   sample; the peers rank every test user and the pairing keeps the sampled ones);
 #   MOVREK_CACHE [/var/cache/movrek] holds the peers' venv (numpy, scipy, implicit);
 #   WORK [/var/tmp/movrek/quality].
 set -euo pipefail
@@ -21,6 +23,8 @@ DATA=${1:-$ROOT/data/ml-latest-small}
 SEEDS=${SEEDS:-42 1 2}
 PEERS=${PEERS:-ease,als,popularity}
 VARIANTS=${VARIANTS:-}
+CAP=()
+[ -z "${MAX_RANKING_USERS:-}" ] || CAP=(--max-ranking-users "$MAX_RANKING_USERS")
 CACHE=${MOVREK_CACHE:-/var/cache/movrek}
 VENV=$CACHE/venv-peers
 WORK=${WORK:-/var/tmp/movrek/quality}
@@ -44,7 +48,7 @@ for seed in $SEEDS; do
     dir=$WORK/$seed
     mkdir -p "$dir"
     log "seed $seed: movrek eval"
-    "$MOVREK" eval --data "$DATA" --seed "$seed" --split-out "$dir" --per-user-out "$dir/movrek.csv" \
+    "$MOVREK" eval --data "$DATA" --seed "$seed" "${CAP[@]}" --split-out "$dir" --per-user-out "$dir/movrek.csv" \
         --json >"$dir/movrek.json" 2>"$dir/movrek.err" || { cat "$dir/movrek.err" >&2; exit 1; }
     summary "$dir/movrek.json" "seed $seed  "
     files=("$dir/movrek.csv")
@@ -52,7 +56,7 @@ for seed in $SEEDS; do
         name=${variant%%=*}
         params=${variant#*=}
         log "seed $seed: movrek eval, variant $name ($params)"
-        "$MOVREK" eval --data "$DATA" --seed "$seed" --params "$params" --per-user-out "$dir/$name.raw.csv" \
+        "$MOVREK" eval --data "$DATA" --seed "$seed" "${CAP[@]}" --params "$params" --per-user-out "$dir/$name.raw.csv" \
             --json >"$dir/$name.json" 2>"$dir/$name.err" || { cat "$dir/$name.err" >&2; exit 1; }
         summary "$dir/$name.json" "seed $seed  $name: " | head -n1
         awk -F, -v name="served-$name" 'NR == 1 { print; next } $1 == "served" { $1 = name; print }' OFS=, \

@@ -7,6 +7,9 @@ wrote (train.csv, test.csv, split.json in one directory).
               diag(B) = 0, on the binary user x movie matrix X (numpy/scipy).
   als         implicit ALS (Hu, Koren, Volinsky, ICDM 2008) from the `implicit` package on
               the same binary X, confidence 1 + alpha.
+  ease-liked  EASE^R fitted and scored on the liked ratings only (>= 4): which movies a user
+              rates may follow popularity while how they rate follows taste, and the binary
+              matrix of every rating cannot tell the two apart. Rated movies stay excluded.
   popularity  training movies by number of ratings, ties by movie id.
 
 Hyper-parameters are chosen as movrek chooses its own: on a validation split carved from
@@ -128,13 +131,27 @@ def ease_fit(inter, lam):
     return b
 
 
-def ease_lists(inter, b, users):
-    rows = [inter.user_index[u] for u in users if u in inter.user_index]
+def ease_lists(inter, b, users, scored_by=None):
+    """Lists from weights `b`; scores from the rows of `scored_by` (default `inter`, whose
+    rows are also what is excluded)."""
+    scored_by = scored_by or inter
     known = [u for u in users if u in inter.user_index]
+    rows = [inter.user_index[u] for u in known]
     x = inter.x[rows]
-    scores = x @ b
+    liked = sp.csr_matrix(x.shape, dtype=np.float32)
+    if scored_by is inter:
+        liked = x
+    else:
+        picked = [scored_by.user_index.get(u) for u in known]
+        blank = sp.csr_matrix((1, x.shape[1]), dtype=np.float32)
+        liked = sp.vstack([scored_by.x[i] if i is not None else blank for i in picked]).tocsr()
+    scores = liked @ b
     lists = top_lists(scores, x, inter.movies, K)
     return dict(zip(known, lists))
+
+
+def liked(ratings):
+    return [r for r in ratings if r[2] >= THRESHOLD]
 
 
 def als_fit(inter, params, seed):
@@ -205,10 +222,11 @@ def choose(algo, train, movies, seed):
     relevant = relevant_by_user(held)
     users = [u for u in sorted(relevant) if relevant[u]]
     tried = []
-    if algo == "ease":
+    if algo in ("ease", "ease-liked"):
+        fitted = Interactions(liked(fit), movies) if algo == "ease-liked" else inter
         for lam in EASE_LAMBDAS:
-            b = ease_fit(inter, lam)
-            per_user, _ = score_lists(ease_lists(inter, b, users), relevant)
+            b = ease_fit(fitted, lam)
+            per_user, _ = score_lists(ease_lists(inter, b, users, fitted), relevant)
             tried.append(({"lambda": lam}, mean_ndcg(per_user)))
     elif algo == "als":
         for params in ALS_GRID:
@@ -233,6 +251,10 @@ def run(algo, split_dir, seed):
     if algo == "ease":
         params, tried = choose(algo, train, movies, seed)
         lists = ease_lists(inter, ease_fit(inter, params["lambda"]), users)
+    elif algo == "ease-liked":
+        params, tried = choose(algo, train, movies, seed)
+        fitted = Interactions(liked(train), movies)
+        lists = ease_lists(inter, ease_fit(fitted, params["lambda"]), users, fitted)
     elif algo == "als":
         params, tried = choose(algo, train, movies, seed)
         lists = als_lists(inter, als_fit(inter, params, seed), users)
@@ -263,7 +285,7 @@ def run(algo, split_dir, seed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("split_dir")
-    ap.add_argument("--algo", default="ease,als,popularity", help="comma-separated: ease, als, popularity")
+    ap.add_argument("--algo", default="ease,als,popularity", help="comma-separated: ease, ease-liked, als, popularity")
     ap.add_argument("--seed", type=int, default=42, help="seed of the validation split and of ALS")
     args = ap.parse_args()
     for algo in args.algo.split(","):
