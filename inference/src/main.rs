@@ -431,6 +431,12 @@ struct ServeArgs {
     /// Chaos: fraction of `/recommend` requests answered with 500 (0..1, spread evenly).
     #[arg(long, env = "MOVREK_FAULT_ERROR_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     fault_error_rate: f64,
+    /// Memory budget of the per-user memo of answers, in MiB (a user's list is computed once
+    /// and kept while the budget lasts); 0 turns the memo off.
+    #[arg(long, env = "MOVREK_MEMO_MIB",
+          default_value_t = (server::memo::DEFAULT_BUDGET_BYTES >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    memo_mib: u64,
     /// Largest artifact accepted from a store or over http(s), in bytes.
     #[arg(long, env = "MOVREK_MODEL_MAX_BYTES", default_value_t = FetchLimits::default().max_bytes)]
     model_max_bytes: u64,
@@ -647,6 +653,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 cpu: Duration::from_micros(args.fault_cpu_us),
                 error_rate: args.fault_error_rate,
             },
+            memo_bytes: usize::try_from(args.memo_mib << 20).unwrap_or(usize::MAX),
         },
         connections: ConnLimits {
             max_connections,

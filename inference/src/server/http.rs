@@ -12,6 +12,7 @@ use http_body_util::Full;
 
 use super::admission::{Outcome, model_work};
 use super::drain;
+use super::memo::Answer;
 use super::metrics::{ServedPath, Status};
 use super::route::{ALLOWED_METHODS, Route, RouteLabel};
 use super::state::AppState;
@@ -53,34 +54,41 @@ pub async fn respond(state: &Arc<AppState>, method: &Method, path: &str) -> Resp
     let mut impression = None;
     let (status, body, content_type) = match route {
         Route::Recommend(user) => match recommend(state, user).await {
-            Ok((movies, path)) => {
-                served = Some(path);
-                impression = Some(state.impression(user, &movies));
-                (Status::Ok, join_ids(&movies), TEXT)
+            Ok(answer) => {
+                served = Some(answer.path);
+                impression = Some(state.impression(user, &answer.movies));
+                (Status::Ok, answer.body.clone(), TEXT)
             }
-            Err((status, reason)) => (status, reason, TEXT),
+            Err((status, reason)) => (status, Bytes::from_static(reason.as_bytes()), TEXT),
         },
-        Route::BadUserId(reason) => (Status::BadRequest, reason.to_string(), TEXT),
-        Route::Healthz => (Status::Ok, "ok".to_owned(), TEXT),
+        Route::BadUserId(reason) => (Status::BadRequest, Bytes::from(reason.to_string()), TEXT),
+        Route::Healthz => (Status::Ok, Bytes::from_static(b"ok"), TEXT),
         Route::Readyz => {
             let loaded = state.model().is_some();
-            if drain::ready(phase, loaded) {
-                (Status::Ok, "ready".to_owned(), TEXT)
+            let (status, body): (_, &'static str) = if drain::ready(phase, loaded) {
+                (Status::Ok, "ready")
             } else if loaded {
-                (Status::Unavailable, "draining".to_owned(), TEXT)
+                (Status::Unavailable, "draining")
             } else {
-                (Status::Unavailable, "model not loaded yet".to_owned(), TEXT)
-            }
+                (Status::Unavailable, "model not loaded yet")
+            };
+            (status, Bytes::from_static(body.as_bytes()), TEXT)
         }
-        Route::Version => (Status::Ok, version_json(state), JSON),
-        Route::Metrics => (Status::Ok, state.render_metrics(), PROMETHEUS_TEXT),
-        Route::MethodNotAllowed(_) => {
-            (Status::MethodNotAllowed, "use GET or HEAD".to_owned(), TEXT)
-        }
-        Route::NotFound => (Status::NotFound, "no such path".to_owned(), TEXT),
+        Route::Version => (Status::Ok, Bytes::from(version_json(state)), JSON),
+        Route::Metrics => (
+            Status::Ok,
+            Bytes::from(state.render_metrics()),
+            PROMETHEUS_TEXT,
+        ),
+        Route::MethodNotAllowed(_) => (
+            Status::MethodNotAllowed,
+            Bytes::from_static(b"use GET or HEAD"),
+            TEXT,
+        ),
+        Route::NotFound => (Status::NotFound, Bytes::from_static(b"no such path"), TEXT),
     };
 
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status.code();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, content_type);
@@ -164,32 +172,42 @@ pub fn panicked(state: &AppState) -> Response<Body> {
     response
 }
 
-/// `/recommend/{user}`: not ready → 503; not admitted → 503; injected fault → 500; shed
-/// after waiting → 503; else the model's list and the path behind it.
+/// `/recommend/{user}`: not ready → 503; not admitted → 503; injected fault → 500; the
+/// memo's answer when it keeps one; shed after waiting → 503; else the model's list, which
+/// the memo then keeps.
 async fn recommend(
     state: &Arc<AppState>,
     user: u32,
-) -> Result<(Vec<u32>, ServedPath), (Status, String)> {
+) -> Result<Arc<Answer>, (Status, &'static str)> {
     let Some(model) = state.model() else {
-        return Err((Status::Unavailable, "model not loaded yet".to_owned()));
+        return Err((Status::Unavailable, "model not loaded yet"));
     };
     let _slot = state
         .admit()
-        .map_err(|shed| (Status::Unavailable, shed.message().to_owned()))?;
+        .map_err(|shed| (Status::Unavailable, shed.message()))?;
     let faults = state.config().faults;
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
     }
     if state.next_request_fails() {
-        return Err((Status::InternalError, "injected fault".to_owned()));
+        return Err((Status::InternalError, "injected fault"));
+    }
+    let memo = state.memo();
+    if let Some(answer) = memo.and_then(|memo| memo.get(user)) {
+        state.metrics.record_served(answer.path);
+        return Ok(answer);
     }
     let work = model_work(Arc::clone(&model.recommender), user, LIST_LEN, faults.cpu);
     match state.pool().run(work).await {
         Outcome::Served(movies, path) => {
             state.metrics.record_served(path);
-            Ok((movies, path))
+            let answer = Arc::new(Answer::new(movies, path));
+            if let Some(memo) = memo {
+                memo.insert(user, &answer);
+            }
+            Ok(answer)
         }
-        Outcome::Shed(shed) => Err((Status::Unavailable, shed.message().to_owned())),
+        Outcome::Shed(shed) => Err((Status::Unavailable, shed.message())),
     }
 }
 

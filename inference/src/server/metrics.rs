@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::memo::MemoCounts;
 use super::route::RouteLabel;
 
 /// Every status the server answers with.
@@ -209,6 +210,48 @@ pub fn render_impressions(
             out,
             "movrek_impressions_dropped_total{{{base},reason=\"{reason}\"}} {value}"
         );
+    }
+}
+
+/// Appends the answer memo's series: hits, misses, users kept, and bytes kept against the
+/// budget (all zero when the memo is off).
+pub fn render_memo(out: &mut String, labels: &ConstLabels<'_>, counts: &MemoCounts) {
+    let base = labels.render();
+    let series = [
+        (
+            "movrek_memo_hits_total",
+            "counter",
+            "/recommend answers sent from the per-user memo, without running the model.",
+            counts.hits,
+        ),
+        (
+            "movrek_memo_misses_total",
+            "counter",
+            "/recommend requests that found no kept answer and ran the model.",
+            counts.misses,
+        ),
+        (
+            "movrek_memo_entries",
+            "gauge",
+            "Users whose answer the memo keeps.",
+            counts.entries,
+        ),
+        (
+            "movrek_memo_bytes",
+            "gauge",
+            "Estimated bytes of the kept answers.",
+            counts.bytes,
+        ),
+        (
+            "movrek_memo_budget_bytes",
+            "gauge",
+            "Memory budget of the memo; once reached, new answers are not kept (0: memo off).",
+            counts.budget_bytes,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name}{{{base}}} {value}");
     }
 }
 

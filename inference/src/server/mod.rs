@@ -14,6 +14,7 @@ pub mod drain;
 mod http;
 pub mod load;
 pub(crate) mod lograte;
+pub mod memo;
 pub mod metrics;
 mod route;
 mod state;
@@ -34,6 +35,7 @@ pub use http::{
     Body, IMPRESSION_ID_HEADER, LIST_LEN, MODEL_VERSION_HEADER, handle, join_ids, respond,
 };
 pub use load::{FetchLimits, LoadError, ModelUri};
+pub use memo::{Answer, Memo, MemoCounts};
 pub use metrics::ServedPath;
 pub use route::{BadUserId, MethodClass, Route, RouteLabel, parse_user_id};
 pub use state::{AppState, Faults, LoadedModel, Recommender, StateConfig, Track, injects_error};

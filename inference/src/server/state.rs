@@ -10,7 +10,10 @@ use http::HeaderValue;
 use super::admission::{AdmissionConfig, Pool, Shed};
 use super::conn::ConnStats;
 use super::drain::{Drain, DrainPolicy};
-use super::metrics::{ConstLabels, Gauges, Metrics, ModelInfo, ServedPath, render_impressions};
+use super::memo::{self, Memo};
+use super::metrics::{
+    ConstLabels, Gauges, Metrics, ModelInfo, ServedPath, render_impressions, render_memo,
+};
 use crate::bus::impression::{ImpressionEncoder, ImpressionIds, Millis};
 use crate::bus::publish::Publisher;
 
@@ -140,6 +143,8 @@ pub struct StateConfig {
     pub drain: DrainPolicy,
     /// Chaos settings.
     pub faults: Faults,
+    /// Memory budget of the per-user memo of answers ([`super::memo`]); 0 turns it off.
+    pub memo_bytes: usize,
 }
 
 impl StateConfig {
@@ -167,6 +172,7 @@ impl Default for StateConfig {
                 grace: DrainPolicy::DEFAULT_GRACE,
             },
             faults: Faults::default(),
+            memo_bytes: memo::DEFAULT_BUDGET_BYTES,
         }
     }
 }
@@ -191,6 +197,7 @@ pub struct AppState {
     log_dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
     impression_ids: ImpressionIds,
     publisher: Option<Publisher>,
+    memo: Option<Memo>,
 }
 
 #[derive(Debug)]
@@ -214,7 +221,6 @@ impl AppState {
         });
         Self {
             drain: Drain::new(config.drain),
-            config,
             model: OnceLock::new(),
             pending_header,
             metrics: Metrics::default(),
@@ -225,7 +231,16 @@ impl AppState {
             log_dropped: None,
             impression_ids: ImpressionIds::from_clock(),
             publisher: None,
+            // A CPU fault stands for a slower model on every call; a memo would hide it.
+            memo: (config.memo_bytes > 0 && config.faults.cpu.is_zero())
+                .then(|| Memo::new(config.memo_bytes)),
+            config,
         }
+    }
+
+    /// The per-user memo of answers, unless it is off (budget 0, or a CPU fault).
+    pub fn memo(&self) -> Option<&Memo> {
+        self.memo.as_ref()
     }
 
     /// Publishes an impression for every 200 from `/recommend` (see [`crate::bus`]).
@@ -368,6 +383,11 @@ impl AppState {
             connections_timed_out: self.connections.timed_out.load(Ordering::Relaxed),
         };
         let mut out = self.metrics.render(&labels, info.as_ref(), gauges);
+        render_memo(
+            &mut out,
+            &labels,
+            &self.memo.as_ref().map(Memo::counts).unwrap_or_default(),
+        );
         if let Some(publisher) = &self.publisher {
             render_impressions(&mut out, &labels, &publisher.snapshot());
         }
