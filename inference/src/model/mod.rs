@@ -515,9 +515,10 @@ impl Model {
         s.take_best(candidates, chosen, n);
     }
 
-    /// EASE scores `Σ_{i rated} B_ij` over the user's rated movies' pruned weight rows
-    /// (only when nothing is precomputed, each row's strongest `ease_request_budget /
-    /// history` weights); appends the best `n` to `chosen` and blocks them.
+    /// EASE scores `Σ_{i liked} B_ij` over the pruned weight rows of the movies the user
+    /// rated at least `ease_min_rating` (only when nothing is precomputed, each row's
+    /// strongest `ease_request_budget / liked` weights); appends the best `n` to `chosen`
+    /// and blocks them.
     fn personal_ease(
         &self,
         s: &mut Scratch,
@@ -529,14 +530,22 @@ impl Model {
         if self.learned.item_weights.rows() == 0 {
             return;
         }
-        let history = self.ratings.row(u).0;
+        let (rated_movies, values) = self.ratings.row(u);
+        let min_rating = self.meta.params.ease_min_rating;
+        let liked = || {
+            rated_movies
+                .iter()
+                .zip(values)
+                .filter(move |&(_, &v)| v >= min_rating)
+                .map(|(&j, _)| j)
+        };
         let budget = if self.meta.params.precomputed_list_len > 0 {
             usize::MAX
         } else {
             self.meta.params.ease_request_budget
         };
-        let per_movie = (budget / history.len().max(1)).max(1);
-        for &rated in history {
+        let per_movie = (budget / liked().count().max(1)).max(1);
+        for rated in liked() {
             let (items, weights) = self.learned.item_weights.row(rated as usize);
             for (&movie, &weight) in items.iter().zip(weights).take(per_movie) {
                 s.add(movie, weight);

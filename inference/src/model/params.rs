@@ -122,6 +122,11 @@ pub struct TrainParams {
     pub ease_lambda_candidates: Vec<f32>,
     /// EASE: weights kept per movie (largest magnitude, strongest first).
     pub ease_neighbours: usize,
+    /// EASE learns from, and scores a user by, the ratings worth at least this much (the
+    /// ones the user liked); every rated movie is still excluded from their lists. 0: every
+    /// rating (an artifact written before this field existed reads as 0).
+    #[serde(default)]
+    pub ease_min_rating: f32,
     /// EASE, only when `precomputed_list_len` is 0: most weights one request adds up. Each
     /// rated movie contributes the first `max(1, budget / history)` weights of its row (at
     /// most `ease_neighbours`), the strongest, so a long history cannot make a request slow.
@@ -177,8 +182,11 @@ impl Default for TrainParams {
             algo: Algo::default(),
             learned_max_items: 4_000,
             ease_lambda: 250.0,
-            ease_lambda_candidates: vec![100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0],
+            ease_lambda_candidates: vec![
+                50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0,
+            ],
             ease_neighbours: 1_000,
+            ease_min_rating: 4.0,
             ease_request_budget: 16_384,
             precomputed_list_len: 20,
             als: AlsHyper {

@@ -474,11 +474,45 @@ fn precomputed_lists_serve_exactly_what_full_ranking_gives() {
     }
 }
 
-/// Metadata written before `precomputed_list_len` existed reads as 0 (nothing precomputed,
-/// the request budget applies), while a new partial parameter file keeps the default.
+/// Metadata written before `precomputed_list_len` and `ease_min_rating` existed reads them
+/// as 0 (nothing precomputed, the request budget applies, every rating counts), so an old
+/// artifact ranks as it did; new training uses the defaults.
 #[test]
-fn a_missing_precomputed_list_len_reads_as_zero() {
+fn fields_missing_from_old_metadata_read_as_zero() {
     let old: TrainParams = serde_json::from_str("{}").unwrap();
     assert_eq!(old.precomputed_list_len, 0);
+    assert_eq!(old.ease_min_rating.to_bits(), 0.0_f32.to_bits());
     assert_eq!(TrainParams::default().precomputed_list_len, 20);
+    assert_eq!(TrainParams::default().ease_min_rating.to_bits(), 4.0_f32.to_bits());
+}
+
+/// EASE learns from liked ratings only: its weights do not depend on the ratings below
+/// `ease_min_rating` (changing a disliked rating's value changes no weight), but they do
+/// with a threshold of 0.
+#[test]
+fn ease_weights_come_from_liked_ratings_only() {
+    let data = fixtures::dataset();
+    let params = TrainParams {
+        algo: Algo::Ease,
+        ease_lambda_candidates: Vec::new(),
+        ..params()
+    };
+    let disliked = data
+        .ratings
+        .iter()
+        .position(|r| r.value < params.ease_min_rating)
+        .expect("the fixture has a disliked rating");
+    let mut lower = data.clone();
+    lower.ratings[disliked].value = data.scale.min;
+    assert_ne!(lower.ratings[disliked], data.ratings[disliked]);
+    let weights = |d: &Dataset, p: &TrainParams| model_of(d, p).learned.item_weights;
+    assert_eq!(weights(&data, &params), weights(&lower, &params));
+    let every = TrainParams {
+        ease_min_rating: 0.0,
+        ..params.clone()
+    };
+    let mut liked_now = data.clone();
+    liked_now.ratings[disliked].value = params.ease_min_rating;
+    assert_ne!(weights(&data, &params), weights(&liked_now, &params));
+    assert_eq!(weights(&data, &every), weights(&liked_now, &every));
 }

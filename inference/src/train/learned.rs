@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{MIN_TUNING_USERS, TUNING_NDCG_K, TrainError, in_holdout, relevant_by_user};
 use crate::data::{Dataset, Rating};
-use crate::model::learned::{EaseInput, fit_als};
+use crate::model::learned::{EaseInput, fit_als, liked};
 use crate::model::{Algo, Learned, Model, ModelMetadata, TrainParams, Validation, fit};
 use crate::util::{mix, ndcg_sorted};
 
@@ -22,8 +22,12 @@ pub(super) fn fit_final(model: &Model, params: &TrainParams) -> Result<Learned, 
     let movies = model.movies.len();
     Ok(match params.algo {
         Algo::UserKnn => Learned::default(),
-        Algo::Ease => EaseInput::new(&model.ratings, movies, params.learned_max_items)
-            .solve(params.ease_lambda, params.ease_neighbours)?,
+        Algo::Ease => EaseInput::new(
+            &liked(&model.ratings, params.ease_min_rating),
+            movies,
+            params.learned_max_items,
+        )
+        .solve(params.ease_lambda, params.ease_neighbours)?,
         Algo::Als => fit_als(
             &model.ratings,
             movies,
@@ -114,7 +118,11 @@ fn tune_ease(
     let mut chosen = params.clone();
     let mut scored: Scored = Vec::new();
     let mut best = 0;
-    let input = EaseInput::new(&model.ratings, model.movies.len(), params.learned_max_items);
+    let input = EaseInput::new(
+        &liked(&model.ratings, params.ease_min_rating),
+        model.movies.len(),
+        params.learned_max_items,
+    );
     for &lambda in &params.ease_lambda_candidates {
         model.learned = input.solve(lambda, params.ease_neighbours)?;
         let ndcg = score(model);
