@@ -71,7 +71,10 @@ fn per_user_scores_average_to_the_reported_means() {
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(row[0], "served");
     assert_eq!(row[1].parse::<u32>().unwrap(), user);
-    assert_eq!(row[4].parse::<f64>().unwrap().to_bits(), (first.ndcg + 0.0).to_bits());
+    assert_eq!(
+        row[4].parse::<f64>().unwrap().to_bits(),
+        (first.ndcg + 0.0).to_bits()
+    );
     let scored: usize = report.ranking.iter().map(|q| q.per_user.len()).sum();
     assert_eq!(csv.lines().count(), 1 + scored);
 }

@@ -112,25 +112,19 @@ pub fn learned_columns(ratings: &Csr, learned: &[u32], movies: usize) -> Lists {
 /// not above the lowest rating): what EASE learns from and scores with, so that it models
 /// what users liked, not only what they chose to rate.
 pub fn liked(ratings: &Csr, min_rating: f32) -> Csr {
-    let mut offsets = Vec::with_capacity(ratings.offsets.len());
-    let mut cols = Vec::new();
-    let mut vals = Vec::new();
-    offsets.push(0_u32);
-    for u in 0..ratings.rows() {
-        let (items, values) = ratings.row(u);
-        for (&j, &v) in items.iter().zip(values) {
-            if v >= min_rating {
-                cols.push(j);
-                vals.push(v);
-            }
-        }
-        offsets.push(cols.len() as u32);
-    }
-    Csr {
-        offsets,
-        cols,
-        vals,
-    }
+    super::fit::rows_to_csr(
+        (0..ratings.rows())
+            .map(|u| {
+                let (items, values) = ratings.row(u);
+                items
+                    .iter()
+                    .zip(values)
+                    .filter(|&(_, &v)| v >= min_rating)
+                    .map(|(&j, &v)| (j, v))
+                    .collect()
+            })
+            .collect(),
+    )
 }
 
 /// The EASE Gram matrix of a model's ratings over its learned movies; the expensive part

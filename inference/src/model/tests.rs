@@ -483,7 +483,10 @@ fn fields_missing_from_old_metadata_read_as_zero() {
     assert_eq!(old.precomputed_list_len, 0);
     assert_eq!(old.ease_min_rating.to_bits(), 0.0_f32.to_bits());
     assert_eq!(TrainParams::default().precomputed_list_len, 20);
-    assert_eq!(TrainParams::default().ease_min_rating.to_bits(), 4.0_f32.to_bits());
+    assert_eq!(
+        TrainParams::default().ease_min_rating.to_bits(),
+        4.0_f32.to_bits()
+    );
 }
 
 /// EASE learns from liked ratings only: its weights do not depend on the ratings below

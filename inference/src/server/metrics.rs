@@ -192,10 +192,7 @@ pub fn render_impressions(
             counts.in_flight,
         ),
     ];
-    for (name, kind, help, value) in counters {
-        header(out, name, kind, help);
-        let _ = writeln!(out, "{name}{{{base}}} {value}");
-    }
+    unlabelled(out, &base, &counters);
     header(
         out,
         "movrek_impressions_dropped_total",
@@ -249,10 +246,7 @@ pub fn render_memo(out: &mut String, labels: &ConstLabels<'_>, counts: &MemoCoun
             counts.budget_bytes,
         ),
     ];
-    for (name, kind, help, value) in series {
-        header(out, name, kind, help);
-        let _ = writeln!(out, "{name}{{{base}}} {value}");
-    }
+    unlabelled(out, &base, &series);
 }
 
 /// Provenance of the loaded model, for `movrek_model_info`.
@@ -417,10 +411,7 @@ impl Metrics {
                 gauges.connections_timed_out,
             ),
         ];
-        for (name, kind, help, value) in simple {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name}{{{base}}} {value}");
-        }
+        unlabelled(&mut out, &base, &simple);
         out
     }
 
@@ -500,6 +491,14 @@ impl Metrics {
                 self.served[path as usize].load(Ordering::Relaxed)
             );
         }
+    }
+}
+
+/// One series per `(name, type, help, value)`, each with only the `base` labels.
+fn unlabelled(out: &mut String, base: &str, series: &[(&str, &str, &str, u64)]) {
+    for &(name, kind, help, value) in series {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name}{{{base}}} {value}");
     }
 }
 
