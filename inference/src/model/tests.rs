@@ -476,7 +476,7 @@ fn precomputed_lists_serve_exactly_what_full_ranking_gives() {
 
 /// Metadata written before `precomputed_list_len` and `ease_min_rating` existed reads them
 /// as 0 (nothing precomputed, the request budget applies, every rating counts), so an old
-/// artifact ranks as it did; new training uses the defaults.
+/// artifact ranks as it did; new training precomputes by default.
 #[test]
 fn fields_missing_from_old_metadata_read_as_zero() {
     let old: TrainParams = serde_json::from_str("{}").unwrap();
@@ -485,7 +485,7 @@ fn fields_missing_from_old_metadata_read_as_zero() {
     assert_eq!(TrainParams::default().precomputed_list_len, 20);
     assert_eq!(
         TrainParams::default().ease_min_rating.to_bits(),
-        4.0_f32.to_bits()
+        0.0_f32.to_bits()
     );
 }
 
@@ -498,6 +498,7 @@ fn ease_weights_come_from_liked_ratings_only() {
     let params = TrainParams {
         algo: Algo::Ease,
         ease_lambda_candidates: Vec::new(),
+        ease_min_rating: 4.0,
         ..params()
     };
     let disliked = data
