@@ -138,14 +138,13 @@ def ease_lists(inter, b, users, scored_by=None):
     known = [u for u in users if u in inter.user_index]
     rows = [inter.user_index[u] for u in known]
     x = inter.x[rows]
-    liked = sp.csr_matrix(x.shape, dtype=np.float32)
     if scored_by is inter:
-        liked = x
-    else:
-        picked = [scored_by.user_index.get(u) for u in known]
+        history = x
+    else:  # a user with no liked rating scores nothing: an empty row
         blank = sp.csr_matrix((1, x.shape[1]), dtype=np.float32)
-        liked = sp.vstack([scored_by.x[i] if i is not None else blank for i in picked]).tocsr()
-    scores = liked @ b
+        picked = [scored_by.user_index.get(u) for u in known]
+        history = sp.vstack([blank if i is None else scored_by.x[i] for i in picked]).tocsr()
+    scores = history @ b
     lists = top_lists(scores, x, inter.movies, K)
     return dict(zip(known, lists))
 
