@@ -399,12 +399,13 @@ impl Model {
     /// this thread has served a request before (its scoring buffers are reused).
     pub fn recommend_into(&self, user: u32, n: usize, out: &mut Vec<u32>) -> RecommendPath {
         out.clear();
-        let path = match self.precomputed_list(user, n) {
+        let u = self.users.binary_search(&user).ok();
+        let path = match u.and_then(|u| self.precomputed_list(u, n)) {
             Some(list) => {
                 out.extend_from_slice(list);
                 RecommendPath::Personal
             }
-            None => self.rank_into(user, n, out),
+            None => self.rank_into(u, n, out),
         };
         for j in out.iter_mut() {
             *j = self.movies[*j as usize];
@@ -412,28 +413,29 @@ impl Model {
         path
     }
 
-    /// The first `n` movie indices of `user`'s precomputed list, when it has one that long.
-    fn precomputed_list(&self, user: u32, n: usize) -> Option<&[u32]> {
+    /// The first `n` movie indices of user index `u`'s precomputed list, when it has one
+    /// that long.
+    fn precomputed_list(&self, u: usize, n: usize) -> Option<&[u32]> {
         if self.precomputed.rows() == 0 {
             return None;
         }
-        let u = self.users.binary_search(&user).ok()?;
         self.precomputed.row(u).get(..n)
     }
 
-    /// Ranks `user`'s list of `n` movie indices into `out` (empty), never reading the
-    /// precomputed lists: what [`Model::precompute_lists`] stores and what longer lists use.
-    fn rank_into(&self, user: u32, n: usize, out: &mut Vec<u32>) -> RecommendPath {
+    /// Ranks the list of `n` movie indices of user index `u` (`None`: a user the model does
+    /// not know) into `out` (empty), never reading the precomputed lists: what
+    /// [`Model::precompute_lists`] stores and what longer lists use.
+    fn rank_into(&self, u: Option<usize>, n: usize, out: &mut Vec<u32>) -> RecommendPath {
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
             s.begin(self.movies.len());
             // `out` holds dense movie indices until the final mapping to external ids.
-            match self.users.binary_search(&user) {
-                Err(_) => {
+            match u {
+                None => {
                     self.fill(&mut s, 0, true, out, n);
                     RecommendPath::UnknownUser
                 }
-                Ok(u) => {
+                Some(u) => {
                     for &j in self.ratings.row(u).0.iter().chain(self.watched.row(u)) {
                         s.block(j);
                     }
@@ -476,7 +478,7 @@ impl Model {
                 let mut list = Vec::new();
                 if model.ratings.row(u).0.len() >= min_ratings {
                     list.reserve_exact(len);
-                    model.rank_into(model.users[u], len, &mut list);
+                    model.rank_into(Some(u), len, &mut list);
                 }
                 list
             })
