@@ -124,11 +124,16 @@ pub struct TrainParams {
     pub ease_neighbours: usize,
     /// EASE learns from, and scores a user by, the ratings worth at least this much (the
     /// ones the user liked, e.g. 4); every rated movie is still excluded from their lists.
-    /// 0 (the default, and what an artifact written before this field existed reads): every
-    /// rating. Opt-in until the retraining scenario's regression with 4 is understood
-    /// (BENCHMARKS.md, "EASE^R on liked ratings").
+    /// 0: every rating (what an artifact written before this field existed reads). With
+    /// `ease_min_rating_candidates` the validation split chooses it and records it here.
     #[serde(default)]
     pub ease_min_rating: f32,
+    /// EASE: candidate values of `ease_min_rating`, tried with every `λ` candidate and
+    /// chosen together with it by validation NDCG@10 (default 0 and 4: every rating, or the
+    /// liked ones on a 5-point scale). Empty: `ease_min_rating` as given. An artifact written
+    /// before this field existed reads it as empty.
+    #[serde(default)]
+    pub ease_min_rating_candidates: Vec<f32>,
     /// EASE, only when `precomputed_list_len` is 0: most weights one request adds up. Each
     /// rated movie contributes the first `max(1, budget / history)` weights of its row (at
     /// most `ease_neighbours`), the strongest, so a long history cannot make a request slow.
@@ -189,6 +194,7 @@ impl Default for TrainParams {
             ],
             ease_neighbours: 1_000,
             ease_min_rating: 0.0,
+            ease_min_rating_candidates: vec![0.0, 4.0],
             ease_request_budget: 16_384,
             precomputed_list_len: 20,
             als: AlsHyper {

@@ -474,19 +474,20 @@ fn precomputed_lists_serve_exactly_what_full_ranking_gives() {
     }
 }
 
-/// Metadata written before `precomputed_list_len` and `ease_min_rating` existed reads them
-/// as 0 (nothing precomputed, the request budget applies, every rating counts), so an old
-/// artifact ranks as it did; new training precomputes by default.
+/// Metadata written before `precomputed_list_len`, `ease_min_rating` and its candidates
+/// existed reads them as 0 or empty (nothing precomputed, the request budget applies, every
+/// rating counts), so an old artifact ranks as it did; new training precomputes by default
+/// and lets the validation split choose between every rating and the liked ones.
 #[test]
 fn fields_missing_from_old_metadata_read_as_zero() {
     let old: TrainParams = serde_json::from_str("{}").unwrap();
     assert_eq!(old.precomputed_list_len, 0);
     assert_eq!(old.ease_min_rating.to_bits(), 0.0_f32.to_bits());
-    assert_eq!(TrainParams::default().precomputed_list_len, 20);
-    assert_eq!(
-        TrainParams::default().ease_min_rating.to_bits(),
-        0.0_f32.to_bits()
-    );
+    assert!(old.ease_min_rating_candidates.is_empty());
+    let new = TrainParams::default();
+    assert_eq!(new.precomputed_list_len, 20);
+    assert_eq!(new.ease_min_rating.to_bits(), 0.0_f32.to_bits());
+    assert_eq!(new.ease_min_rating_candidates, [0.0, 4.0]);
 }
 
 /// EASE learns from liked ratings only: its weights do not depend on the ratings below
@@ -519,4 +520,89 @@ fn ease_weights_come_from_liked_ratings_only() {
     liked_now.ratings[disliked].value = params.ease_min_rating;
     assert_ne!(weights(&data, &params), weights(&liked_now, &params));
     assert_eq!(weights(&data, &every), weights(&liked_now, &every));
+}
+
+/// Two tastes of twelve movies; every user gives 5 to eight of their own taste's and 1 to
+/// eight of the other's (which ones cycles with the user id). Every rating, liked or not,
+/// co-occurs as much with either taste, so only the liked ratings tell the tastes apart.
+fn liked_and_disliked_tastes() -> Dataset {
+    let mut ratings = Vec::new();
+    for user in 1..=400_u32 {
+        let (own, other) = if user % 2 == 0 { (0, 12) } else { (12, 0) };
+        for k in 0..8 {
+            for (first, value, start) in [(own, 5.0, user), (other, 1.0, 5 * user)] {
+                ratings.push(Rating {
+                    user,
+                    movie: 1 + first + (start + k) % 12,
+                    value,
+                    timestamp: 0,
+                });
+            }
+        }
+    }
+    Dataset {
+        users: Vec::new(),
+        movies: Vec::new(),
+        ratings,
+        watches: Vec::new(),
+        scale: RatingScale::WHOLE_STARS,
+    }
+}
+
+/// The validation split chooses EASE's minimum liked rating with `λ`, from every pair, and
+/// records each pair's score: on data where only the liked ratings carry the taste, 4 wins.
+#[test]
+fn validation_chooses_the_liked_ratings_when_only_they_carry_the_taste() {
+    let data = liked_and_disliked_tastes();
+    let params = TrainParams {
+        algo: Algo::Ease,
+        ease_lambda_candidates: vec![5.0, 50.0],
+        ease_min_rating_candidates: vec![0.0, 4.0],
+        ..params()
+    };
+    let model = model_of(&data, &params);
+    let chosen = &model.meta.params;
+    assert_eq!(chosen.ease_min_rating.to_bits(), 4.0_f32.to_bits());
+    let validation = model.meta.validation.as_ref().expect("tuned on validation");
+    let pairs: Vec<(f64, f64)> = validation
+        .candidates
+        .iter()
+        .map(|(c, _)| {
+            (
+                c["ease_min_rating"].as_f64().expect("min rating"),
+                c["ease_lambda"].as_f64().expect("lambda"),
+            )
+        })
+        .collect();
+    assert_eq!(pairs, [(0.0, 5.0), (0.0, 50.0), (4.0, 5.0), (4.0, 50.0)]);
+    let score = |min: f64, lambda: f64| {
+        validation.candidates[pairs.iter().position(|&p| p == (min, lambda)).unwrap()].1
+    };
+    for lambda in [5.0, 50.0] {
+        assert!(score(4.0, lambda) > score(0.0, lambda) + 0.05, "{validation:?}");
+    }
+    assert_eq!(
+        validation.chosen["ease_lambda"].as_f64(),
+        Some(f64::from(chosen.ease_lambda))
+    );
+    // Served lists follow the choice: an even user's own unrated movies come first.
+    let list = model.recommend(2, 4).movies;
+    assert!(list.iter().all(|m| (1..=12).contains(m)), "{list:?}");
+}
+
+/// A non-finite candidate minimum rating is refused by name before any fitting.
+#[test]
+fn a_non_finite_minimum_rating_candidate_is_refused() {
+    let err = train(
+        &liked_and_disliked_tastes(),
+        &TrainParams {
+            algo: Algo::Ease,
+            ease_min_rating_candidates: vec![0.0, f32::NAN],
+            ..params()
+        },
+        "test",
+        "digest",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("ease_min_rating"), "{err}");
 }

@@ -1,8 +1,8 @@
 //! Training of the learned-weight rankings: the validation split carved from the training
-//! ratings, the choice of EASE^R's `λ` or ALS's factors, regularisation, confidence and
-//! sweep count on it (mean NDCG@10 of the served list, every serving rule applied), and the
-//! final fit on all training ratings. The maths lives in [`crate::model::ease`] and
-//! [`crate::model::als`].
+//! ratings, the choice on it of EASE^R's `λ` and minimum liked rating or of ALS's factors,
+//! regularisation, confidence and sweep count (mean NDCG@10 of the served list, every
+//! serving rule applied), and the final fit on all training ratings. The maths lives in
+//! [`crate::model::ease`] and [`crate::model::als`].
 
 use std::time::Instant;
 
@@ -53,7 +53,10 @@ pub(super) fn choose(
     let started = Instant::now();
     let tunable = match params.algo {
         Algo::UserKnn => false,
-        Algo::Ease => !params.ease_lambda_candidates.is_empty(),
+        Algo::Ease => {
+            !(params.ease_lambda_candidates.is_empty()
+                && params.ease_min_rating_candidates.is_empty())
+        }
         Algo::Als => !params.als_grid.is_empty() || params.als_iterations > 1,
     };
     if !tunable || params.validation_fraction <= 0.0 {
@@ -108,29 +111,48 @@ pub(super) fn choose(
 /// Every candidate with its validation score, and the best one's position (earliest on ties).
 type Scored = Vec<(serde_json::Value, f64)>;
 
-/// Tries every `ease_lambda_candidates` value on `model` (fitted on the non-validation
-/// ratings); returns the parameters with the best `λ`, the scores and the best position.
+/// Tries every `ease_min_rating_candidates` × `ease_lambda_candidates` pair (an empty list
+/// stands for the configured value) on `model` (fitted on the non-validation ratings);
+/// returns the parameters with the best pair, the scores and the best position. The Gram
+/// matrix is built once per minimum rating and shared by its `λ`s.
 fn tune_ease(
     model: &mut Model,
     params: &TrainParams,
     score: &dyn Fn(&Model) -> f64,
 ) -> Result<(TrainParams, Scored, usize), TrainError> {
+    let or_configured = |candidates: &[f32], configured: f32| {
+        if candidates.is_empty() {
+            vec![configured]
+        } else {
+            candidates.to_vec()
+        }
+    };
+    let min_ratings = or_configured(&params.ease_min_rating_candidates, params.ease_min_rating);
+    let lambdas = or_configured(&params.ease_lambda_candidates, params.ease_lambda);
     let mut chosen = params.clone();
     let mut scored: Scored = Vec::new();
     let mut best = 0;
-    let input = EaseInput::new(
-        &liked(&model.ratings, params.ease_min_rating),
-        model.movies.len(),
-        params.learned_max_items,
-    );
-    for &lambda in &params.ease_lambda_candidates {
-        model.learned = input.solve(lambda, params.ease_neighbours)?;
-        let ndcg = score(model);
-        if scored.get(best).is_none_or(|(_, b)| ndcg > *b) {
-            best = scored.len();
-            chosen.ease_lambda = lambda;
+    for min_rating in min_ratings {
+        let input = EaseInput::new(
+            &liked(&model.ratings, min_rating),
+            model.movies.len(),
+            params.learned_max_items,
+        );
+        // Serving scores a user by the same liked ratings the weights were learned from.
+        model.meta.params.ease_min_rating = min_rating;
+        for &lambda in &lambdas {
+            model.learned = input.solve(lambda, params.ease_neighbours)?;
+            let ndcg = score(model);
+            if scored.get(best).is_none_or(|(_, b)| ndcg > *b) {
+                best = scored.len();
+                chosen.ease_lambda = lambda;
+                chosen.ease_min_rating = min_rating;
+            }
+            scored.push((
+                json!({ "ease_lambda": lambda, "ease_min_rating": min_rating }),
+                ndcg,
+            ));
         }
-        scored.push((json!({ "ease_lambda": lambda }), ndcg));
     }
     Ok((chosen, scored, best))
 }

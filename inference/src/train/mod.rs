@@ -241,6 +241,11 @@ fn check_learned(params: &TrainParams) -> Result<(), TrainError> {
             if let Some(bad) = lambdas.copied().find(|l| !(l.is_finite() && *l > 0.0)) {
                 return invalid("ease_lambda", format!("{bad} must be finite and > 0"));
             }
+            let min_ratings =
+                std::iter::once(&params.ease_min_rating).chain(&params.ease_min_rating_candidates);
+            if let Some(bad) = min_ratings.copied().find(|m| !m.is_finite()) {
+                return invalid("ease_min_rating", format!("{bad} must be finite"));
+            }
         }
         Algo::Als => {
             if params.als_iterations == 0 {
