@@ -8,6 +8,9 @@
 #               list for everyone. This is the only popularity-only model movrek can serve
 #               today (there is no `--algo popularity`); it is labelled as such.
 #   random      NOT MEASURED: movrek cannot serve a random-list model.
+#   baseline    only with BASELINE_PARAMS=FILE: the same users answered by a model trained
+#               on the same data with `movrek train --params FILE` (e.g. the previous
+#               default, to measure a new default's online score against it, issue 13).
 # For each pair of arms it prints how many scored events per arm separate them at 95 %
 # confidence (two-sided two-sample z test: n = 1.96²·(s₁² + s₂²)/Δ², i.e. the n at which
 # the observed Δ is just significant) and with 80 % power (1.96 + 0.84 instead of 1.96).
@@ -20,7 +23,7 @@
 #
 # Usage: bench/simulate.sh [REAL_DATA_DIR]
 # Environment: SESSIONS [10000] RATE [500] CONCURRENCY [8] WORK [/var/tmp/movrek/bench-simulate]
-#              MOVREK [target/release/movrek]
+#              MOVREK [target/release/movrek] BASELINE_PARAMS [unset]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +33,9 @@ RATE=${RATE:-500}
 CONCURRENCY=${CONCURRENCY:-8}
 WORK=${WORK:-/var/tmp/movrek/bench-simulate}
 MOVREK=${MOVREK:-$ROOT/target/release/movrek}
+BASELINE_PARAMS=${BASELINE_PARAMS:-}
+[ -z "$BASELINE_PARAMS" ] || [ -f "$BASELINE_PARAMS" ] ||
+    { echo "BASELINE_PARAMS: no file $BASELINE_PARAMS" >&2; exit 2; }
 [ -x "$MOVREK" ] || { echo "build first: cargo build --release -p movrek-inference" >&2; exit 1; }
 mkdir -p "$WORK"
 
@@ -61,6 +67,20 @@ start_server() {
     exit 1
 }
 
+# baseline_arm DATA_SET DATA TRAIN_DIR EXTRA...: with BASELINE_PARAMS, trains the baseline
+# model on TRAIN_DIR and runs arm DATA_SET-baseline against it (the served arm's users).
+baseline_arm() {
+    local set=$1 data=$2 train=$3
+    shift 3
+    [ -n "$BASELINE_PARAMS" ] || return 0
+    "$MOVREK" train --data "$train" --out "$WORK/$set-baseline.movrek" \
+        --version "$set-baseline" --params "$BASELINE_PARAMS" >/dev/null 2>&1
+    start_server "$WORK/$set-baseline.movrek" "$WORK/$set-baseline-serve.log"
+    arm "$set-baseline" "$data" "$@"
+    stop_server
+    ARMS="$ARMS $set-baseline"
+}
+
 # arm NAME DATA EXTRA...: one bounded simulation; writes $WORK/NAME.json and NAME.log.
 arm() {
     local name=$1 data=$2
@@ -81,6 +101,7 @@ arm synth-popularity "$WORK/synth" --unknown-share 1
 stop_server
 
 ARMS="synth-served synth-popularity"
+baseline_arm synth "$WORK/synth" "$WORK/synth" --unknown-share 0
 if [ -f "$REAL_DATA/ratings.csv" ]; then
     rm -rf "$WORK/real-split" "$WORK/real-train"
     "$MOVREK" eval --data "$REAL_DATA" --seed 42 --max-ranking-users 1 \
@@ -94,6 +115,7 @@ if [ -f "$REAL_DATA/ratings.csv" ]; then
     arm real-popularity "$REAL_DATA" --unknown-share 1 --split-seed 42
     stop_server
     ARMS="$ARMS real-served real-popularity"
+    baseline_arm real "$REAL_DATA" "$WORK/real-train" --unknown-share 0 --split-seed 42
 else
     echo "no $REAL_DATA/ratings.csv: real-data arms skipped (hack/movielens.sh makes it)" >&2
 fi
@@ -125,4 +147,9 @@ for data in ("synth", "real"):
     n80 = math.ceil((1.96 + 0.8416) ** 2 * var / delta ** 2)
     print(f"{data}: served − popularity = {a[1] - b[1]:+.3f}; scored events per arm to separate "
           f"at 95 % confidence: {n95} (just significant), {n80} (80 % power)")
+    c = rows.get(f"{data}-baseline")
+    if c:
+        half = 1.96 * math.sqrt((a[2] ** 2) / a[0] + (c[2] ** 2) / c[0])
+        print(f"{data}: served − baseline = {a[1] - c[1]:+.3f} [{a[1] - c[1] - half:+.3f}, "
+              f"{a[1] - c[1] + half:+.3f}] (95 %, two-sample; same users, seed and schedule)")
 PY

@@ -59,7 +59,6 @@ pub fn train_models(dir: &Path, versions: &[&str]) -> HashMap<String, Model> {
     versions
         .iter()
         .map(|v| {
-            let path = dir.join(format!("{v}.movrek"));
             let source = if v.contains("random") {
                 &scrambled
             } else if v.contains("early") {
@@ -67,36 +66,45 @@ pub fn train_models(dir: &Path, versions: &[&str]) -> HashMap<String, Model> {
             } else {
                 &data
             };
-            let out = Command::new(&bin)
-                .arg("train")
-                .arg("--data")
-                .arg(source)
-                .arg("--out")
-                .arg(&path)
-                .args(["--version", v])
-                .output()
-                .expect("run movrek train");
-            assert!(out.status.success(), "movrek train {v}: {out:?}");
-            let sum = Command::new("sha256sum")
-                .arg(&path)
-                .output()
-                .expect("run sha256sum");
-            let sha256 = String::from_utf8_lossy(&sum.stdout)
-                .split_whitespace()
-                .next()
-                .expect("sha256sum output")
-                .to_owned();
-            (
-                (*v).to_owned(),
-                Model {
-                    version: (*v).to_owned(),
-                    uri: format!("file://{}", path.display()),
-                    path,
-                    sha256,
-                },
-            )
+            ((*v).to_owned(), train_one(dir, source, v, None))
         })
         .collect()
+}
+
+/// Trains `version` on the data directory `data` into `dir/<version>.movrek`, with the
+/// training parameters `params` (a JSON object, as `movrek train --params` reads it) over
+/// the defaults when given.
+pub fn train_one(dir: &Path, data: &Path, version: &str, params: Option<&str>) -> Model {
+    let path = dir.join(format!("{version}.movrek"));
+    let mut cmd = Command::new(support::movrek_bin());
+    cmd.arg("train")
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(&path)
+        .args(["--version", version]);
+    if let Some(params) = params {
+        let file = dir.join(format!("{version}.params.json"));
+        std::fs::write(&file, params).expect("write the training parameters");
+        cmd.arg("--params").arg(file);
+    }
+    let out = cmd.output().expect("run movrek train");
+    assert!(out.status.success(), "movrek train {version}: {out:?}");
+    let sum = Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .expect("run sha256sum");
+    let sha256 = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_owned();
+    Model {
+        version: version.to_owned(),
+        uri: format!("file://{}", path.display()),
+        path,
+        sha256,
+    }
 }
 
 /// Copies a `movrek generate` data set keeping only the earliest `percent` % of its ratings
