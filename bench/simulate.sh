@@ -39,33 +39,9 @@ BASELINE_PARAMS=${BASELINE_PARAMS:-}
 [ -x "$MOVREK" ] || { echo "build first: cargo build --release -p movrek-inference" >&2; exit 1; }
 mkdir -p "$WORK"
 
-SERVER_PID=""
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
+# shellcheck source=lib/serve.sh
+. "$ROOT/bench/lib/serve.sh"
 trap stop_server EXIT
-
-# start_server MODEL LOG: serves on 127.0.0.1 with a free port; sets SERVER_PID and URL.
-start_server() {
-    MOVREK_LOG=info,movrek::request=off "$MOVREK" serve --bind 127.0.0.1 --port 0 \
-        --model "$1" >"$2" 2>&1 &
-    SERVER_PID=$!
-    local addr=""
-    for _ in $(seq 1 300); do
-        addr=$(grep -o '"addr":"127.0.0.1:[0-9]*"' "$2" | head -1 | cut -d'"' -f4 || true)
-        if [ -n "$addr" ] && curl -fsS --noproxy '*' "http://$addr/readyz" >/dev/null 2>&1; then
-            URL="http://$addr"
-            return 0
-        fi
-        sleep 0.2
-    done
-    echo "server did not get ready; see $2" >&2
-    exit 1
-}
 
 # baseline_arm DATA_SET DATA TRAIN_DIR EXTRA...: with BASELINE_PARAMS, trains the baseline
 # model on TRAIN_DIR and runs arm DATA_SET-baseline against it (the served arm's users).

@@ -302,6 +302,17 @@ fn recommend_into_reuses_one_buffer_and_matches_recommend() {
     }
 }
 
+/// A data set of `ratings` on the whole-star scale, with no user or movie records.
+fn ratings_only(ratings: Vec<Rating>) -> Dataset {
+    Dataset {
+        users: Vec::new(),
+        movies: Vec::new(),
+        ratings,
+        watches: Vec::new(),
+        scale: RatingScale::WHOLE_STARS,
+    }
+}
+
 /// Two tastes: users 1..=20 rate five of movies 1..=6, users 21..=40 five of 7..=12; which
 /// one a user misses cycles with the user id.
 fn two_tastes() -> Dataset {
@@ -318,13 +329,7 @@ fn two_tastes() -> Dataset {
             });
         }
     }
-    Dataset {
-        users: Vec::new(),
-        movies: Vec::new(),
-        ratings,
-        watches: Vec::new(),
-        scale: RatingScale::WHOLE_STARS,
-    }
+    ratings_only(ratings)
 }
 
 #[test]
@@ -540,13 +545,7 @@ fn liked_and_disliked_tastes() -> Dataset {
             }
         }
     }
-    Dataset {
-        users: Vec::new(),
-        movies: Vec::new(),
-        ratings,
-        watches: Vec::new(),
-        scale: RatingScale::WHOLE_STARS,
-    }
+    ratings_only(ratings)
 }
 
 /// The validation split chooses EASE's minimum liked rating with `λ`, from every pair, and
