@@ -1,6 +1,8 @@
-//! End-to-end scenarios (issue 4): a real loopback control plane, the Helm-installed chart,
-//! the operator as a local process with the chart's `ServiceAccount`, and the data-plane
-//! stand-in (real `movrek serve` processes, real Prometheus, real nginx) under paced traffic.
+//! End-to-end scenarios (issue 4): a real loopback control plane with a pod network, the
+//! Helm-installed chart, the operator as a local process with the chart's `ServiceAccount`, a
+//! real Gateway API implementation (Traefik) and the data-plane stand-in (real `movrek serve`
+//! processes on their pod IPs, real Prometheus with Kubernetes discovery; real nginx standing in
+//! for the legacy ingress-nginx provider) under paced traffic.
 //! Each scenario asserts on cluster state, status, Events, webhooks and traffic, and prints a
 //! timeline. Run them with `hack/e2e.sh`.
 
@@ -12,6 +14,8 @@ mod bus;
 mod cluster;
 #[path = "e2e/dataplane.rs"]
 mod dataplane;
+#[path = "e2e/gateway.rs"]
+mod gateway;
 #[path = "e2e/jobs.rs"]
 mod jobs;
 #[path = "e2e/models.rs"]
@@ -45,7 +49,8 @@ use movrek_operator::analysis::sequential::Finding;
 use movrek_operator::crd::{Outcome, Phase, RecommenderRelease};
 
 use cluster::Cluster;
-use dataplane::DataPlane;
+use dataplane::{DataPlane, Setup};
+use gateway::Gateway;
 use models::{Model, ReleaseTarget, release_manifest, train_models};
 use operator::{Operator, metric_sum};
 use timeline::{ReleaseWatch, Timeline};
@@ -65,6 +70,16 @@ const FAST_CANARY: &str = "weight: 20\n    soakDuration: 4s\n    interval: 4s\n 
     maxAverageLatency: 100ms\n    maxErrorRate: 0.01\n    minRequests: 20\n    failureLimit: 2\n    \
     progressDeadline: 60s";
 
+/// What routes the release's traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Router {
+    /// `traffic.provider: gateway-api`: an `HTTPRoute` served by Traefik (the default).
+    Gateway,
+    /// `traffic.provider: ingress-nginx` (legacy): Ingresses rendered into nginx by the
+    /// stand-in, because no ingress controller built here implements its canary annotations.
+    LegacyIngressNginx,
+}
+
 /// Everything one scenario runs on. Fields drop in order: watchers and load first, the
 /// operator, the data plane, the cluster last.
 struct Env {
@@ -81,6 +96,8 @@ struct Env {
     model_credentials: Option<String>,
     /// Namespace of the release (and of the data-plane stand-in).
     namespace: &'static str,
+    /// The release's traffic provider.
+    router: Router,
     operator_kubeconfig: PathBuf,
     work: PathBuf,
     cluster: Cluster,
@@ -89,11 +106,26 @@ struct Env {
 impl Env {
     /// Cluster up, chart installed, models trained, data plane and one operator running.
     async fn start(name: &str, versions: &[&str]) -> Self {
-        Self::start_in(name, versions, NAMESPACE).await
+        Self::start_with(name, versions, NAMESPACE, Router::Gateway).await
+    }
+
+    /// [`Env::start`] with the legacy ingress-nginx provider.
+    async fn start_legacy(name: &str, versions: &[&str]) -> Self {
+        Self::start_with(name, versions, NAMESPACE, Router::LegacyIngressNginx).await
     }
 
     /// [`Env::start`] with the release in `namespace`.
     async fn start_in(name: &str, versions: &[&str], namespace: &'static str) -> Self {
+        Self::start_with(name, versions, namespace, Router::Gateway).await
+    }
+
+    /// [`Env::start`] with the release in `namespace`, routed by `router`.
+    async fn start_with(
+        name: &str,
+        versions: &[&str],
+        namespace: &'static str,
+        router: Router,
+    ) -> Self {
         let timeline = Timeline::new(name);
         let cluster = Cluster::up().await;
         timeline.mark(&format!(
@@ -121,18 +153,30 @@ impl Env {
             })
             .collect();
         let webhook = Webhook::start().await;
-        let data = DataPlane::start(
-            cluster.client.clone(),
-            namespace,
-            cluster.endpoint(),
-            &work.join("dataplane"),
-            faults,
-            timeline.clone(),
-        )
-        .await;
+        let gateway = Gateway::start(&cluster, &work.join("gateway")).await;
         timeline.mark(&format!(
-            "data plane up: prometheus {}, nginx {}",
+            "Gateway API CRDs, GatewayClass and Gateway {} installed; Traefik serves it on {}",
+            gateway::GATEWAY,
+            gateway.url()
+        ));
+        let network = cluster.pod_network();
+        timeline.mark(&format!(
+            "pod network {}: pod IPs {}",
+            network.name, network.pod_cidr
+        ));
+        let setup = Setup {
+            client: cluster.client.clone(),
+            namespace: namespace.to_owned(),
+            endpoint: cluster.endpoint(),
+            kubeconfig: cluster.kubeconfig.clone(),
+            network,
+            gateway,
+        };
+        let data = DataPlane::start(setup, &work.join("dataplane"), faults, timeline.clone()).await;
+        timeline.mark(&format!(
+            "data plane up: prometheus {} (Kubernetes discovery), gateway {}, nginx {} (legacy stand-in)",
             data.prometheus.url(),
+            data.gateway_url(),
             data.nginx_url()
         ));
         let mut env = Self {
@@ -146,6 +190,7 @@ impl Env {
             impressions: None,
             model_credentials: None,
             namespace,
+            router,
             operator_kubeconfig,
             work,
             cluster,
@@ -172,6 +217,23 @@ impl Env {
         self.data.as_ref().expect("data plane runs")
     }
 
+    /// Base URL of what routes the release's traffic: the Gateway's listener (Traefik), or
+    /// nginx for the legacy ingress-nginx provider.
+    fn router_url(&self) -> String {
+        match self.router {
+            Router::Gateway => self.data().gateway_url(),
+            Router::LegacyIngressNginx => self.router_url(),
+        }
+    }
+
+    /// What [`Env::router_url`] is, for messages.
+    fn router_name(&self) -> &'static str {
+        match self.router {
+            Router::Gateway => "the gateway",
+            Router::LegacyIngressNginx => "nginx",
+        }
+    }
+
     fn watch(&self) -> &ReleaseWatch {
         self.watch.as_ref().expect("watch runs")
     }
@@ -194,6 +256,7 @@ impl Env {
                 .as_ref()
                 .map(|(b, t)| (b.as_str(), t.as_str())),
             credentials_secret: self.model_credentials.as_deref(),
+            gateway: (self.router == Router::Gateway).then(|| (gateway::GATEWAY, gateway::GATEWAY_NAMESPACE)),
         };
         release_manifest(&target, &self.models[version], canary)
     }
@@ -310,7 +373,7 @@ impl Env {
         .await
     }
 
-    /// Applies `version` as the first model and waits until it serves through nginx.
+    /// Applies `version` as the first model and waits until it serves through the gateway.
     async fn deploy_stable(&self, version: &str) {
         self.apply_version(version, FAST_CANARY);
         self.wait_phase(Phase::Stable, Duration::from_secs(60))
@@ -318,11 +381,11 @@ impl Env {
         self.wait_serving(version, Duration::from_secs(30)).await;
     }
 
-    /// Waits until nginx answers `/recommend` with `version`.
+    /// Waits until the router answers `/recommend` with `version`.
     async fn wait_serving(&self, version: &str, limit: Duration) {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + limit;
-        let url = format!("{}/recommend/1", self.data().nginx_url());
+        let url = format!("{}/recommend/1", self.router_url());
         loop {
             if let Ok(r) = http.get(&url).header("Host", HOST).send().await
                 && r.status().is_success()
@@ -331,15 +394,107 @@ impl Env {
                     .and_then(|v| v.to_str().ok())
                     == Some(version)
             {
-                self.timeline
-                    .mark(&format!("nginx serves {version} for {HOST}"));
+                self.timeline.mark(&format!(
+                    "{} serves {version} for {HOST}",
+                    self.router_name()
+                ));
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "nginx did not serve {version} within {limit:?}"
+                "{} did not serve {version} within {limit:?}",
+                self.router_name()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The pods the chart's `PodMonitor` `…-inference` selects (rendered with
+    /// `podMonitor.enabled=true`: its `selector.matchLabels`, its namespaces, and a container
+    /// port named as its endpoint's `port`) are exactly the targets the test's Prometheus
+    /// scrapes in job `movrek-inference` (Kubernetes discovery), and there are some.
+    async fn assert_scrape_matches_pod_monitor(&self) {
+        let out = self
+            .cluster
+            .command("helm")
+            .args(["template", cluster::HELM_RELEASE])
+            .arg(cluster::repo_root().join("charts/movrek-operator"))
+            .args(["--namespace", cluster::OPERATOR_NAMESPACE])
+            .args(["--set", "podMonitor.enabled=true"])
+            .args(["--show-only", "templates/podmonitor.yaml"])
+            .output()
+            .expect("run helm template");
+        assert!(
+            out.status.success(),
+            "helm template: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let monitor: serde_json::Value =
+            serde_yaml::from_slice(&out.stdout).expect("PodMonitor YAML");
+        assert_eq!(monitor["kind"], "PodMonitor");
+        let spec = &monitor["spec"];
+        let labels = spec["selector"]["matchLabels"]
+            .as_object()
+            .expect("PodMonitor selector.matchLabels");
+        assert!(
+            spec["selector"]["matchExpressions"].is_null(),
+            "extend this check to matchExpressions"
+        );
+        let selector: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().expect("label value")))
+            .collect();
+        let any_namespace = spec["namespaceSelector"]["any"] == true;
+        let names = spec["namespaceSelector"]["matchNames"].as_array();
+        let in_namespace = any_namespace
+            || names.is_some_and(|n| n.iter().any(|n| n == self.namespace))
+            || self.namespace == cluster::OPERATOR_NAMESPACE;
+        let port = spec["podMetricsEndpoints"][0]["port"]
+            .as_str()
+            .expect("podMetricsEndpoints[0].port");
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.cluster.client.clone(), self.namespace);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed = pods
+                .list(&ListParams::default().labels(&selector.join(",")))
+                .await
+                .expect("list pods");
+            let selected: std::collections::BTreeSet<(String, String)> = listed
+                .items
+                .iter()
+                .filter(|_| in_namespace)
+                .filter(|p| {
+                    !matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    )
+                })
+                .filter(|p| {
+                    p.spec.as_ref().is_some_and(|s| {
+                        s.containers.iter().any(|c| {
+                            c.ports
+                                .iter()
+                                .flatten()
+                                .any(|cp| cp.name.as_deref() == Some(port))
+                        })
+                    })
+                })
+                .map(|p| (self.namespace.to_owned(), p.name_any()))
+                .collect();
+            let scraped = self.data().prometheus.inference_targets().await;
+            if !selected.is_empty() && selected == scraped {
+                self.timeline.mark(&format!(
+                    "Prometheus (kubernetes_sd_configs) scrapes the {} pods the chart's PodMonitor selects",
+                    selected.len()
+                ));
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the chart's PodMonitor selects {selected:?}, Prometheus scrapes {scraped:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
@@ -357,10 +512,10 @@ impl Env {
         self.timeline.mark(&format!("traffic reaches {version}"));
     }
 
-    /// Starts paced load through nginx: 4 workers × 20 req/s.
+    /// Starts paced load through the gateway: 4 workers × 20 req/s.
     fn start_traffic(&mut self, limit: Duration) {
         self.traffic = Some(Traffic::start(
-            &self.data().nginx_url(),
+            &self.router_url(),
             HOST,
             4,
             Duration::from_millis(50),
@@ -604,11 +759,13 @@ impl Env {
 
 /// Scenario 1: `helm install`, `kubectl apply -f examples/recommenderrelease.yaml` (with this
 /// machine's model artifact): stable ready, `kubectl wait --for=condition=Ready` returns,
-/// `kubectl get rr` shows the printer columns, nginx serves the model.
+/// `kubectl get rr` shows the printer columns, the example's ingress-nginx route serves the
+/// model (through the legacy stand-in: the example is applied as shipped), and the test's
+/// Prometheus scrapes exactly the pods the chart's `PodMonitor` selects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s01_install_and_first_deploy() {
-    let env = Env::start("s01", &["v1"]).await;
+    let env = Env::start_legacy("s01", &["v1"]).await;
     let example =
         std::fs::read_to_string(cluster::repo_root().join("examples/recommenderrelease.yaml"))
             .expect("read examples/recommenderrelease.yaml");
@@ -676,11 +833,12 @@ async fn s01_install_and_first_deploy() {
     let reasons = env.event_reasons().await;
     assert!(reasons.contains(&"Deploying".to_owned()), "{reasons:?}");
     assert!(reasons.contains(&"Ready".to_owned()), "{reasons:?}");
+    env.assert_scrape_matches_pod_monitor().await;
     env.finish().await;
 }
 
 /// Scenario 2: a good new version goes canary at 20 %, soaks, passes analysis and is
-/// promoted; during the soak nginx sent ≈ 20 % of answers to it, afterwards 100 %.
+/// promoted; during the soak the gateway sent ≈ 20 % of answers to it, afterwards 100 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s02_good_canary_is_promoted() {
@@ -707,7 +865,7 @@ async fn s02_good_canary_is_promoted() {
     assert_eq!(entry.version, "v2");
     assert_eq!(entry.outcome, Outcome::Promoted);
 
-    // Settle: nginx must route everything to the promoted stable.
+    // Settle: the gateway must route everything to the promoted stable.
     let settled_from = env.timeline.now() + Duration::from_secs(3);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let samples = env.samples();
@@ -748,7 +906,7 @@ async fn s02_good_canary_is_promoted() {
     assert_eq!(
         all.failed,
         0,
-        "no failed request through nginx: {all}\n{}",
+        "no failed request through the gateway: {all}\n{}",
         traffic::failures(&samples)
     );
 
@@ -775,7 +933,7 @@ async fn s02_good_canary_is_promoted() {
 
 /// Scenario 3: a slow canary (`MOVREK_FAULT_DELAY_MS` = 400 ms against a 100 ms limit) is
 /// rolled back; Event and webhook arrive; the stable track is never interrupted (0 failed
-/// requests through nginx). Prints the breach-to-rollback time.
+/// requests through the gateway). Prints the breach-to-rollback time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s03_slow_canary_is_rolled_back() {
@@ -809,7 +967,7 @@ async fn s03_slow_canary_is_rolled_back() {
     );
     let rolled_back_at = env.timeline.now();
 
-    // After the rollback nginx routes nothing to the canary.
+    // After the rollback the gateway routes nothing to the canary.
     let settled_from = rolled_back_at + Duration::from_secs(2);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let samples = env.samples();
@@ -817,7 +975,7 @@ async fn s03_slow_canary_is_rolled_back() {
     env.timeline.mark(&format!("after rollback: {after}"));
     assert!((after.share("v1") - 1.0).abs() < f64::EPSILON, "{after}");
 
-    // Breach: the first slow answer through nginx.
+    // Breach: the first slow answer through the gateway.
     let breach = samples
         .iter()
         .find(|s| s.version.as_deref() == Some("v2-slow"))
@@ -838,7 +996,7 @@ async fn s03_slow_canary_is_rolled_back() {
         .at;
     env.timeline.mark(&format!(
         "FIGURE breach-to-rollback: {:.1}s to status weight 0, {:.1}s to the last slow answer \
-         through nginx (soak 4s, checks every 4s, failureLimit 2)",
+         through the gateway (soak 4s, checks every 4s, failureLimit 2)",
         rolling_back.saturating_sub(breach).as_secs_f64(),
         last_slow.saturating_sub(breach).as_secs_f64()
     ));
@@ -868,7 +1026,7 @@ async fn s03_slow_canary_is_rolled_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s08_invalid_manifests_are_rejected() {
-    let env = Env::start("s08", &["v1"]).await;
+    let env = Env::start_legacy("s08", &["v1"]).await;
     let good = env.manifest("v1", FAST_CANARY);
     let cases: [(&str, String, &[&str]); 5] = [
         (
@@ -981,7 +1139,7 @@ impl Env {
         .await
     }
 
-    /// Asserts no request through nginx failed so far.
+    /// Asserts no request through the gateway failed so far.
     fn assert_no_failed_requests(&self) {
         let samples = self.samples();
         let all = Mix::of(&samples, Duration::ZERO, self.timeline.now());
@@ -989,12 +1147,12 @@ impl Env {
         assert_eq!(
             all.failed,
             0,
-            "requests failed through nginx: {all}\n{}",
+            "requests failed through the gateway: {all}\n{}",
             traffic::failures(&samples)
         );
     }
 
-    /// Asserts nginx answered only with `version` over the last `window` (after settling).
+    /// Asserts the router answered only with `version` over the last `window` (after settling).
     async fn assert_all_traffic_on(&self, version: &str) {
         let from = self.timeline.now() + Duration::from_secs(2);
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1268,7 +1426,7 @@ fn operator_requests(apiserver_metrics: &str) -> (f64, f64) {
             ],
         )
     };
-    let kinds = ["deployments", "services", "ingresses"];
+    let kinds = ["deployments", "services", "ingresses", "httproutes"];
     let gets = kinds.iter().map(|k| m("GET", k)).sum();
     let mut writes: f64 = kinds
         .iter()
@@ -1293,7 +1451,7 @@ fn operator_requests(apiserver_metrics: &str) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s01b_idle_reconcile_api_requests() {
-    let env = Env::start("s01b", &["v1"]).await;
+    let env = Env::start_legacy("s01b", &["v1"]).await;
     env.deploy_stable("v1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (r0, w0) = env.operator_counts(0).await;
@@ -1363,7 +1521,7 @@ async fn s01b_idle_reconcile_api_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s12_lifecycle_heal_provider_change_deletion() {
-    let env = Env::start("s12", &["v1"]).await;
+    let env = Env::start_legacy("s12", &["v1"]).await;
     env.deploy_stable("v1").await;
 
     env.cluster
@@ -1983,7 +2141,7 @@ async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one()
         .map(|s| s.at);
     if let (Some(failure), Some(back)) = (first_failure, rolled_back) {
         env.timeline.mark(&format!(
-            "FIGURE judge: first failed answer through nginx → weight 0 in {:.1}s (soak 8s, \
+            "FIGURE judge: first failed answer through the gateway → weight 0 in {:.1}s (soak 8s, \
              a compared check every 4s); message: {}",
             back.saturating_sub(failure).as_secs_f64(),
             analysis.message
@@ -2017,7 +2175,7 @@ async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one()
     let reasons = env.event_reasons().await;
     assert!(
         !reasons.iter().any(|r| r == "SampleRatioMismatch"),
-        "nginx splits as configured: {reasons:?}"
+        "the gateway splits as configured: {reasons:?}"
     );
     env.finish().await;
 }
@@ -2102,7 +2260,7 @@ const QUALITY_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s
     errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.05 }\n      \
     hits: { tolerance: 0.2 }";
 
-/// `movrek simulate --live` users of scenario 16: 25 sessions/s through nginx (by virtual
+/// `movrek simulate --live` users of scenario 16: 25 sessions/s through the gateway (by virtual
 /// host) for at most 700 s, their watches and ratings to the `events` topic.
 fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGuard {
     let mut simulate = Command::new(support::movrek_bin());
@@ -2110,7 +2268,7 @@ fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGua
         .args([
             "simulate",
             "--target",
-            &env.data().nginx_url(),
+            &env.router_url(),
             "--host",
             HOST,
         ])
@@ -2133,7 +2291,7 @@ fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGua
 /// Scenario 16 (issue 10): a canary that answers as fast as stable but recommends badly (a
 /// model trained on scrambled users) is rolled back on online quality while every latency and
 /// error figure is fine; then an identical canary (A/A) is promoted on quality, but not while
-/// the evaluator is down. The whole loop is real: `movrek simulate` users go through nginx,
+/// the evaluator is down. The whole loop is real: `movrek simulate` users go through the gateway,
 /// the pods publish impressions to a real Kafka broker (`spec.impressions`), the users'
 /// watches and ratings go to it too, `movrek evaluate` scores them, Prometheus scrapes it, and
 /// the operator's judge reads the score and hits per track.
@@ -2165,7 +2323,7 @@ async fn s16_quality_a_bad_canary_is_rolled_back_an_identical_one_promoted() {
         .mark(&format!("movrek evaluate on {}, scraped", evaluator.addr));
     let users = simulated_users(&env, &bus, &events);
     env.timeline
-        .mark("movrek simulate --live: 25 sessions/s through nginx for at most 700 s");
+        .mark("movrek simulate --live: 25 sessions/s through the gateway for at most 700 s");
     let scored = evaluator
         .wait_scored(RELEASE, "stable", Duration::from_secs(150))
         .await;
@@ -2391,12 +2549,12 @@ impl Retraining {
         }
     }
 
-    /// Simulated users (seed `seed`) go through nginx, their actions to the events topic.
+    /// Simulated users (seed `seed`) go through the gateway, their actions to the events topic.
     async fn traffic_to_events(&self, env: &Env, seed: u64) -> u64 {
         let sink = format!("kafka://{}/{}", self.bus.bootstrap, self.topic);
-        let nginx = env.data().nginx_url();
+        let router = env.router_url();
         let users = retrain::Users {
-            target: &nginx,
+            target: &router,
             host: HOST,
             data: &env.work.join("data"),
             sink: &sink,
@@ -2405,7 +2563,7 @@ impl Retraining {
         let tally = &summary["tally"];
         let lines = tally["lines"].as_u64().expect("tally.lines");
         env.timeline.mark(&format!(
-            "movrek simulate (seed {seed}): {} requests through nginx, {} ratings, {lines} lines to Kafka",
+            "movrek simulate (seed {seed}): {} requests through the gateway, {} ratings, {lines} lines to Kafka",
             tally["requests"], tally["ratings"]
         ));
         lines
@@ -2494,7 +2652,7 @@ async fn s18_retraining_job_trains_publishes_and_is_canaried() {
     assert_eq!(
         all.failed,
         0,
-        "no request failed through nginx: {all}\n{}",
+        "no request failed through the gateway: {all}\n{}",
         traffic::failures(&samples)
     );
     // The store and a broker started here keep their pid files under the cluster's temp

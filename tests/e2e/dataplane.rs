@@ -1,33 +1,41 @@
 //! Test infrastructure: the data-plane stand-in. Pods never run under kwok, so this plays
-//! kubelet and ingress controller for one namespace:
+//! kubelet for one namespace (and, for the legacy `ingress-nginx` provider only, ingress
+//! controller):
 //!
-//! - for every Running+Ready pod of a movrek inference Deployment it starts a real
-//!   `movrek serve --bind 127.0.0.1 --port <free>` with that pod's container env (literal
-//!   values, `secretKeyRef`s and `envFrom` Secrets resolved as a kubelet does), and stops it
-//!   (SIGTERM, then SIGKILL by pid) once the pod is gone or terminating;
-//! - it runs the retraining Job's pods to completion ([`crate::jobs`]);
-//! - it registers the ready processes with a real Prometheus through file service discovery
-//!   (target labels `namespace`, `pod`, `track`; 1 s scrape);
-//! - it renders the namespace's Ingresses (`<name>` → stable Service, `<name>-canary` with
-//!   `nginx.ingress.kubernetes.io/canary-weight`) into a real nginx: one upstream per Service
-//!   (the ready processes whose pod labels match its selector) and a `split_clients` on
-//!   `$request_id` for the canary weight, like ingress-nginx's canary, then reloads it (HUP by
-//!   pid) and waits until the new configuration answers.
+//! - kwok gives every inference pod an IP from the cluster's pod network (a network namespace,
+//!   `hack/cluster/netns`) and leaves it Running but not Ready. For each such pod this starts a
+//!   real `movrek serve --bind <pod IP> --port <containerPort>` inside that namespace
+//!   (`ip netns exec`) with the pod's container env (literal values, `secretKeyRef`s and
+//!   `envFrom` Secrets resolved as a kubelet does), sets the pod's `Ready` condition once
+//!   `/readyz` answers (a kubelet's readiness probe) and back to False when the process dies,
+//!   and restarts a process that died. The real controller-manager then lists the pod in its
+//!   Services' `EndpointSlices`, and the real gateway (Traefik, [`crate::gateway`]) and the real
+//!   Prometheus (`kubernetes_sd_configs`, role pod) find it there.
+//! - A pod that is gone keeps serving until no router sends it traffic any more (the gateway's
+//!   API no longer lists its address and nginx was reloaded without it; at most
+//!   [`DRAIN_LIMIT`]), then gets SIGTERM: the `preStop` drain a real pod would have.
+//! - Loopback services named in a pod's env (`127.0.0.1:PORT`: the Kafka broker, the S3
+//!   stand-in) are relayed into the pod network by `hack/cluster/loopback-relay.py`; nothing
+//!   else outside the pod network is reachable from it.
+//! - It runs the retraining Job's pods to completion ([`crate::jobs`]) in the root namespace.
+//! - **Stand-in for ingress-nginx** (the legacy provider only; Traefik does not implement the
+//!   ingress-nginx canary annotations): it renders the namespace's Ingresses (`<name>` → stable
+//!   Service, `<name>-canary` with `nginx.ingress.kubernetes.io/canary-weight`) into a real
+//!   nginx: one upstream per Service (the ready pod IPs whose labels match its selector) and a
+//!   `split_clients` on `$request_id` for the canary weight, like ingress-nginx's canary, then
+//!   reloads it (HUP by pid) and waits until the new configuration answers.
 //!
 //! Fault injection: a `RecommenderRelease` cannot set pod env, so the stand-in adds
 //! fault variables (`MOVREK_FAULT_DELAY_MS`, `MOVREK_FAULT_ERROR_RATE`) to the processes of any
 //! pod whose `MOVREK_MODEL_VERSION` is listed in the test's fault table (e.g. `v2-slow` →
 //! 400 ms, `v2-failing` → 20 % 5xx).
-//!
-//! Routing changes are applied before a process stops, so a pod leaving never costs a
-//! request through nginx.
 
 #![allow(
     dead_code,
     reason = "shared test infrastructure: not every scenario uses every helper"
 )]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,16 +46,19 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
-use crate::cluster::ApiEndpoint;
+use crate::cluster::{ApiEndpoint, PodNetwork, repo_root};
+use crate::gateway::Gateway;
 use crate::jobs::{JobPodRun, JobPods};
 use crate::support::{ChildGuard, free_port, movrek_bin, prometheus_bin, spawn_ready};
 use crate::timeline::Timeline;
 
 /// Label every inference pod carries.
 const POD_SELECTOR: &str = "app.kubernetes.io/name=movrek-inference";
+/// The inference container (its env and `http` port are the pod's process's).
+const CONTAINER: &str = "inference";
 const CANARY: &str = "nginx.ingress.kubernetes.io/canary";
 const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
 const TICK: Duration = Duration::from_millis(250);
@@ -58,12 +69,14 @@ const TICK_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest `stop` waits for the loop before aborting it (its process guards still kill
 /// every pod process and nginx when the task is dropped).
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
-/// Longest a leaving backend stays routed while its replacement starts.
-const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// Longest a gone pod keeps serving while a router may still send it requests.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
 /// One `movrek serve` standing in for a pod.
 #[derive(Debug)]
 struct Backend {
+    /// The pod's IP (in the pod network) and container port.
+    ip: String,
     port: u16,
     track: String,
     version: String,
@@ -71,6 +84,12 @@ struct Backend {
     ready: bool,
     leaving_since: Option<Instant>,
     process: ChildGuard,
+}
+
+impl Backend {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
 }
 
 /// What the stand-in did, for assertions and the timeline.
@@ -90,12 +109,15 @@ pub struct Stats {
 
 /// The stand-in's running state.
 pub struct DataPlane {
-    /// The real Prometheus scraping the stand-in processes.
+    /// The real Prometheus scraping the pods.
     pub prometheus: Prometheus,
-    /// The real nginx the traffic goes through.
+    /// The real nginx of the legacy ingress-nginx provider (stand-in ingress controller).
     pub nginx_port: u16,
-    sd_file: PathBuf,
+    /// The real Gateway API implementation (Traefik) the traffic goes through.
+    pub gateway: Arc<Gateway>,
     pods_dir: PathBuf,
+    /// Ready pods: (track, base URL), straight to their processes.
+    ready: Arc<Mutex<Vec<(String, String)>>>,
     stats: Arc<Mutex<Stats>>,
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -105,38 +127,60 @@ impl std::fmt::Debug for DataPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataPlane")
             .field("nginx_port", &self.nginx_port)
+            .field("gateway", &self.gateway.port)
             .finish_non_exhaustive()
     }
 }
 
+/// What [`DataPlane::start`] needs to know about the cluster.
+pub struct Setup {
+    /// Admin client.
+    pub client: Client,
+    /// Namespace whose pods the stand-in serves.
+    pub namespace: String,
+    /// The API server, for Job pods' processes.
+    pub endpoint: ApiEndpoint,
+    /// Admin kubeconfig, for Prometheus's Kubernetes service discovery.
+    pub kubeconfig: PathBuf,
+    /// The pod network.
+    pub network: PodNetwork,
+    /// The running gateway.
+    pub gateway: Gateway,
+}
+
 impl DataPlane {
-    /// Starts Prometheus, nginx and the pod loop for `namespace`; files go under `dir`.
-    /// `faults` maps a model version to the fault variables its processes get; Job pods'
-    /// processes reach the API server at `endpoint`.
+    /// Starts Prometheus, nginx and the pod loop for `setup.namespace`; files go under `dir`.
+    /// `faults` maps a model version to the fault variables its processes get.
     pub async fn start(
-        client: Client,
-        namespace: &str,
-        endpoint: ApiEndpoint,
+        setup: Setup,
         dir: &Path,
         faults: HashMap<String, Vec<(String, String)>>,
         timeline: Arc<Timeline>,
     ) -> Self {
+        let Setup {
+            client,
+            namespace,
+            endpoint,
+            kubeconfig,
+            network,
+            gateway,
+        } = setup;
         std::fs::create_dir_all(dir).expect("create the data-plane dir");
-        let sd_file = dir.join("targets.json");
-        std::fs::write(&sd_file, "[]").expect("write the file-SD targets");
-        let prometheus = Prometheus::start(&dir.join("prometheus"), &sd_file).await;
+        let prometheus =
+            Prometheus::start(&dir.join("prometheus"), &kubeconfig, &namespace).await;
         let mut nginx = Nginx::start(&dir.join("nginx")).await;
         let nginx_port = nginx.port;
+        let gateway = Arc::new(gateway);
         let stats = Arc::new(Mutex::new(Stats::default()));
+        let ready = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let pods_dir = dir.join("pods");
         std::fs::create_dir_all(&pods_dir).expect("create pods dir");
         let task = tokio::spawn({
-            let (stats, stop) = (stats.clone(), stop.clone());
-            let namespace = namespace.to_owned();
-            let sd_file = sd_file.clone();
+            let (stats, stop, ready) = (stats.clone(), stop.clone(), ready.clone());
             let jobs = JobPods::new(&client, &namespace, endpoint, pods_dir.clone());
             let pods_dir = pods_dir.clone();
+            let gateway = gateway.clone();
             async move {
                 let mut standin = StandIn {
                     pods: Api::namespaced(client.clone(), &namespace),
@@ -145,11 +189,13 @@ impl DataPlane {
                     services: Api::namespaced(client.clone(), &namespace),
                     ingresses: Api::namespaced(client, &namespace),
                     namespace,
+                    network,
+                    gateway,
                     backends: HashMap::new(),
+                    relays: HashMap::new(),
                     faults,
                     pods_dir,
-                    sd_file,
-                    last_sd: String::new(),
+                    ready,
                     stats,
                     timeline,
                     http: reqwest::Client::builder()
@@ -174,28 +220,34 @@ impl DataPlane {
         Self {
             prometheus,
             nginx_port,
-            sd_file,
+            gateway,
             pods_dir,
+            ready,
             stats,
             stop,
             task: Some(task),
         }
     }
 
-    /// Base URL of nginx.
+    /// Base URL of nginx (the legacy ingress-nginx stand-in).
     pub fn nginx_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.nginx_port)
     }
 
-    /// Base URLs of the ready pods of `track`, straight to their processes (not through
-    /// nginx), as the Prometheus targets name them.
+    /// Base URL of the Gateway's listener (Traefik).
+    pub fn gateway_url(&self) -> String {
+        self.gateway.url()
+    }
+
+    /// Base URLs of the ready pods of `track`, straight to their processes (not through a
+    /// router): `http://<pod IP>:<port>`.
     pub fn pod_urls(&self, track: &str) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.sd_file).unwrap_or_default();
-        let targets: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-        targets
+        self.ready
+            .lock()
+            .expect("ready lock")
             .iter()
-            .filter(|t| t["labels"]["track"] == track)
-            .filter_map(|t| Some(format!("http://{}", t["targets"][0].as_str()?)))
+            .filter(|(t, _)| t == track)
+            .map(|(_, url)| url.clone())
             .collect()
     }
 
@@ -209,7 +261,7 @@ impl DataPlane {
         self.stats.lock().expect("stats lock").clone()
     }
 
-    /// Stops the loop, every process and nginx (Prometheus stops on drop).
+    /// Stops the loop, every process and nginx (Prometheus and Traefik stop on drop).
     pub async fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(mut task) = self.task.take()
@@ -241,23 +293,60 @@ struct StandIn {
     services: Api<Service>,
     ingresses: Api<Ingress>,
     namespace: String,
+    network: PodNetwork,
+    gateway: Arc<Gateway>,
     backends: HashMap<String, Backend>,
+    /// Loopback relays into the pod network, by port.
+    relays: HashMap<u16, ChildGuard>,
     faults: HashMap<String, Vec<(String, String)>>,
     pods_dir: PathBuf,
-    sd_file: PathBuf,
-    last_sd: String,
+    ready: Arc<Mutex<Vec<(String, String)>>>,
     stats: Arc<Mutex<Stats>>,
     timeline: Arc<Timeline>,
     http: reqwest::Client,
 }
 
-fn pod_serves(pod: &Pod) -> bool {
-    let status = pod.status.as_ref();
-    pod.metadata.deletion_timestamp.is_none()
-        && status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+/// A pod kwok runs: Running with an IP, not being deleted.
+fn pod_runs(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    (pod.metadata.deletion_timestamp.is_none() && status.phase.as_deref() == Some("Running"))
+        .then(|| status.pod_ip.clone())
+        .flatten()
+}
+
+/// The inference container's `http` port (its first port when none is named so).
+fn container_port(pod: &Pod) -> Option<u16> {
+    let c = pod
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == CONTAINER)?;
+    let ports = c.ports.as_ref()?;
+    let port = ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .or_else(|| ports.first())?;
+    u16::try_from(port.container_port).ok()
+}
+
+/// Loopback ports (`127.0.0.1:PORT`, `localhost:PORT`) named in env values.
+fn loopback_ports(env: &[(String, String)]) -> BTreeSet<u16> {
+    let mut ports = BTreeSet::new();
+    for (_, value) in env {
+        for host in ["127.0.0.1:", "localhost:"] {
+            for (i, _) in value.match_indices(host) {
+                let digits: String = value[i + host.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(port) = digits.parse() {
+                    ports.insert(port);
+                }
+            }
+        }
+    }
+    ports
 }
 
 /// The environment of `container` in `pod` as a kubelet gives it: every key of each `envFrom`
@@ -328,16 +417,15 @@ impl StandIn {
             .pods
             .list(&ListParams::default().labels(POD_SELECTOR))
             .await?;
-        let serving: HashMap<String, &Pod> = pods
+        let running: HashMap<String, (&Pod, String)> = pods
             .items
             .iter()
-            .filter(|p| pod_serves(p))
-            .map(|p| (p.name_any(), p))
+            .filter_map(|p| Some((p.name_any(), (p, pod_runs(p)?))))
             .collect();
-        for (name, pod) in &serving {
+        for (name, (pod, ip)) in &running {
             if !self.backends.contains_key(name) {
-                match container_env(&self.secrets, pod, "inference").await {
-                    Ok(env) => self.spawn(name, pod, &env),
+                match container_env(&self.secrets, pod, CONTAINER).await {
+                    Ok(env) => self.spawn(name, pod, ip, &env).await,
                     Err(e) => self
                         .timeline
                         .mark(&format!("stand-in: pod {name} not started: {e}")),
@@ -345,7 +433,13 @@ impl StandIn {
             }
         }
         self.probe().await;
-        let removed = self.leaving(&serving);
+        let now = Instant::now();
+        for (name, b) in &mut self.backends {
+            if !running.contains_key(name) {
+                b.leaving_since.get_or_insert(now);
+            }
+        }
+        self.publish_ready();
 
         let services = self.services.list(&ListParams::default()).await?;
         let ingresses = self.ingresses.list(&ListParams::default()).await?;
@@ -359,55 +453,89 @@ impl StandIn {
             nginx.reload(&body).await;
             self.stats.lock().expect("stats lock").reloads += 1;
         }
-        self.write_sd();
-        for (name, mut backend) in removed {
-            self.timeline.mark(&format!(
-                "stand-in: pod {name} gone, stopping {} {} on :{}",
-                backend.track, backend.version, backend.port
-            ));
-            self.stats.lock().expect("stats lock").stopped += 1;
-            // Graceful: SIGTERM lets requests nginx already sent finish.
-            tokio::task::spawn_blocking(move || {
-                backend.process.terminate(Duration::from_secs(10));
-            });
-        }
+        self.drain().await;
         self.jobs.tick(&self.timeline, &self.stats).await
     }
 
-    /// Backends whose pod is gone or terminating. Under kwok a replacement pod is Ready at
-    /// once, before its process has loaded the model, so a leaving backend stays routed (at
-    /// most [`DRAIN_LIMIT`]) while a backend of the same track is still starting: what a real
-    /// readiness probe would have made the Deployment controller wait for.
-    fn leaving(&mut self, serving: &HashMap<String, &Pod>) -> Vec<(String, Backend)> {
-        let now = Instant::now();
-        let gone: Vec<String> = self
+    /// Stops the processes of gone pods that no router sends requests to any more: nginx was
+    /// reloaded without them (above) and the gateway's API no longer lists their address, or
+    /// they have drained for [`DRAIN_LIMIT`].
+    async fn drain(&mut self) {
+        if self.backends.values().all(|b| b.leaving_since.is_none()) {
+            return;
+        }
+        let routed = self.gateway.servers(&self.http).await;
+        let done: Vec<String> = self
             .backends
-            .keys()
-            .filter(|k| !serving.contains_key(*k))
-            .cloned()
+            .iter()
+            .filter_map(|(name, b)| {
+                let since = b.leaving_since?;
+                let unrouted = routed.as_ref().is_some_and(|r| !r.contains(&b.addr()));
+                (unrouted || since.elapsed() >= DRAIN_LIMIT).then(|| name.clone())
+            })
             .collect();
-        let mut removed = Vec::new();
-        for name in gone {
-            let Some(b) = self.backends.get_mut(&name) else {
-                continue;
-            };
-            let since = *b.leaving_since.get_or_insert(now);
-            let track = b.track.clone();
-            let replacement_starting = self
-                .backends
-                .values()
-                .any(|o| o.leaving_since.is_none() && !o.ready && o.track == track);
-            if replacement_starting && since.elapsed() < DRAIN_LIMIT {
-                continue;
-            }
+        for name in done {
             if let Some(b) = self.backends.remove(&name) {
-                removed.push((name, b));
+                self.stop_backend(&name, b, "gone and unrouted");
             }
         }
-        removed
     }
 
-    fn spawn(&mut self, name: &str, pod: &Pod, env: &[(String, String)]) {
+    fn stop_backend(&self, name: &str, mut backend: Backend, why: &str) {
+        self.timeline.mark(&format!(
+            "stand-in: pod {name} {why}, stopping {} {} on {}",
+            backend.track,
+            backend.version,
+            backend.addr()
+        ));
+        self.stats.lock().expect("stats lock").stopped += 1;
+        // Graceful: SIGTERM lets requests already sent finish.
+        tokio::task::spawn_blocking(move || {
+            backend.process.terminate(Duration::from_secs(10));
+        });
+    }
+
+    fn publish_ready(&self) {
+        let mut ready: Vec<(String, String)> = self
+            .backends
+            .values()
+            .filter(|b| b.ready && b.leaving_since.is_none())
+            .map(|b| (b.track.clone(), format!("http://{}", b.addr())))
+            .collect();
+        ready.sort();
+        *self.ready.lock().expect("ready lock") = ready;
+    }
+
+    /// Starts a relay into the pod network for each loopback port in `ports` not relayed yet.
+    async fn relay(&mut self, ports: &BTreeSet<u16>) {
+        for &port in ports {
+            if self.relays.contains_key(&port) {
+                continue;
+            }
+            let log = self.pods_dir.join(format!("relay-{port}.log"));
+            let mut cmd = Command::new("python3");
+            cmd.arg(repo_root().join("hack/cluster/loopback-relay.py"))
+                .arg(&self.network.name)
+                .arg(port.to_string());
+            let mut relay = ChildGuard::spawn(&format!("loopback relay :{port}"), cmd, &log);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ready")) {
+                relay.assert_running();
+                assert!(
+                    Instant::now() < deadline,
+                    "loopback relay :{port} not ready in 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.timeline.mark(&format!(
+                "stand-in: 127.0.0.1:{port} relayed into pod network {}",
+                self.network.name
+            ));
+            self.relays.insert(port, relay);
+        }
+    }
+
+    async fn spawn(&mut self, name: &str, pod: &Pod, ip: &str, env: &[(String, String)]) {
         let get = |k: &str| {
             env.iter()
                 .find(|(n, _)| n == k)
@@ -420,18 +548,38 @@ impl StandIn {
             .get("movrek.dev/track")
             .cloned()
             .unwrap_or_else(|| get("MOVREK_TRACK"));
-        let port = free_port();
-        let mut cmd = Command::new(movrek_bin());
-        cmd.args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        let Some(port) = container_port(pod) else {
+            self.timeline.mark(&format!(
+                "stand-in: pod {name} not started: container {CONTAINER} has no port"
+            ));
+            return;
+        };
+        // kwok reuses a released IP at once: a gone pod still draining on it stops first.
+        let holder = self
+            .backends
+            .iter()
+            .find(|(_, b)| b.ip == ip)
+            .map(|(n, _)| n.clone());
+        if let Some(old) = holder
+            && let Some(b) = self.backends.remove(&old)
+        {
+            self.stop_backend(&old, b, &format!("gone, its IP {ip} now pod {name}'s,"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.relay(&loopback_ports(env)).await;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.network.name])
+            .arg(movrek_bin())
+            .args(["serve", "--bind", ip, "--port", &port.to_string()])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MOVREK_LOG", "warn")
             // A pod sheds a request that would wait more than 50 ms for a compute thread (its
-            // own CPU share). Here every pod, nginx, Prometheus, the control plane and the test
-            // share two cores, and a thread stalled that long at load 8 cost s02 two 503s
-            // before any rollout began. Shedding has its own tests (server_hardening.rs); these
-            // scenarios count requests lost to routing, so the bound is the stand-in's, set
-            // before the pod's env so a release that sets it still wins.
+            // own CPU share). Here every pod, the gateway, Prometheus, the control plane and
+            // the test share two cores, and a thread stalled that long at load 8 cost s02 two
+            // 503s before any rollout began. Shedding has its own tests (server_hardening.rs);
+            // these scenarios count requests lost to routing, so the bound is the stand-in's,
+            // set before the pod's env so a release that sets it still wins.
             .env("MOVREK_MAX_QUEUE_WAIT_MS", "2000")
             .current_dir(&self.pods_dir);
         for (k, v) in env {
@@ -445,7 +593,7 @@ impl StandIn {
         let log = self.pods_dir.join(format!("{name}.log"));
         let process = ChildGuard::spawn(&format!("movrek serve for pod {name}"), cmd, &log);
         self.timeline.mark(&format!(
-            "stand-in: pod {name} Running → movrek serve {track} {version} on :{port}{}",
+            "stand-in: pod {name} Running → movrek serve {track} {version} on {ip}:{port}{}",
             if fault.is_empty() {
                 String::new()
             } else {
@@ -457,6 +605,7 @@ impl StandIn {
         self.backends.insert(
             name.to_owned(),
             Backend {
+                ip: ip.to_owned(),
                 port,
                 track,
                 version,
@@ -468,9 +617,12 @@ impl StandIn {
         );
     }
 
-    /// Marks processes ready once `/readyz` answers 200; forgets ones that exited.
+    /// The readiness probe: a process whose `/readyz` answers 200 is ready and its pod's
+    /// `Ready` condition is set True; a process that exited is forgotten (the next pass starts
+    /// it again, as a kubelet restarts a container) and its pod set not Ready.
     async fn probe(&mut self) {
         let mut dead = Vec::new();
+        let mut became_ready = Vec::new();
         for (name, b) in &mut self.backends {
             if b.process.has_exited() {
                 dead.push(name.clone());
@@ -479,49 +631,60 @@ impl StandIn {
             if b.ready {
                 continue;
             }
-            let url = format!("http://127.0.0.1:{}/readyz", b.port);
+            let url = format!("http://{}/readyz", b.addr());
             if let Ok(r) = self.http.get(url).send().await
                 && r.status().is_success()
             {
                 b.ready = true;
+                if b.leaving_since.is_none() {
+                    became_ready.push(name.clone());
+                }
             }
+        }
+        for name in became_ready {
+            self.set_ready(&name, true).await;
         }
         for name in dead {
             if let Some(b) = self.backends.remove(&name) {
                 let tail = b.process.log_tail(5);
                 self.timeline
                     .mark(&format!("stand-in: process of pod {name} exited: {tail}"));
-                self.stats.lock().expect("stats lock").crashed.push(name);
+                self.stats.lock().expect("stats lock").crashed.push(name.clone());
+                if b.leaving_since.is_none() {
+                    self.set_ready(&name, false).await;
+                }
             }
         }
     }
 
-    fn write_sd(&mut self) {
-        let mut targets: Vec<serde_json::Value> = self
-            .backends
-            .iter()
-            .filter(|(_, b)| b.ready)
-            .map(|(pod, b)| {
-                serde_json::json!({
-                    "targets": [format!("127.0.0.1:{}", b.port)],
-                    "labels": {"namespace": self.namespace, "pod": pod, "track": b.track},
-                })
-            })
-            .collect();
-        targets.sort_by_key(ToString::to_string);
-        let text = serde_json::Value::Array(targets).to_string();
-        if text == self.last_sd {
-            return;
+    /// Writes the pod's `Ready` and `ContainersReady` conditions (status subresource).
+    async fn set_ready(&self, pod: &str, ready: bool) {
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let status = if ready { "True" } else { "False" };
+        let condition = |type_: &str| {
+            serde_json::json!({"type": type_, "status": status, "lastTransitionTime": now})
+        };
+        let patch = serde_json::json!({"status": {"conditions": [
+            condition("Ready"), condition("ContainersReady"),
+        ]}});
+        if let Err(e) = self
+            .pods
+            .patch_status(pod, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            self.timeline
+                .mark(&format!("stand-in: pod {pod}: setting Ready {status} failed: {e}"));
         }
-        let tmp = self.sd_file.with_extension("json.tmp");
-        std::fs::write(&tmp, &text).expect("write file-SD targets");
-        std::fs::rename(&tmp, &self.sd_file).expect("replace file-SD targets");
-        self.last_sd = text;
     }
 
     fn shutdown(&mut self) {
         for (_, mut b) in self.backends.drain() {
             b.process.stop();
+        }
+        for (_, mut r) in self.relays.drain() {
+            r.terminate(Duration::from_secs(2));
         }
         self.jobs.shutdown();
     }
@@ -537,7 +700,7 @@ fn render_nginx(
     ingresses: &[Ingress],
     backends: &HashMap<String, Backend>,
 ) -> String {
-    let endpoints = |svc: &str| -> Vec<u16> {
+    let endpoints = |svc: &str| -> Vec<String> {
         let Some(selector) = services
             .iter()
             .find(|s| s.name_any() == svc)
@@ -545,13 +708,14 @@ fn render_nginx(
         else {
             return Vec::new();
         };
-        let mut ports: Vec<u16> = backends
+        let mut addrs: Vec<String> = backends
             .values()
-            .filter(|b| b.ready && selector.iter().all(|(k, v)| b.labels.get(k) == Some(v)))
-            .map(|b| b.port)
+            .filter(|b| b.ready && b.leaving_since.is_none())
+            .filter(|b| selector.iter().all(|(k, v)| b.labels.get(k) == Some(v)))
+            .map(Backend::addr)
             .collect();
-        ports.sort_unstable();
-        ports
+        addrs.sort_unstable();
+        addrs
     };
     let backend_of = |ing: &Ingress| -> Option<(String, String)> {
         let rule = ing.spec.as_ref()?.rules.as_ref()?.first()?.clone();
@@ -589,14 +753,14 @@ fn render_nginx(
     let mut servers = String::new();
     for (i, (host, (primary, canary))) in hosts.iter().enumerate() {
         let mut upstream = |svc: &str| -> Option<String> {
-            let ports = endpoints(svc);
-            if ports.is_empty() {
+            let addrs = endpoints(svc);
+            if addrs.is_empty() {
                 return None;
             }
             let name = format!("{namespace}_{svc}");
             let _ = writeln!(upstreams, "  upstream {name} {{");
-            for p in ports {
-                let _ = writeln!(upstreams, "    server 127.0.0.1:{p} max_fails=0;");
+            for a in addrs {
+                let _ = writeln!(upstreams, "    server {a} max_fails=0;");
             }
             let _ = writeln!(upstreams, "    keepalive 16;\n  }}");
             Some(name)
@@ -792,8 +956,58 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A real Prometheus with file service discovery; it can be stopped and started again on the
-/// same port and data directory (scenario 10).
+/// Scrape job of the inference pods.
+pub const INFERENCE_JOB: &str = "movrek-inference";
+
+/// The test's Prometheus configuration: the inference pods through Kubernetes service
+/// discovery (role pod, against the real API server, in `namespace`), selected and labelled as
+/// the chart's `PodMonitor` `…-inference` makes the Prometheus Operator do — pods labelled
+/// `app.kubernetes.io/name=movrek-inference` and `app.kubernetes.io/managed-by=movrek-operator`,
+/// their container port named `http`, not Succeeded or Failed — relabelled to `namespace`,
+/// `pod`, `release` and `track`; and the evaluator through a file. 1 s scrapes.
+/// `s01` checks that this selects exactly the pods the rendered `PodMonitor` selects.
+pub fn scrape_config(kubeconfig: &Path, namespace: &str, evaluator_file: &Path) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+         scrape_configs:\n\
+         \x20 - job_name: {INFERENCE_JOB}\n\
+         \x20   kubernetes_sd_configs:\n\
+         \x20     - role: pod\n\
+         \x20       kubeconfig_file: '{kubeconfig}'\n\
+         \x20       namespaces:\n\
+         \x20         names: ['{namespace}']\n\
+         \x20   relabel_configs:\n\
+         \x20     - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_name, __meta_kubernetes_pod_labelpresent_app_kubernetes_io_name]\n\
+         \x20       regex: 'movrek-inference;true'\n\
+         \x20       action: keep\n\
+         \x20     - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_managed_by, __meta_kubernetes_pod_labelpresent_app_kubernetes_io_managed_by]\n\
+         \x20       regex: 'movrek-operator;true'\n\
+         \x20       action: keep\n\
+         \x20     - source_labels: [__meta_kubernetes_pod_container_port_name]\n\
+         \x20       regex: http\n\
+         \x20       action: keep\n\
+         \x20     - source_labels: [__meta_kubernetes_pod_phase]\n\
+         \x20       regex: (Failed|Succeeded)\n\
+         \x20       action: drop\n\
+         \x20     - target_label: job\n\
+         \x20       replacement: {INFERENCE_JOB}\n\
+         \x20     - source_labels: [__meta_kubernetes_namespace]\n\
+         \x20       target_label: namespace\n\
+         \x20     - source_labels: [__meta_kubernetes_pod_name]\n\
+         \x20       target_label: pod\n\
+         \x20     - source_labels: [__meta_kubernetes_pod_label_movrek_dev_release]\n\
+         \x20       target_label: release\n\
+         \x20     - source_labels: [__meta_kubernetes_pod_label_movrek_dev_track]\n\
+         \x20       target_label: track\n\
+         \x20 - job_name: movrek-evaluator\n    honor_labels: true\n    file_sd_configs:\n\
+         \x20     - files: ['{evaluator}']\n        refresh_interval: 1s\n",
+        kubeconfig = kubeconfig.display(),
+        evaluator = evaluator_file.display(),
+    )
+}
+
+/// A real Prometheus finding pods through the API server; it can be stopped and started
+/// again on the same port and data directory (scenario 10).
 pub struct Prometheus {
     /// Its HTTP API port.
     pub port: u16,
@@ -810,21 +1024,14 @@ impl std::fmt::Debug for Prometheus {
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, sd_file: &Path) -> Self {
+    async fn start(dir: &Path, kubeconfig: &Path, namespace: &str) -> Self {
         std::fs::create_dir_all(dir).expect("create prometheus dir");
         // The evaluator's own series carry `release` and `track`: its job keeps them
-        // (honor_labels), as the chart's PodMonitor does.
+        // (honor_labels), as the chart's PodMonitor does. It runs as a local process, not a
+        // pod, so it is found through a file.
         let evaluator_file = dir.join("evaluator.json");
         std::fs::write(&evaluator_file, "[]").expect("write the evaluator targets");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: movrek-inference\n    file_sd_configs:\n\
-             \x20     - files: ['{}']\n        refresh_interval: 1s\n\
-             \x20 - job_name: movrek-evaluator\n    honor_labels: true\n    file_sd_configs:\n\
-             \x20     - files: ['{}']\n        refresh_interval: 1s\n",
-            sd_file.display(),
-            evaluator_file.display()
-        );
+        let config = scrape_config(kubeconfig, namespace, &evaluator_file);
         std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
         let mut p = Self {
             port: free_port(),
@@ -833,6 +1040,27 @@ impl Prometheus {
         };
         p.resume().await;
         p
+    }
+
+    /// The active targets of job `movrek-inference`: (namespace, pod) of each.
+    pub async fn inference_targets(&self) -> BTreeSet<(String, String)> {
+        let url = format!("{}/api/v1/targets?state=active", self.url());
+        let body: serde_json::Value = reqwest::get(url)
+            .await
+            .expect("GET /api/v1/targets")
+            .json()
+            .await
+            .expect("targets JSON");
+        body["data"]["activeTargets"]
+            .as_array()
+            .expect("activeTargets")
+            .iter()
+            .filter(|t| t["labels"]["job"] == INFERENCE_JOB)
+            .map(|t| {
+                let label = |k: &str| t["labels"][k].as_str().unwrap_or_default().to_owned();
+                (label("namespace"), label("pod"))
+            })
+            .collect()
     }
 
     /// Scrapes a `movrek evaluate` at `addr` from now on.
