@@ -70,6 +70,8 @@ impl Cluster {
         let started = Instant::now();
         let out = Command::new(repo_root().join("hack/cluster/up"))
             .arg(&dir)
+            // Inference pods turn Ready when the data-plane stand-in's probe passes.
+            .env("MOVREK_CLUSTER_PROBED_PODS", "1")
             .stdin(Stdio::null())
             .output()
             .expect("run hack/cluster/up");
