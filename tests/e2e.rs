@@ -168,13 +168,12 @@ impl Env {
             client: cluster.client.clone(),
             namespace: namespace.to_owned(),
             endpoint: cluster.endpoint(),
-            kubeconfig: cluster.kubeconfig.clone(),
             network,
             gateway,
         };
         let data = DataPlane::start(setup, &work.join("dataplane"), faults, timeline.clone()).await;
         timeline.mark(&format!(
-            "data plane up: prometheus {} (Kubernetes discovery), gateway {}, nginx {} (legacy stand-in)",
+            "data plane up: prometheus {}, gateway {}, nginx {} (legacy stand-in)",
             data.prometheus.url(),
             data.gateway_url(),
             data.nginx_url()
@@ -412,7 +411,7 @@ impl Env {
     /// The pods the chart's `PodMonitor` `…-inference` selects (rendered with
     /// `podMonitor.enabled=true`: its `selector.matchLabels`, its namespaces, and a container
     /// port named as its endpoint's `port`) are exactly the targets the test's Prometheus
-    /// scrapes in job `movrek-inference` (Kubernetes discovery), and there are some.
+    /// scrapes in job `movrek-inference`, and there are some.
     async fn assert_scrape_matches_pod_monitor(&self) {
         let out = self
             .cluster
@@ -485,7 +484,7 @@ impl Env {
             let scraped = self.data().prometheus.inference_targets().await;
             if !selected.is_empty() && selected == scraped {
                 self.timeline.mark(&format!(
-                    "Prometheus (kubernetes_sd_configs) scrapes the {} pods the chart's PodMonitor selects",
+                    "Prometheus scrapes the {} pods the chart's PodMonitor selects",
                     selected.len()
                 ));
                 return;

@@ -9,8 +9,9 @@
 //!   `envFrom` Secrets resolved as a kubelet does), sets the pod's `Ready` condition once
 //!   `/readyz` answers (a kubelet's readiness probe) and back to False when the process dies,
 //!   and restarts a process that died. The real controller-manager then lists the pod in its
-//!   Services' `EndpointSlices`, and the real gateway (Traefik, [`crate::gateway`]) and the real
-//!   Prometheus (`kubernetes_sd_configs`, role pod) find it there.
+//!   Services' `EndpointSlices`, and the real gateway (Traefik, [`crate::gateway`]) finds it
+//!   there. A real Prometheus scrapes the ready pods on their IPs through file service discovery
+//!   written here (see [`scrape_config`] for why not Kubernetes discovery yet).
 //! - A pod that is gone keeps serving until no router sends it traffic any more (the gateway's
 //!   API no longer lists its address and nginx was reloaded without it; at most
 //!   [`DRAIN_LIMIT`]), then gets SIGTERM: the `preStop` drain a real pod would have.
@@ -78,6 +79,8 @@ struct Backend {
     /// The pod's IP (in the pod network) and container port.
     ip: String,
     port: u16,
+    /// The container port is named `http` (what the chart's `PodMonitor` scrapes).
+    port_named_http: bool,
     track: String,
     version: String,
     labels: BTreeMap<String, String>,
@@ -140,8 +143,6 @@ pub struct Setup {
     pub namespace: String,
     /// The API server, for Job pods' processes.
     pub endpoint: ApiEndpoint,
-    /// Admin kubeconfig, for Prometheus's Kubernetes service discovery.
-    pub kubeconfig: PathBuf,
     /// The pod network.
     pub network: PodNetwork,
     /// The running gateway.
@@ -161,13 +162,13 @@ impl DataPlane {
             client,
             namespace,
             endpoint,
-            kubeconfig,
             network,
             gateway,
         } = setup;
         std::fs::create_dir_all(dir).expect("create the data-plane dir");
-        let prometheus =
-            Prometheus::start(&dir.join("prometheus"), &kubeconfig, &namespace).await;
+        let sd_file = dir.join("targets.json");
+        std::fs::write(&sd_file, "[]").expect("write the file-SD targets");
+        let prometheus = Prometheus::start(&dir.join("prometheus"), &sd_file).await;
         let mut nginx = Nginx::start(&dir.join("nginx")).await;
         let nginx_port = nginx.port;
         let gateway = Arc::new(gateway);
@@ -196,6 +197,8 @@ impl DataPlane {
                     faults,
                     pods_dir,
                     ready,
+                    sd_file,
+                    last_sd: String::new(),
                     stats,
                     timeline,
                     http: reqwest::Client::builder()
@@ -301,6 +304,8 @@ struct StandIn {
     faults: HashMap<String, Vec<(String, String)>>,
     pods_dir: PathBuf,
     ready: Arc<Mutex<Vec<(String, String)>>>,
+    sd_file: PathBuf,
+    last_sd: String,
     stats: Arc<Mutex<Stats>>,
     timeline: Arc<Timeline>,
     http: reqwest::Client,
@@ -314,8 +319,9 @@ fn pod_runs(pod: &Pod) -> Option<String> {
         .flatten()
 }
 
-/// The inference container's `http` port (its first port when none is named so).
-fn container_port(pod: &Pod) -> Option<u16> {
+/// The inference container's `http` port (its first port when none is named so), and
+/// whether it is named `http`.
+fn container_port(pod: &Pod) -> Option<(u16, bool)> {
     let c = pod
         .spec
         .as_ref()?
@@ -327,7 +333,8 @@ fn container_port(pod: &Pod) -> Option<u16> {
         .iter()
         .find(|p| p.name.as_deref() == Some("http"))
         .or_else(|| ports.first())?;
-    u16::try_from(port.container_port).ok()
+    let named = port.name.as_deref() == Some("http");
+    Some((u16::try_from(port.container_port).ok()?, named))
 }
 
 /// Loopback ports (`127.0.0.1:PORT`, `localhost:PORT`) named in env values.
@@ -495,15 +502,45 @@ impl StandIn {
         });
     }
 
-    fn publish_ready(&self) {
-        let mut ready: Vec<(String, String)> = self
-            .backends
-            .values()
-            .filter(|b| b.ready && b.leaving_since.is_none())
-            .map(|b| (b.track.clone(), format!("http://{}", b.addr())))
+    /// Publishes the ready pods: for [`DataPlane::pod_urls`], and to Prometheus (file SD) with
+    /// the target labels of the chart's `PodMonitor`, for the pods it selects.
+    fn publish_ready(&mut self) {
+        let serving = || {
+            self.backends
+                .iter()
+                .filter(|(_, b)| b.ready && b.leaving_since.is_none())
+        };
+        let mut ready: Vec<(String, String)> = serving()
+            .map(|(_, b)| (b.track.clone(), format!("http://{}", b.addr())))
             .collect();
         ready.sort();
         *self.ready.lock().expect("ready lock") = ready;
+        let label = |b: &Backend, k: &str| b.labels.get(k).cloned().unwrap_or_default();
+        let mut targets: Vec<serde_json::Value> = serving()
+            .filter(|(_, b)| {
+                label(b, "app.kubernetes.io/managed-by") == "movrek-operator" && b.port_named_http
+            })
+            .map(|(pod, b)| {
+                serde_json::json!({
+                    "targets": [b.addr()],
+                    "labels": {
+                        "namespace": self.namespace,
+                        "pod": pod,
+                        "release": label(b, "movrek.dev/release"),
+                        "track": label(b, "movrek.dev/track"),
+                    },
+                })
+            })
+            .collect();
+        targets.sort_by_key(ToString::to_string);
+        let text = serde_json::Value::Array(targets).to_string();
+        if text == self.last_sd {
+            return;
+        }
+        let tmp = self.sd_file.with_extension("json.tmp");
+        std::fs::write(&tmp, &text).expect("write file-SD targets");
+        std::fs::rename(&tmp, &self.sd_file).expect("replace file-SD targets");
+        self.last_sd = text;
     }
 
     /// Starts a relay into the pod network for each loopback port in `ports` not relayed yet.
@@ -548,7 +585,7 @@ impl StandIn {
             .get("movrek.dev/track")
             .cloned()
             .unwrap_or_else(|| get("MOVREK_TRACK"));
-        let Some(port) = container_port(pod) else {
+        let Some((port, port_named_http)) = container_port(pod) else {
             self.timeline.mark(&format!(
                 "stand-in: pod {name} not started: container {CONTAINER} has no port"
             ));
@@ -561,10 +598,18 @@ impl StandIn {
             .find(|(_, b)| b.ip == ip)
             .map(|(n, _)| n.clone());
         if let Some(old) = holder
-            && let Some(b) = self.backends.remove(&old)
+            && let Some(mut b) = self.backends.remove(&old)
         {
-            self.stop_backend(&old, b, &format!("gone, its IP {ip} now pod {name}'s,"));
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.timeline.mark(&format!(
+                "stand-in: pod {old} gone and its IP {ip} now pod {name}'s: stopping {} {} first",
+                b.track, b.version
+            ));
+            self.stats.lock().expect("stats lock").stopped += 1;
+            // Its endpoint left with its pod; the address must be free before the new bind.
+            let _ = tokio::task::spawn_blocking(move || {
+                b.process.terminate(Duration::from_secs(2));
+            })
+            .await;
         }
         self.relay(&loopback_ports(env)).await;
         let mut cmd = Command::new("ip");
@@ -607,6 +652,7 @@ impl StandIn {
             Backend {
                 ip: ip.to_owned(),
                 port,
+                port_named_http,
                 track,
                 version,
                 labels: pod.labels().clone(),
@@ -959,54 +1005,28 @@ fn is_root() -> bool {
 /// Scrape job of the inference pods.
 pub const INFERENCE_JOB: &str = "movrek-inference";
 
-/// The test's Prometheus configuration: the inference pods through Kubernetes service
-/// discovery (role pod, against the real API server, in `namespace`), selected and labelled as
-/// the chart's `PodMonitor` `…-inference` makes the Prometheus Operator do — pods labelled
-/// `app.kubernetes.io/name=movrek-inference` and `app.kubernetes.io/managed-by=movrek-operator`,
-/// their container port named `http`, not Succeeded or Failed — relabelled to `namespace`,
-/// `pod`, `release` and `track`; and the evaluator through a file. 1 s scrapes.
-/// `s01` checks that this selects exactly the pods the rendered `PodMonitor` selects.
-pub fn scrape_config(kubeconfig: &Path, namespace: &str, evaluator_file: &Path) -> String {
+/// The test's Prometheus configuration. The inference pods are file-discovered: the
+/// stand-in writes each ready pod's `<pod IP>:<port>` with the target labels the chart's
+/// `PodMonitor` `…-inference` gives (`namespace`, `pod`, `release`, `track`) for the pods it
+/// selects (`app.kubernetes.io/name=movrek-inference`, `app.kubernetes.io/managed-by=
+/// movrek-operator`, a container port named `http`); `s01` checks that the two select the
+/// same pods. Debian's Prometheus 2.42 is built without `kubernetes_sd_configs` ("field
+/// kubernetes_sd_configs not found"), so Kubernetes discovery needs a Prometheus built from
+/// the Go module proxy (issue 11, item 3: left). The evaluator is file-discovered too.
+/// 1 s scrapes.
+pub fn scrape_config(targets_file: &Path, evaluator_file: &Path) -> String {
     format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
-         scrape_configs:\n\
-         \x20 - job_name: {INFERENCE_JOB}\n\
-         \x20   kubernetes_sd_configs:\n\
-         \x20     - role: pod\n\
-         \x20       kubeconfig_file: '{kubeconfig}'\n\
-         \x20       namespaces:\n\
-         \x20         names: ['{namespace}']\n\
-         \x20   relabel_configs:\n\
-         \x20     - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_name, __meta_kubernetes_pod_labelpresent_app_kubernetes_io_name]\n\
-         \x20       regex: 'movrek-inference;true'\n\
-         \x20       action: keep\n\
-         \x20     - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_managed_by, __meta_kubernetes_pod_labelpresent_app_kubernetes_io_managed_by]\n\
-         \x20       regex: 'movrek-operator;true'\n\
-         \x20       action: keep\n\
-         \x20     - source_labels: [__meta_kubernetes_pod_container_port_name]\n\
-         \x20       regex: http\n\
-         \x20       action: keep\n\
-         \x20     - source_labels: [__meta_kubernetes_pod_phase]\n\
-         \x20       regex: (Failed|Succeeded)\n\
-         \x20       action: drop\n\
-         \x20     - target_label: job\n\
-         \x20       replacement: {INFERENCE_JOB}\n\
-         \x20     - source_labels: [__meta_kubernetes_namespace]\n\
-         \x20       target_label: namespace\n\
-         \x20     - source_labels: [__meta_kubernetes_pod_name]\n\
-         \x20       target_label: pod\n\
-         \x20     - source_labels: [__meta_kubernetes_pod_label_movrek_dev_release]\n\
-         \x20       target_label: release\n\
-         \x20     - source_labels: [__meta_kubernetes_pod_label_movrek_dev_track]\n\
-         \x20       target_label: track\n\
+         scrape_configs:\n  - job_name: {INFERENCE_JOB}\n    file_sd_configs:\n\
+         \x20     - files: ['{targets}']\n        refresh_interval: 1s\n\
          \x20 - job_name: movrek-evaluator\n    honor_labels: true\n    file_sd_configs:\n\
          \x20     - files: ['{evaluator}']\n        refresh_interval: 1s\n",
-        kubeconfig = kubeconfig.display(),
+        targets = targets_file.display(),
         evaluator = evaluator_file.display(),
     )
 }
 
-/// A real Prometheus finding pods through the API server; it can be stopped and started
+/// A real Prometheus with file service discovery; it can be stopped and started
 /// again on the same port and data directory (scenario 10).
 pub struct Prometheus {
     /// Its HTTP API port.
@@ -1024,14 +1044,13 @@ impl std::fmt::Debug for Prometheus {
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, kubeconfig: &Path, namespace: &str) -> Self {
+    async fn start(dir: &Path, targets_file: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("create prometheus dir");
         // The evaluator's own series carry `release` and `track`: its job keeps them
-        // (honor_labels), as the chart's PodMonitor does. It runs as a local process, not a
-        // pod, so it is found through a file.
+        // (honor_labels), as the chart's PodMonitor does.
         let evaluator_file = dir.join("evaluator.json");
         std::fs::write(&evaluator_file, "[]").expect("write the evaluator targets");
-        let config = scrape_config(kubeconfig, namespace, &evaluator_file);
+        let config = scrape_config(targets_file, &evaluator_file);
         std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
         let mut p = Self {
             port: free_port(),
