@@ -111,7 +111,13 @@ impl Env {
 
     /// [`Env::start`] with the legacy ingress-nginx provider.
     async fn start_legacy(name: &str, versions: &[&str]) -> Self {
-        Self::start_with(name, versions, NAMESPACE, Router::LegacyIngressNginx).await
+        Box::pin(Self::start_with(
+            name,
+            versions,
+            NAMESPACE,
+            Router::LegacyIngressNginx,
+        ))
+        .await
     }
 
     /// [`Env::start`] with the release in `namespace`.
@@ -221,7 +227,7 @@ impl Env {
     fn router_url(&self) -> String {
         match self.router {
             Router::Gateway => self.data().gateway_url(),
-            Router::LegacyIngressNginx => self.router_url(),
+            Router::LegacyIngressNginx => self.data().nginx_url(),
         }
     }
 
@@ -255,7 +261,8 @@ impl Env {
                 .as_ref()
                 .map(|(b, t)| (b.as_str(), t.as_str())),
             credentials_secret: self.model_credentials.as_deref(),
-            gateway: (self.router == Router::Gateway).then(|| (gateway::GATEWAY, gateway::GATEWAY_NAMESPACE)),
+            gateway: (self.router == Router::Gateway)
+                .then(|| (gateway::GATEWAY, gateway::GATEWAY_NAMESPACE)),
         };
         release_manifest(&target, &self.models[version], canary)
     }
@@ -2264,13 +2271,7 @@ const QUALITY_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s
 fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGuard {
     let mut simulate = Command::new(support::movrek_bin());
     simulate
-        .args([
-            "simulate",
-            "--target",
-            &env.router_url(),
-            "--host",
-            HOST,
-        ])
+        .args(["simulate", "--target", &env.router_url(), "--host", HOST])
         .arg("--data")
         .arg(env.work.join("data"))
         .args(["--rate", "25", "--duration", "700", "--concurrency", "8"])
@@ -2979,4 +2980,249 @@ async fn a_worse_model_is_refused_by_the_ranking_gate(
     env.timeline
         .mark(&format!("refused: {}", run.notifications[0]["text"]));
     assert_unchanged(env, retraining, v2).await;
+}
+
+/// Polls the release's `HTTPRoute` every 20 ms until its canary backend has `weight`; returns
+/// when that was seen (since the timeline's epoch): the operator's route write, as read back
+/// from the API server (at most 20 ms plus one GET after it).
+async fn route_written(env: &Env, weight: i32, limit: Duration) -> Duration {
+    use movrek_operator::router::{http_route_resource, live::http_route_canary_weight};
+    let routes: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        env.cluster.client.clone(),
+        env.namespace,
+        &http_route_resource(),
+    );
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(route)) = routes.get_opt(RELEASE).await
+            && http_route_canary_weight(&route) == Some(weight)
+        {
+            let at = env.timeline.now();
+            env.timeline.mark(&format!(
+                "HTTPRoute {RELEASE}: canary weight {weight} written"
+            ));
+            return at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "HTTPRoute {RELEASE} never got canary weight {weight} in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `n` GETs of `/recommend/{user}` on `base` with `Host: HOST`, `concurrency` at a time over
+/// kept-alive connections, bounded by `limit`: (answers per `X-Model-Version`, failures,
+/// each request's latency).
+async fn burst(
+    base: &str,
+    n: usize,
+    concurrency: usize,
+    limit: Duration,
+) -> (HashMap<String, u64>, u64, Vec<Duration>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("reqwest client");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + limit;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, next, base) = (http.clone(), next.clone(), base.to_owned());
+            tokio::spawn(async move {
+                let (mut versions, mut failed, mut times) = (HashMap::new(), 0u64, Vec::new());
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n || Instant::now() >= deadline {
+                        break;
+                    }
+                    let started = Instant::now();
+                    let answer = http
+                        .get(format!("{base}/recommend/{}", i % 300 + 1))
+                        .header("Host", HOST)
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(r) if r.status().is_success() => {
+                            let v = r
+                                .headers()
+                                .get("x-model-version")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("?")
+                                .to_owned();
+                            if r.bytes().await.is_ok() {
+                                times.push(started.elapsed());
+                                *versions.entry(v).or_insert(0u64) += 1;
+                            } else {
+                                failed += 1;
+                            }
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (versions, failed, times)
+            })
+        })
+        .collect();
+    let (mut versions, mut failed, mut times) = (HashMap::new(), 0, Vec::new());
+    for t in tasks {
+        let (v, f, d) = t.await.expect("burst task");
+        for (k, c) in v {
+            *versions.entry(k).or_insert(0) += c;
+        }
+        failed += f;
+        times.extend(d);
+    }
+    times.sort_unstable();
+    (versions, failed, times)
+}
+
+/// The `q` quantile (nearest rank) of sorted `times`, in milliseconds.
+fn quantile_ms(times: &[Duration], q: f64) -> f64 {
+    assert!(!times.is_empty(), "no samples");
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a rank within the slice"
+    )]
+    let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len());
+    times[rank - 1].as_secs_f64() * 1e3
+}
+
+/// Wilson score interval (Wilson 1927, "Probable inference, the law of succession, and
+/// statistical inference", JASA 22) for `k` successes in `n` trials at z = 1.96 (95 %).
+#[allow(clippy::cast_precision_loss, reason = "request counts")]
+fn wilson95(k: u64, n: u64) -> (f64, f64) {
+    let (k, n, z) = (k as f64, n as f64, 1.96_f64);
+    let p = k / n;
+    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    (centre - half, centre + half)
+}
+
+/// Scenario 19 (issue 11, the figures of BENCHMARKS.md "Through the real gateway"): Traefik
+/// serving the operator's weighted `HTTPRoute` during a canary at 20 %. Prints FIGURE lines:
+/// the split over 6,000 requests with its 95 % Wilson interval; p50/p99 of 2,000 sequential
+/// requests through the gateway and straight to a stable pod; the time from the operator's
+/// route write (weight 20, then 0 on an abort) to the new split at the gateway; failed
+/// requests during a promotion and a rollback under paced traffic. Asserts what must hold
+/// whatever the machine's speed: the interval contains 20 %, no request failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s19_gateway_split_latency_and_route_propagation() {
+    let mut env = Env::start("s19", &["v1", "v2", "v3"]).await;
+    env.deploy_stable("v1").await;
+    env.start_traffic(Duration::from_secs(400));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Route write (weight 20) → first canary answer at the gateway.
+    env.apply_version("v2", MANUAL_CANARY);
+    let written = route_written(&env, 20, Duration::from_secs(60)).await;
+    env.wait_phase(Phase::Soaking, Duration::from_secs(60))
+        .await;
+    env.wait_serving_share("v2").await;
+    let first_v2 = env
+        .samples()
+        .iter()
+        .filter(|s| s.version.as_deref() == Some("v2"))
+        .map(|s| s.at)
+        .min()
+        .expect("a v2 answer");
+    env.timeline.mark(&format!(
+        "FIGURE gateway: HTTPRoute weight 20 written → first canary answer through Traefik in {:.2}s \
+         (paced traffic 80 req/s, fresh connection each)",
+        first_v2.saturating_sub(written).as_secs_f64()
+    ));
+
+    // The split over 6,000 requests, 8 at a time.
+    let gateway = env.router_url();
+    let (versions, failed, _) = burst(&gateway, 6000, 8, Duration::from_secs(180)).await;
+    let canary = versions.get("v2").copied().unwrap_or(0);
+    let n: u64 = versions.values().sum();
+    let (lo, hi) = wilson95(canary, n);
+    #[allow(clippy::cast_precision_loss, reason = "request counts")]
+    let share = canary as f64 / n as f64;
+    env.timeline.mark(&format!(
+        "FIGURE gateway: split at weight 20 over {n} requests: canary {canary} = {:.2}% \
+         (95% Wilson interval {:.2}–{:.2}%), {failed} failed",
+        share * 100.0,
+        lo * 100.0,
+        hi * 100.0
+    ));
+    assert!(n >= 5000, "{n} answers: the burst ran out of time");
+    assert_eq!(failed, 0, "requests failed through the gateway");
+    assert!(
+        lo <= 0.20 && 0.20 <= hi,
+        "the 95% interval {lo:.4}–{hi:.4} misses the configured 20%"
+    );
+
+    // Added latency: sequential requests through Traefik vs straight to a stable pod.
+    let pod = env
+        .data()
+        .pod_urls("stable")
+        .into_iter()
+        .next()
+        .expect("a ready stable pod");
+    let (_, f1, through) = burst(&gateway, 2000, 1, Duration::from_secs(120)).await;
+    let (_, f2, direct) = burst(&pod, 2000, 1, Duration::from_secs(120)).await;
+    assert_eq!((f1, f2), (0, 0), "requests failed in the latency runs");
+    env.timeline.mark(&format!(
+        "FIGURE gateway: latency of {} sequential requests through Traefik p50 {:.2} ms p99 {:.2} ms; \
+         straight to pod {pod}: {} requests p50 {:.2} ms p99 {:.2} ms; added p50 {:.2} ms p99 {:.2} ms",
+        through.len(),
+        quantile_ms(&through, 0.5),
+        quantile_ms(&through, 0.99),
+        direct.len(),
+        quantile_ms(&direct, 0.5),
+        quantile_ms(&direct, 0.99),
+        quantile_ms(&through, 0.5) - quantile_ms(&direct, 0.5),
+        quantile_ms(&through, 0.99) - quantile_ms(&direct, 0.99),
+    ));
+
+    // Promotion under paced traffic.
+    let promote_from = env.timeline.now();
+    env.annotate("promote");
+    env.wait_outcome(Phase::Succeeded, "v2", Duration::from_secs(90))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let window = Mix::of(&env.samples(), promote_from, env.timeline.now());
+    env.timeline.mark(&format!(
+        "FIGURE gateway: promotion under paced traffic: {} answers, {} failed",
+        window.total_ok(),
+        window.failed
+    ));
+    env.assert_no_failed_requests();
+
+    // Rollback: a canary v3, aborted; route write (weight 0) → last canary answer.
+    env.apply_version("v3", MANUAL_CANARY);
+    route_written(&env, 20, Duration::from_secs(60)).await;
+    env.wait_phase(Phase::Soaking, Duration::from_secs(60))
+        .await;
+    env.wait_serving_share("v3").await;
+    let abort_from = env.timeline.now();
+    env.annotate("abort");
+    let zeroed = route_written(&env, 0, Duration::from_secs(60)).await;
+    env.wait_outcome(Phase::RolledBack, "v2", Duration::from_secs(90))
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let samples = env.samples();
+    let last_v3 = samples
+        .iter()
+        .filter(|s| s.version.as_deref() == Some("v3"))
+        .map(|s| s.at)
+        .max()
+        .expect("v3 answers");
+    env.timeline.mark(&format!(
+        "FIGURE gateway: HTTPRoute weight 0 written → last canary answer through Traefik {:.2}s later",
+        last_v3.saturating_sub(zeroed).as_secs_f64()
+    ));
+    let window = Mix::of(&samples, abort_from, env.timeline.now());
+    env.timeline.mark(&format!(
+        "FIGURE gateway: rollback under paced traffic: {} answers, {} failed",
+        window.total_ok(),
+        window.failed
+    ));
+    env.assert_no_failed_requests();
+    env.finish().await;
 }

@@ -72,6 +72,8 @@ const TICK_DEADLINE: Duration = Duration::from_secs(10);
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// Longest a gone pod keeps serving while a router may still send it requests.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+/// Longest a stopping process gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// One `movrek serve` standing in for a pod.
 #[derive(Debug)]
@@ -193,6 +195,7 @@ impl DataPlane {
                     network,
                     gateway,
                     backends: HashMap::new(),
+                    stopping: Vec::new(),
                     relays: HashMap::new(),
                     faults,
                     pods_dir,
@@ -299,6 +302,8 @@ struct StandIn {
     network: PodNetwork,
     gateway: Arc<Gateway>,
     backends: HashMap<String, Backend>,
+    /// Processes of gone pods sent SIGTERM, with when to SIGKILL them.
+    stopping: Vec<(Instant, Backend)>,
     /// Loopback relays into the pod network, by port.
     relays: HashMap<u16, ChildGuard>,
     faults: HashMap<String, Vec<(String, String)>>,
@@ -461,6 +466,7 @@ impl StandIn {
             self.stats.lock().expect("stats lock").reloads += 1;
         }
         self.drain().await;
+        self.reap();
         self.jobs.tick(&self.timeline, &self.stats).await
     }
 
@@ -488,7 +494,9 @@ impl StandIn {
         }
     }
 
-    fn stop_backend(&self, name: &str, mut backend: Backend, why: &str) {
+    /// SIGTERM to a gone pod's process; [`StandIn::reap`] waits for it to exit (SIGKILL after
+    /// [`STOP_GRACE`]): requests already sent finish.
+    fn stop_backend(&mut self, name: &str, backend: Backend, why: &str) {
         self.timeline.mark(&format!(
             "stand-in: pod {name} {why}, stopping {} {} on {}",
             backend.track,
@@ -496,9 +504,28 @@ impl StandIn {
             backend.addr()
         ));
         self.stats.lock().expect("stats lock").stopped += 1;
-        // Graceful: SIGTERM lets requests already sent finish.
-        tokio::task::spawn_blocking(move || {
-            backend.process.terminate(Duration::from_secs(10));
+        if let Some(pid) = backend.process.pid() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        self.stopping.push((Instant::now() + STOP_GRACE, backend));
+    }
+
+    /// Forgets stopped processes that exited; kills those past their grace.
+    fn reap(&mut self) {
+        let now = Instant::now();
+        self.stopping.retain_mut(|(deadline, b)| {
+            if b.process.has_exited() {
+                return false;
+            }
+            if now >= *deadline {
+                b.process.stop();
+                return false;
+            }
+            true
         });
     }
 
@@ -591,25 +618,29 @@ impl StandIn {
             ));
             return;
         };
-        // kwok reuses a released IP at once: a gone pod still draining on it stops first.
+        // kwok reuses a released IP at once. The gone pod that held it left the endpoints with
+        // its pod; its process (draining, or still stopping) is killed so the new one can bind.
         let holder = self
             .backends
             .iter()
             .find(|(_, b)| b.ip == ip)
             .map(|(n, _)| n.clone());
         if let Some(old) = holder
-            && let Some(mut b) = self.backends.remove(&old)
+            && let Some(b) = self.backends.remove(&old)
         {
-            self.timeline.mark(&format!(
-                "stand-in: pod {old} gone and its IP {ip} now pod {name}'s: stopping {} {} first",
-                b.track, b.version
-            ));
             self.stats.lock().expect("stats lock").stopped += 1;
-            // Its endpoint left with its pod; the address must be free before the new bind.
-            let _ = tokio::task::spawn_blocking(move || {
-                b.process.terminate(Duration::from_secs(2));
-            })
-            .await;
+            self.stopping.push((Instant::now(), b));
+        }
+        let mut freed = false;
+        for (_, b) in self.stopping.iter_mut().filter(|(_, b)| b.ip == ip) {
+            b.process.stop();
+            freed = true;
+        }
+        if freed {
+            self.timeline.mark(&format!(
+                "stand-in: IP {ip} reused for pod {name}: the gone pod's process on it killed first"
+            ));
+            self.reap();
         }
         self.relay(&loopback_ports(env)).await;
         let mut cmd = Command::new("ip");
@@ -695,7 +726,11 @@ impl StandIn {
                 let tail = b.process.log_tail(5);
                 self.timeline
                     .mark(&format!("stand-in: process of pod {name} exited: {tail}"));
-                self.stats.lock().expect("stats lock").crashed.push(name.clone());
+                self.stats
+                    .lock()
+                    .expect("stats lock")
+                    .crashed
+                    .push(name.clone());
                 if b.leaving_since.is_none() {
                     self.set_ready(&name, false).await;
                 }
@@ -709,9 +744,7 @@ impl StandIn {
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
         let status = if ready { "True" } else { "False" };
-        let condition = |type_: &str| {
-            serde_json::json!({"type": type_, "status": status, "lastTransitionTime": now})
-        };
+        let condition = |type_: &str| serde_json::json!({"type": type_, "status": status, "lastTransitionTime": now});
         let patch = serde_json::json!({"status": {"conditions": [
             condition("Ready"), condition("ContainersReady"),
         ]}});
@@ -720,13 +753,17 @@ impl StandIn {
             .patch_status(pod, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
         {
-            self.timeline
-                .mark(&format!("stand-in: pod {pod}: setting Ready {status} failed: {e}"));
+            self.timeline.mark(&format!(
+                "stand-in: pod {pod}: setting Ready {status} failed: {e}"
+            ));
         }
     }
 
     fn shutdown(&mut self) {
         for (_, mut b) in self.backends.drain() {
+            b.process.stop();
+        }
+        for (_, mut b) in self.stopping.drain(..) {
             b.process.stop();
         }
         for (_, mut r) in self.relays.drain() {

@@ -85,7 +85,9 @@ impl Gateway {
         let endpoint = cluster.endpoint();
         let mut cmd = Command::new(traefik_bin());
         cmd.arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
-            .arg(format!("--entryPoints.traefik.address=127.0.0.1:{api_port}"))
+            .arg(format!(
+                "--entryPoints.traefik.address=127.0.0.1:{api_port}"
+            ))
             .args(["--api=true", "--api.insecure=true", "--api.dashboard=false"])
             .arg("--ping=true")
             .arg("--log.level=INFO")

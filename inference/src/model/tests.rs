@@ -579,7 +579,10 @@ fn validation_chooses_the_liked_ratings_when_only_they_carry_the_taste() {
         validation.candidates[pairs.iter().position(|&p| p == (min, lambda)).unwrap()].1
     };
     for lambda in [5.0, 50.0] {
-        assert!(score(4.0, lambda) > score(0.0, lambda) + 0.05, "{validation:?}");
+        assert!(
+            score(4.0, lambda) > score(0.0, lambda) + 0.05,
+            "{validation:?}"
+        );
     }
     assert_eq!(
         validation.chosen["ease_lambda"].as_f64(),
