@@ -1032,6 +1032,7 @@ async fn s03_slow_canary_is_rolled_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s08_invalid_manifests_are_rejected() {
+    // Legacy provider: the invalid manifests are variations of an ingress-nginx one.
     let env = Env::start_legacy("s08", &["v1"]).await;
     let good = env.manifest("v1", FAST_CANARY);
     let cases: [(&str, String, &[&str]); 5] = [
@@ -1457,6 +1458,7 @@ fn operator_requests(apiserver_metrics: &str) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s01b_idle_reconcile_api_requests() {
+    // Legacy provider: the counts were taken with Ingresses (HTTPRoutes are counted too).
     let env = Env::start_legacy("s01b", &["v1"]).await;
     env.deploy_stable("v1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1527,6 +1529,7 @@ async fn s01b_idle_reconcile_api_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s12_lifecycle_heal_provider_change_deletion() {
+    // Legacy provider: heals a hand-edited canary Ingress, then moves off ingress-nginx.
     let env = Env::start_legacy("s12", &["v1"]).await;
     env.deploy_stable("v1").await;
 

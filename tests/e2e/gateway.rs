@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::support::{ChildGuard, free_port, spawn_ready};
@@ -144,11 +144,6 @@ impl Gateway {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The `parentRefs` entry a `RecommenderRelease` names to attach its route here.
-    pub fn parent_ref_yaml() -> String {
-        format!("- name: {GATEWAY}\n      namespace: {GATEWAY_NAMESPACE}")
-    }
-
     /// Every backend address (`ip:port`) Traefik currently load-balances to, from its API.
     /// `None` when the API did not answer.
     pub async fn servers(&self, http: &reqwest::Client) -> Option<BTreeSet<String>> {
@@ -165,36 +160,10 @@ impl Gateway {
                 .collect(),
         )
     }
-
-    /// Panics with the log tail when Traefik has exited.
-    pub fn assert_running(&mut self) {
-        self.process.assert_running();
-    }
-
-    /// Traefik's log so far.
-    pub fn log(&self) -> String {
-        self.process.log_tail(usize::MAX)
-    }
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.process.terminate(Duration::from_secs(5));
     }
-}
-
-/// Waits until `url` (through the gateway) answers 200 for `host`, or panics after `limit`.
-pub async fn wait_routed(url: &str, host: &str, limit: Duration) {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + limit;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match http.get(url).header("Host", host).send().await {
-            Ok(r) if r.status().is_success() => return,
-            Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{url} (Host {host}) not routed by the gateway in {limit:?}: {last}");
 }
