@@ -434,23 +434,30 @@ impl StandIn {
             .iter()
             .filter_map(|p| Some((p.name_any(), (p, pod_runs(p)?))))
             .collect();
-        for (name, (pod, ip)) in &running {
-            if !self.backends.contains_key(name) {
-                match container_env(&self.secrets, pod, CONTAINER).await {
-                    Ok(env) => self.spawn(name, pod, ip, &env).await,
-                    Err(e) => self
-                        .timeline
-                        .mark(&format!("stand-in: pod {name} not started: {e}")),
-                }
-            }
-        }
-        self.probe().await;
         let now = Instant::now();
         for (name, b) in &mut self.backends {
             if !running.contains_key(name) {
                 b.leaving_since.get_or_insert(now);
             }
         }
+        let draining = self.backends.values().any(|b| b.leaving_since.is_some());
+        let routed = if draining {
+            self.gateway.servers(&self.http).await
+        } else {
+            None
+        };
+        for (name, (pod, ip)) in &running {
+            if self.backends.contains_key(name) || self.ip_busy(ip, routed.as_ref()) {
+                continue;
+            }
+            match container_env(&self.secrets, pod, CONTAINER).await {
+                Ok(env) => self.spawn(name, pod, ip, &env).await,
+                Err(e) => self
+                    .timeline
+                    .mark(&format!("stand-in: pod {name} not started: {e}")),
+            }
+        }
+        self.probe().await;
         self.publish_ready();
 
         let services = self.services.list(&ListParams::default()).await?;
@@ -492,6 +499,45 @@ impl StandIn {
                 self.stop_backend(&name, b, "gone and unrouted");
             }
         }
+    }
+
+    /// kwok hands a released pod IP to the next pod at once. While a gone pod's process on
+    /// `ip` is still routed by the gateway (at most [`DRAIN_LIMIT`]), the new pod waits, as a
+    /// real one could not get an address still in use; then the old process is killed so the
+    /// new one can bind. True while the new pod must wait.
+    fn ip_busy(&mut self, ip: &str, routed: Option<&BTreeSet<String>>) -> bool {
+        let still_routed = self.backends.values().any(|b| {
+            b.ip == ip
+                && b.leaving_since.is_some_and(|t| t.elapsed() < DRAIN_LIMIT)
+                && routed.is_none_or(|r| r.contains(&b.addr()))
+        });
+        if still_routed {
+            return true;
+        }
+        let holders: Vec<String> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.ip == ip)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for old in holders {
+            if let Some(b) = self.backends.remove(&old) {
+                self.stats.lock().expect("stats lock").stopped += 1;
+                self.stopping.push((Instant::now(), b));
+            }
+        }
+        let mut freed = false;
+        for (_, b) in self.stopping.iter_mut().filter(|(_, b)| b.ip == ip) {
+            b.process.stop();
+            freed = true;
+        }
+        if freed {
+            self.timeline.mark(&format!(
+                "stand-in: IP {ip} reused: the gone pod's process on it, unrouted, killed first"
+            ));
+            self.reap();
+        }
+        false
     }
 
     /// SIGTERM to a gone pod's process; [`StandIn::reap`] waits for it to exit (SIGKILL after
@@ -618,30 +664,6 @@ impl StandIn {
             ));
             return;
         };
-        // kwok reuses a released IP at once. The gone pod that held it left the endpoints with
-        // its pod; its process (draining, or still stopping) is killed so the new one can bind.
-        let holder = self
-            .backends
-            .iter()
-            .find(|(_, b)| b.ip == ip)
-            .map(|(n, _)| n.clone());
-        if let Some(old) = holder
-            && let Some(b) = self.backends.remove(&old)
-        {
-            self.stats.lock().expect("stats lock").stopped += 1;
-            self.stopping.push((Instant::now(), b));
-        }
-        let mut freed = false;
-        for (_, b) in self.stopping.iter_mut().filter(|(_, b)| b.ip == ip) {
-            b.process.stop();
-            freed = true;
-        }
-        if freed {
-            self.timeline.mark(&format!(
-                "stand-in: IP {ip} reused for pod {name}: the gone pod's process on it killed first"
-            ));
-            self.reap();
-        }
         self.relay(&loopback_ports(env)).await;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.network.name])
