@@ -262,7 +262,7 @@ impl Env {
                 .map(|(b, t)| (b.as_str(), t.as_str())),
             credentials_secret: self.model_credentials.as_deref(),
             gateway: (self.router == Router::Gateway)
-                .then(|| (gateway::GATEWAY, gateway::GATEWAY_NAMESPACE)),
+                .then_some((gateway::GATEWAY, gateway::GATEWAY_NAMESPACE)),
         };
         release_manifest(&target, &self.models[version], canary)
     }
@@ -3104,6 +3104,32 @@ fn wilson95(k: u64, n: u64) -> (f64, f64) {
     (centre - half, centre + half)
 }
 
+/// Prints the gateway's added latency: p50/p99 of 2,000 sequential requests through Traefik
+/// and straight to a stable pod (same client, kept-alive connections).
+async fn added_latency(env: &Env, gateway: &str) {
+    let pod = env
+        .data()
+        .pod_urls("stable")
+        .into_iter()
+        .next()
+        .expect("a ready stable pod");
+    let (_, f1, through) = burst(gateway, 2000, 1, Duration::from_secs(120)).await;
+    let (_, f2, direct) = burst(&pod, 2000, 1, Duration::from_secs(120)).await;
+    assert_eq!((f1, f2), (0, 0), "requests failed in the latency runs");
+    env.timeline.mark(&format!(
+        "FIGURE gateway: latency of {} sequential requests through Traefik p50 {:.2} ms p99 {:.2} ms; \
+         straight to pod {pod}: {} requests p50 {:.2} ms p99 {:.2} ms; added p50 {:.2} ms p99 {:.2} ms",
+        through.len(),
+        quantile_ms(&through, 0.5),
+        quantile_ms(&through, 0.99),
+        direct.len(),
+        quantile_ms(&direct, 0.5),
+        quantile_ms(&direct, 0.99),
+        quantile_ms(&through, 0.5) - quantile_ms(&direct, 0.5),
+        quantile_ms(&through, 0.99) - quantile_ms(&direct, 0.99),
+    ));
+}
+
 /// Scenario 19 (issue 11, the figures of BENCHMARKS.md "Through the real gateway"): Traefik
 /// serving the operator's weighted `HTTPRoute` during a canary at 20 %. Prints FIGURE lines:
 /// the split over 6,000 requests with its 95 % Wilson interval; p50/p99 of 2,000 sequential
@@ -3160,28 +3186,7 @@ async fn s19_gateway_split_latency_and_route_propagation() {
         "the 95% interval {lo:.4}–{hi:.4} misses the configured 20%"
     );
 
-    // Added latency: sequential requests through Traefik vs straight to a stable pod.
-    let pod = env
-        .data()
-        .pod_urls("stable")
-        .into_iter()
-        .next()
-        .expect("a ready stable pod");
-    let (_, f1, through) = burst(&gateway, 2000, 1, Duration::from_secs(120)).await;
-    let (_, f2, direct) = burst(&pod, 2000, 1, Duration::from_secs(120)).await;
-    assert_eq!((f1, f2), (0, 0), "requests failed in the latency runs");
-    env.timeline.mark(&format!(
-        "FIGURE gateway: latency of {} sequential requests through Traefik p50 {:.2} ms p99 {:.2} ms; \
-         straight to pod {pod}: {} requests p50 {:.2} ms p99 {:.2} ms; added p50 {:.2} ms p99 {:.2} ms",
-        through.len(),
-        quantile_ms(&through, 0.5),
-        quantile_ms(&through, 0.99),
-        direct.len(),
-        quantile_ms(&direct, 0.5),
-        quantile_ms(&direct, 0.99),
-        quantile_ms(&through, 0.5) - quantile_ms(&direct, 0.5),
-        quantile_ms(&through, 0.99) - quantile_ms(&direct, 0.99),
-    ));
+    added_latency(&env, &gateway).await;
 
     // Promotion under paced traffic.
     let promote_from = env.timeline.now();

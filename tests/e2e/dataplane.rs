@@ -1070,7 +1070,7 @@ pub const INFERENCE_JOB: &str = "movrek-inference";
 /// selects (`app.kubernetes.io/name=movrek-inference`, `app.kubernetes.io/managed-by=
 /// movrek-operator`, a container port named `http`); `s01` checks that the two select the
 /// same pods. Debian's Prometheus 2.42 is built without `kubernetes_sd_configs` ("field
-/// kubernetes_sd_configs not found"), so Kubernetes discovery needs a Prometheus built from
+/// `kubernetes_sd_configs` not found"), so Kubernetes discovery needs a Prometheus built from
 /// the Go module proxy (issue 11, item 3: left). The evaluator is file-discovered too.
 /// 1 s scrapes.
 pub fn scrape_config(targets_file: &Path, evaluator_file: &Path) -> String {
