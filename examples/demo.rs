@@ -3,7 +3,7 @@
 //!
 //! A real kube-apiserver, etcd and controller-manager on 127.0.0.1 (kwok for the nodes), the
 //! Helm chart, the operator under the chart's `ServiceAccount`, and a data plane of real
-//! processes: a `movrek serve` per pod, nginx as the ingress, Prometheus, a Kafka broker, and
+//! processes: a `movrek serve` per pod on its pod IP, Traefik as the Gateway, Prometheus, a Kafka broker, and
 //! `movrek evaluate` scoring what simulated users do with their recommendations. Users come
 //! from `movrek simulate --live` through the ingress the whole time. The story:
 //!
@@ -27,6 +27,8 @@ mod bus;
 mod cluster;
 #[path = "../tests/e2e/dataplane.rs"]
 mod dataplane;
+#[path = "../tests/e2e/gateway.rs"]
+mod gateway;
 #[path = "../tests/e2e/jobs.rs"]
 mod jobs;
 #[path = "../tests/e2e/models.rs"]
@@ -199,18 +201,24 @@ impl Demo {
             vec![("MOVREK_FAULT_DELAY_MS".to_owned(), SLOW_MS.to_owned())],
         )]);
         let harness_log = work.join("harness.log");
+        let gateway = gateway::Gateway::start(&cluster, &work.join("gateway")).await;
+        let setup = dataplane::Setup {
+            client: cluster.client.clone(),
+            namespace: NAMESPACE.to_owned(),
+            endpoint: cluster.endpoint(),
+            network: cluster.pod_network(),
+            gateway,
+        };
         let data = DataPlane::start(
-            cluster.client.clone(),
-            NAMESPACE,
-            cluster.endpoint(),
+            setup,
             &work.join("dataplane"),
             faults,
             Timeline::to_file("demo", &harness_log),
         )
         .await;
         say.line(&format!(
-            "data plane up: a movrek serve per pod, nginx (the ingress) at {}, Prometheus at {}",
-            data.nginx_url(),
+            "data plane up: a movrek serve per pod on its pod IP, Traefik (the Gateway) at {}, Prometheus at {}",
+            data.gateway_url(),
             data.prometheus.url()
         ));
         let bus = Bus::start(&work);
@@ -252,6 +260,7 @@ impl Demo {
             webhook: &self.webhook.url,
             impressions: Some((&self.bus.bootstrap, "impressions")),
             credentials_secret: None,
+            gateway: Some((gateway::GATEWAY, gateway::GATEWAY_NAMESPACE)),
         };
         release_manifest(&target, &self.models[version], CANARY)
     }
@@ -302,7 +311,7 @@ impl Demo {
         cmd.args([
             "simulate",
             "--target",
-            &self.data.nginx_url(),
+            &self.data.gateway_url(),
             "--host",
             HOST,
         ])
@@ -467,7 +476,7 @@ impl Demo {
         println!("  kubectl get rr {RELEASE} -o jsonpath='{{.status.lastAnalysis.comparison}}'");
         println!(
             "  curl -s -H 'Host: {HOST}' {}/recommend/42 -D -   # through the ingress",
-            self.data.nginx_url()
+            self.data.gateway_url()
         );
         println!(
             "  Prometheus: {}/graph?g0.expr=sum%20by%20(track)(rate(movrek_online_score_sum%5B1m%5D))%20%2F%20sum%20by%20(track)(rate(movrek_online_score_count%5B1m%5D))",

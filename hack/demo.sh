@@ -48,6 +48,7 @@ fi
 
 echo "== [1/4] prometheus, nginx";        ./hack/deps.sh
 echo "== [2/4] control plane binaries";   ./hack/cluster/build.sh
+echo "== [2/4] gateway (Traefik) and Gateway API CRDs"; ./hack/gateway/build.sh
 echo "== [3/4] Kafka jars";                KAFKA_BUILD_QUIET=1 ./hack/kafka/build.sh >/dev/null
 echo "== [4/4] cargo build";
 cargo build --locked -q -p movrek-inference --bin movrek

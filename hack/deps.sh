@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages movrek's tests and benchmarks use, once. Safe to run again.
-# Installs prometheus (analysis tests) and nginx (the end-to-end data-plane stand-in) by default.
+# Installs prometheus (analysis tests), nginx (the end-to-end legacy ingress stand-in) and
+# iproute2 (the local cluster's pod network) by default.
 # Usage: hack/deps.sh [extra apt packages...]
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # nginx: the e2e data-plane stand-in renders Ingresses into it; tests start their own instance.
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+# ip (iproute2): hack/cluster/netns makes the pod network with ip netns / ip link.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the end-to-end scenarios of tests/e2e.rs: each brings up a loopback control plane
 # (hack/cluster/up), installs the Helm chart, runs the operator as a local process with the
-# chart's ServiceAccount, and drives real `movrek serve` processes, Prometheus and nginx
-# (the data-plane stand-in in tests/e2e/). Every process is stopped by pid at the end.
+# chart's ServiceAccount, and drives real `movrek serve` processes on pod IPs, Traefik (the
+# Gateway API implementation), Prometheus with Kubernetes discovery and nginx (the legacy
+# ingress-nginx stand-in) (tests/e2e/). Every process is stopped by pid at the end. Needs root
+# (the pod network is a network namespace).
 #
 #   hack/e2e.sh                 every scenario
 #   hack/e2e.sh s03             scenarios whose name contains s03 (cargo test filter)
@@ -15,6 +17,7 @@ T0=$EPOCHREALTIME
 
 ./hack/deps.sh                 # prometheus, nginx
 ./hack/cluster/build.sh        # kube-apiserver, etcd, kwok, kubectl, helm (cached)
+./hack/gateway/build.sh        # Traefik, Gateway API CRDs (cached)
 echo "== cargo build (movrek, movrek-operator)"
 cargo build --locked -p movrek-inference --bin movrek
 cargo build --locked -p movrek-operator --bin movrek-operator

@@ -80,6 +80,8 @@ cargo test --workspace --locked
 
 stage "control-plane binaries (hack/cluster/build.sh)"
 ./hack/cluster/build.sh
+stage "gateway: Traefik and the Gateway API CRDs (hack/gateway/build.sh)"
+./hack/gateway/build.sh
 stage "cluster smoke test (hack/cluster/smoke.sh)"
 MOVREK_OPERATOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/movrek-operator" ./hack/cluster/smoke.sh
 stage "end-to-end rollout scenarios (hack/e2e.sh)"

@@ -1,6 +1,8 @@
-//! End-to-end scenarios (issue 4): a real loopback control plane, the Helm-installed chart,
-//! the operator as a local process with the chart's `ServiceAccount`, and the data-plane
-//! stand-in (real `movrek serve` processes, real Prometheus, real nginx) under paced traffic.
+//! End-to-end scenarios (issue 4): a real loopback control plane with a pod network, the
+//! Helm-installed chart, the operator as a local process with the chart's `ServiceAccount`, a
+//! real Gateway API implementation (Traefik) and the data-plane stand-in (real `movrek serve`
+//! processes on their pod IPs, real Prometheus with Kubernetes discovery; real nginx standing in
+//! for the legacy ingress-nginx provider) under paced traffic.
 //! Each scenario asserts on cluster state, status, Events, webhooks and traffic, and prints a
 //! timeline. Run them with `hack/e2e.sh`.
 
@@ -12,6 +14,8 @@ mod bus;
 mod cluster;
 #[path = "e2e/dataplane.rs"]
 mod dataplane;
+#[path = "e2e/gateway.rs"]
+mod gateway;
 #[path = "e2e/jobs.rs"]
 mod jobs;
 #[path = "e2e/models.rs"]
@@ -45,7 +49,8 @@ use movrek_operator::analysis::sequential::Finding;
 use movrek_operator::crd::{Outcome, Phase, RecommenderRelease};
 
 use cluster::Cluster;
-use dataplane::DataPlane;
+use dataplane::{DataPlane, Setup};
+use gateway::Gateway;
 use models::{Model, ReleaseTarget, release_manifest, train_models};
 use operator::{Operator, metric_sum};
 use timeline::{ReleaseWatch, Timeline};
@@ -65,6 +70,16 @@ const FAST_CANARY: &str = "weight: 20\n    soakDuration: 4s\n    interval: 4s\n 
     maxAverageLatency: 100ms\n    maxErrorRate: 0.01\n    minRequests: 20\n    failureLimit: 2\n    \
     progressDeadline: 60s";
 
+/// What routes the release's traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Router {
+    /// `traffic.provider: gateway-api`: an `HTTPRoute` served by Traefik (the default).
+    Gateway,
+    /// `traffic.provider: ingress-nginx` (legacy): Ingresses rendered into nginx by the
+    /// stand-in, because no ingress controller built here implements its canary annotations.
+    LegacyIngressNginx,
+}
+
 /// Everything one scenario runs on. Fields drop in order: watchers and load first, the
 /// operator, the data plane, the cluster last.
 struct Env {
@@ -81,6 +96,8 @@ struct Env {
     model_credentials: Option<String>,
     /// Namespace of the release (and of the data-plane stand-in).
     namespace: &'static str,
+    /// The release's traffic provider.
+    router: Router,
     operator_kubeconfig: PathBuf,
     work: PathBuf,
     cluster: Cluster,
@@ -89,11 +106,32 @@ struct Env {
 impl Env {
     /// Cluster up, chart installed, models trained, data plane and one operator running.
     async fn start(name: &str, versions: &[&str]) -> Self {
-        Self::start_in(name, versions, NAMESPACE).await
+        Self::start_with(name, versions, NAMESPACE, Router::Gateway).await
+    }
+
+    /// [`Env::start`] with the legacy ingress-nginx provider.
+    async fn start_legacy(name: &str, versions: &[&str]) -> Self {
+        Box::pin(Self::start_with(
+            name,
+            versions,
+            NAMESPACE,
+            Router::LegacyIngressNginx,
+        ))
+        .await
     }
 
     /// [`Env::start`] with the release in `namespace`.
     async fn start_in(name: &str, versions: &[&str], namespace: &'static str) -> Self {
+        Self::start_with(name, versions, namespace, Router::Gateway).await
+    }
+
+    /// [`Env::start`] with the release in `namespace`, routed by `router`.
+    async fn start_with(
+        name: &str,
+        versions: &[&str],
+        namespace: &'static str,
+        router: Router,
+    ) -> Self {
         let timeline = Timeline::new(name);
         let cluster = Cluster::up().await;
         timeline.mark(&format!(
@@ -121,18 +159,29 @@ impl Env {
             })
             .collect();
         let webhook = Webhook::start().await;
-        let data = DataPlane::start(
-            cluster.client.clone(),
-            namespace,
-            cluster.endpoint(),
-            &work.join("dataplane"),
-            faults,
-            timeline.clone(),
-        )
-        .await;
+        let gateway = Gateway::start(&cluster, &work.join("gateway")).await;
         timeline.mark(&format!(
-            "data plane up: prometheus {}, nginx {}",
+            "Gateway API CRDs, GatewayClass and Gateway {} installed; Traefik serves it on {}",
+            gateway::GATEWAY,
+            gateway.url()
+        ));
+        let network = cluster.pod_network();
+        timeline.mark(&format!(
+            "pod network {}: pod IPs {}",
+            network.name, network.pod_cidr
+        ));
+        let setup = Setup {
+            client: cluster.client.clone(),
+            namespace: namespace.to_owned(),
+            endpoint: cluster.endpoint(),
+            network,
+            gateway,
+        };
+        let data = DataPlane::start(setup, &work.join("dataplane"), faults, timeline.clone()).await;
+        timeline.mark(&format!(
+            "data plane up: prometheus {}, gateway {}, nginx {} (legacy stand-in)",
             data.prometheus.url(),
+            data.gateway_url(),
             data.nginx_url()
         ));
         let mut env = Self {
@@ -146,6 +195,7 @@ impl Env {
             impressions: None,
             model_credentials: None,
             namespace,
+            router,
             operator_kubeconfig,
             work,
             cluster,
@@ -172,6 +222,23 @@ impl Env {
         self.data.as_ref().expect("data plane runs")
     }
 
+    /// Base URL of what routes the release's traffic: the Gateway's listener (Traefik), or
+    /// nginx for the legacy ingress-nginx provider.
+    fn router_url(&self) -> String {
+        match self.router {
+            Router::Gateway => self.data().gateway_url(),
+            Router::LegacyIngressNginx => self.data().nginx_url(),
+        }
+    }
+
+    /// What [`Env::router_url`] is, for messages.
+    fn router_name(&self) -> &'static str {
+        match self.router {
+            Router::Gateway => "the gateway",
+            Router::LegacyIngressNginx => "nginx",
+        }
+    }
+
     fn watch(&self) -> &ReleaseWatch {
         self.watch.as_ref().expect("watch runs")
     }
@@ -194,6 +261,8 @@ impl Env {
                 .as_ref()
                 .map(|(b, t)| (b.as_str(), t.as_str())),
             credentials_secret: self.model_credentials.as_deref(),
+            gateway: (self.router == Router::Gateway)
+                .then_some((gateway::GATEWAY, gateway::GATEWAY_NAMESPACE)),
         };
         release_manifest(&target, &self.models[version], canary)
     }
@@ -310,7 +379,7 @@ impl Env {
         .await
     }
 
-    /// Applies `version` as the first model and waits until it serves through nginx.
+    /// Applies `version` as the first model and waits until it serves through the gateway.
     async fn deploy_stable(&self, version: &str) {
         self.apply_version(version, FAST_CANARY);
         self.wait_phase(Phase::Stable, Duration::from_secs(60))
@@ -318,11 +387,11 @@ impl Env {
         self.wait_serving(version, Duration::from_secs(30)).await;
     }
 
-    /// Waits until nginx answers `/recommend` with `version`.
+    /// Waits until the router answers `/recommend` with `version`.
     async fn wait_serving(&self, version: &str, limit: Duration) {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + limit;
-        let url = format!("{}/recommend/1", self.data().nginx_url());
+        let url = format!("{}/recommend/1", self.router_url());
         loop {
             if let Ok(r) = http.get(&url).header("Host", HOST).send().await
                 && r.status().is_success()
@@ -331,15 +400,107 @@ impl Env {
                     .and_then(|v| v.to_str().ok())
                     == Some(version)
             {
-                self.timeline
-                    .mark(&format!("nginx serves {version} for {HOST}"));
+                self.timeline.mark(&format!(
+                    "{} serves {version} for {HOST}",
+                    self.router_name()
+                ));
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "nginx did not serve {version} within {limit:?}"
+                "{} did not serve {version} within {limit:?}",
+                self.router_name()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The pods the chart's `PodMonitor` `…-inference` selects (rendered with
+    /// `podMonitor.enabled=true`: its `selector.matchLabels`, its namespaces, and a container
+    /// port named as its endpoint's `port`) are exactly the targets the test's Prometheus
+    /// scrapes in job `movrek-inference`, and there are some.
+    async fn assert_scrape_matches_pod_monitor(&self) {
+        let out = self
+            .cluster
+            .command("helm")
+            .args(["template", cluster::HELM_RELEASE])
+            .arg(cluster::repo_root().join("charts/movrek-operator"))
+            .args(["--namespace", cluster::OPERATOR_NAMESPACE])
+            .args(["--set", "podMonitor.enabled=true"])
+            .args(["--show-only", "templates/podmonitor.yaml"])
+            .output()
+            .expect("run helm template");
+        assert!(
+            out.status.success(),
+            "helm template: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let monitor: serde_json::Value =
+            serde_yaml::from_slice(&out.stdout).expect("PodMonitor YAML");
+        assert_eq!(monitor["kind"], "PodMonitor");
+        let spec = &monitor["spec"];
+        let labels = spec["selector"]["matchLabels"]
+            .as_object()
+            .expect("PodMonitor selector.matchLabels");
+        assert!(
+            spec["selector"]["matchExpressions"].is_null(),
+            "extend this check to matchExpressions"
+        );
+        let selector: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().expect("label value")))
+            .collect();
+        let any_namespace = spec["namespaceSelector"]["any"] == true;
+        let names = spec["namespaceSelector"]["matchNames"].as_array();
+        let in_namespace = any_namespace
+            || names.is_some_and(|n| n.iter().any(|n| n == self.namespace))
+            || self.namespace == cluster::OPERATOR_NAMESPACE;
+        let port = spec["podMetricsEndpoints"][0]["port"]
+            .as_str()
+            .expect("podMetricsEndpoints[0].port");
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.cluster.client.clone(), self.namespace);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed = pods
+                .list(&ListParams::default().labels(&selector.join(",")))
+                .await
+                .expect("list pods");
+            let selected: std::collections::BTreeSet<(String, String)> = listed
+                .items
+                .iter()
+                .filter(|_| in_namespace)
+                .filter(|p| {
+                    !matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    )
+                })
+                .filter(|p| {
+                    p.spec.as_ref().is_some_and(|s| {
+                        s.containers.iter().any(|c| {
+                            c.ports
+                                .iter()
+                                .flatten()
+                                .any(|cp| cp.name.as_deref() == Some(port))
+                        })
+                    })
+                })
+                .map(|p| (self.namespace.to_owned(), p.name_any()))
+                .collect();
+            let scraped = self.data().prometheus.inference_targets().await;
+            if !selected.is_empty() && selected == scraped {
+                self.timeline.mark(&format!(
+                    "Prometheus scrapes the {} pods the chart's PodMonitor selects",
+                    selected.len()
+                ));
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the chart's PodMonitor selects {selected:?}, Prometheus scrapes {scraped:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
@@ -357,10 +518,10 @@ impl Env {
         self.timeline.mark(&format!("traffic reaches {version}"));
     }
 
-    /// Starts paced load through nginx: 4 workers × 20 req/s.
+    /// Starts paced load through the gateway: 4 workers × 20 req/s.
     fn start_traffic(&mut self, limit: Duration) {
         self.traffic = Some(Traffic::start(
-            &self.data().nginx_url(),
+            &self.router_url(),
             HOST,
             4,
             Duration::from_millis(50),
@@ -604,11 +765,13 @@ impl Env {
 
 /// Scenario 1: `helm install`, `kubectl apply -f examples/recommenderrelease.yaml` (with this
 /// machine's model artifact): stable ready, `kubectl wait --for=condition=Ready` returns,
-/// `kubectl get rr` shows the printer columns, nginx serves the model.
+/// `kubectl get rr` shows the printer columns, the example's ingress-nginx route serves the
+/// model (through the legacy stand-in: the example is applied as shipped), and the test's
+/// Prometheus scrapes exactly the pods the chart's `PodMonitor` selects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s01_install_and_first_deploy() {
-    let env = Env::start("s01", &["v1"]).await;
+    let env = Env::start_legacy("s01", &["v1"]).await;
     let example =
         std::fs::read_to_string(cluster::repo_root().join("examples/recommenderrelease.yaml"))
             .expect("read examples/recommenderrelease.yaml");
@@ -676,11 +839,12 @@ async fn s01_install_and_first_deploy() {
     let reasons = env.event_reasons().await;
     assert!(reasons.contains(&"Deploying".to_owned()), "{reasons:?}");
     assert!(reasons.contains(&"Ready".to_owned()), "{reasons:?}");
+    env.assert_scrape_matches_pod_monitor().await;
     env.finish().await;
 }
 
 /// Scenario 2: a good new version goes canary at 20 %, soaks, passes analysis and is
-/// promoted; during the soak nginx sent ≈ 20 % of answers to it, afterwards 100 %.
+/// promoted; during the soak the gateway sent ≈ 20 % of answers to it, afterwards 100 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s02_good_canary_is_promoted() {
@@ -707,7 +871,7 @@ async fn s02_good_canary_is_promoted() {
     assert_eq!(entry.version, "v2");
     assert_eq!(entry.outcome, Outcome::Promoted);
 
-    // Settle: nginx must route everything to the promoted stable.
+    // Settle: the gateway must route everything to the promoted stable.
     let settled_from = env.timeline.now() + Duration::from_secs(3);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let samples = env.samples();
@@ -748,7 +912,7 @@ async fn s02_good_canary_is_promoted() {
     assert_eq!(
         all.failed,
         0,
-        "no failed request through nginx: {all}\n{}",
+        "no failed request through the gateway: {all}\n{}",
         traffic::failures(&samples)
     );
 
@@ -775,7 +939,7 @@ async fn s02_good_canary_is_promoted() {
 
 /// Scenario 3: a slow canary (`MOVREK_FAULT_DELAY_MS` = 400 ms against a 100 ms limit) is
 /// rolled back; Event and webhook arrive; the stable track is never interrupted (0 failed
-/// requests through nginx). Prints the breach-to-rollback time.
+/// requests through the gateway). Prints the breach-to-rollback time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s03_slow_canary_is_rolled_back() {
@@ -809,7 +973,7 @@ async fn s03_slow_canary_is_rolled_back() {
     );
     let rolled_back_at = env.timeline.now();
 
-    // After the rollback nginx routes nothing to the canary.
+    // After the rollback the gateway routes nothing to the canary.
     let settled_from = rolled_back_at + Duration::from_secs(2);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let samples = env.samples();
@@ -817,7 +981,7 @@ async fn s03_slow_canary_is_rolled_back() {
     env.timeline.mark(&format!("after rollback: {after}"));
     assert!((after.share("v1") - 1.0).abs() < f64::EPSILON, "{after}");
 
-    // Breach: the first slow answer through nginx.
+    // Breach: the first slow answer through the gateway.
     let breach = samples
         .iter()
         .find(|s| s.version.as_deref() == Some("v2-slow"))
@@ -838,7 +1002,7 @@ async fn s03_slow_canary_is_rolled_back() {
         .at;
     env.timeline.mark(&format!(
         "FIGURE breach-to-rollback: {:.1}s to status weight 0, {:.1}s to the last slow answer \
-         through nginx (soak 4s, checks every 4s, failureLimit 2)",
+         through the gateway (soak 4s, checks every 4s, failureLimit 2)",
         rolling_back.saturating_sub(breach).as_secs_f64(),
         last_slow.saturating_sub(breach).as_secs_f64()
     ));
@@ -868,7 +1032,8 @@ async fn s03_slow_canary_is_rolled_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s08_invalid_manifests_are_rejected() {
-    let env = Env::start("s08", &["v1"]).await;
+    // Legacy provider: the invalid manifests are variations of an ingress-nginx one.
+    let env = Env::start_legacy("s08", &["v1"]).await;
     let good = env.manifest("v1", FAST_CANARY);
     let cases: [(&str, String, &[&str]); 5] = [
         (
@@ -981,7 +1146,7 @@ impl Env {
         .await
     }
 
-    /// Asserts no request through nginx failed so far.
+    /// Asserts no request through the gateway failed so far.
     fn assert_no_failed_requests(&self) {
         let samples = self.samples();
         let all = Mix::of(&samples, Duration::ZERO, self.timeline.now());
@@ -989,12 +1154,12 @@ impl Env {
         assert_eq!(
             all.failed,
             0,
-            "requests failed through nginx: {all}\n{}",
+            "requests failed through the gateway: {all}\n{}",
             traffic::failures(&samples)
         );
     }
 
-    /// Asserts nginx answered only with `version` over the last `window` (after settling).
+    /// Asserts the router answered only with `version` over the last `window` (after settling).
     async fn assert_all_traffic_on(&self, version: &str) {
         let from = self.timeline.now() + Duration::from_secs(2);
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1268,7 +1433,7 @@ fn operator_requests(apiserver_metrics: &str) -> (f64, f64) {
             ],
         )
     };
-    let kinds = ["deployments", "services", "ingresses"];
+    let kinds = ["deployments", "services", "ingresses", "httproutes"];
     let gets = kinds.iter().map(|k| m("GET", k)).sum();
     let mut writes: f64 = kinds
         .iter()
@@ -1293,7 +1458,8 @@ fn operator_requests(apiserver_metrics: &str) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s01b_idle_reconcile_api_requests() {
-    let env = Env::start("s01b", &["v1"]).await;
+    // Legacy provider: the counts were taken with Ingresses (HTTPRoutes are counted too).
+    let env = Env::start_legacy("s01b", &["v1"]).await;
     env.deploy_stable("v1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (r0, w0) = env.operator_counts(0).await;
@@ -1363,7 +1529,8 @@ async fn s01b_idle_reconcile_api_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s12_lifecycle_heal_provider_change_deletion() {
-    let env = Env::start("s12", &["v1"]).await;
+    // Legacy provider: heals a hand-edited canary Ingress, then moves off ingress-nginx.
+    let env = Env::start_legacy("s12", &["v1"]).await;
     env.deploy_stable("v1").await;
 
     env.cluster
@@ -1983,7 +2150,7 @@ async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one()
         .map(|s| s.at);
     if let (Some(failure), Some(back)) = (first_failure, rolled_back) {
         env.timeline.mark(&format!(
-            "FIGURE judge: first failed answer through nginx → weight 0 in {:.1}s (soak 8s, \
+            "FIGURE judge: first failed answer through the gateway → weight 0 in {:.1}s (soak 8s, \
              a compared check every 4s); message: {}",
             back.saturating_sub(failure).as_secs_f64(),
             analysis.message
@@ -2017,7 +2184,7 @@ async fn s15_the_judge_rolls_back_a_worse_canary_and_promotes_an_identical_one()
     let reasons = env.event_reasons().await;
     assert!(
         !reasons.iter().any(|r| r == "SampleRatioMismatch"),
-        "nginx splits as configured: {reasons:?}"
+        "the gateway splits as configured: {reasons:?}"
     );
     env.finish().await;
 }
@@ -2102,18 +2269,12 @@ const QUALITY_CANARY: &str = "weight: 50\n    soakDuration: 8s\n    interval: 4s
     errors: { tolerance: 0.5, floor: 0.02 }\n      score: { tolerance: 0.05 }\n      \
     hits: { tolerance: 0.2 }";
 
-/// `movrek simulate --live` users of scenario 16: 25 sessions/s through nginx (by virtual
+/// `movrek simulate --live` users of scenario 16: 25 sessions/s through the gateway (by virtual
 /// host) for at most 700 s, their watches and ratings to the `events` topic.
 fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGuard {
     let mut simulate = Command::new(support::movrek_bin());
     simulate
-        .args([
-            "simulate",
-            "--target",
-            &env.data().nginx_url(),
-            "--host",
-            HOST,
-        ])
+        .args(["simulate", "--target", &env.router_url(), "--host", HOST])
         .arg("--data")
         .arg(env.work.join("data"))
         .args(["--rate", "25", "--duration", "700", "--concurrency", "8"])
@@ -2133,7 +2294,7 @@ fn simulated_users(env: &Env, bus: &bus::Bus, events: &str) -> support::ChildGua
 /// Scenario 16 (issue 10): a canary that answers as fast as stable but recommends badly (a
 /// model trained on scrambled users) is rolled back on online quality while every latency and
 /// error figure is fine; then an identical canary (A/A) is promoted on quality, but not while
-/// the evaluator is down. The whole loop is real: `movrek simulate` users go through nginx,
+/// the evaluator is down. The whole loop is real: `movrek simulate` users go through the gateway,
 /// the pods publish impressions to a real Kafka broker (`spec.impressions`), the users'
 /// watches and ratings go to it too, `movrek evaluate` scores them, Prometheus scrapes it, and
 /// the operator's judge reads the score and hits per track.
@@ -2165,7 +2326,7 @@ async fn s16_quality_a_bad_canary_is_rolled_back_an_identical_one_promoted() {
         .mark(&format!("movrek evaluate on {}, scraped", evaluator.addr));
     let users = simulated_users(&env, &bus, &events);
     env.timeline
-        .mark("movrek simulate --live: 25 sessions/s through nginx for at most 700 s");
+        .mark("movrek simulate --live: 25 sessions/s through the gateway for at most 700 s");
     let scored = evaluator
         .wait_scored(RELEASE, "stable", Duration::from_secs(150))
         .await;
@@ -2405,12 +2566,12 @@ impl Retraining {
         }
     }
 
-    /// Simulated users (seed `seed`) go through nginx, their actions to the events topic.
+    /// Simulated users (seed `seed`) go through the gateway, their actions to the events topic.
     async fn traffic_to_events(&self, env: &Env, seed: u64) -> u64 {
         let sink = format!("kafka://{}/{}", self.bus.bootstrap, self.topic);
-        let nginx = env.data().nginx_url();
+        let router = env.router_url();
         let users = retrain::Users {
-            target: &nginx,
+            target: &router,
             host: HOST,
             data: &env.work.join("data"),
             sink: &sink,
@@ -2419,7 +2580,7 @@ impl Retraining {
         let tally = &summary["tally"];
         let lines = tally["lines"].as_u64().expect("tally.lines");
         env.timeline.mark(&format!(
-            "movrek simulate (seed {seed}): {} requests through nginx, {} ratings, {lines} lines to Kafka",
+            "movrek simulate (seed {seed}): {} requests through the gateway, {} ratings, {lines} lines to Kafka",
             tally["requests"], tally["ratings"]
         ));
         lines
@@ -2508,7 +2669,7 @@ async fn s18_retraining_job_trains_publishes_and_is_canaried() {
     assert_eq!(
         all.failed,
         0,
-        "no request failed through nginx: {all}\n{}",
+        "no request failed through the gateway: {all}\n{}",
         traffic::failures(&samples)
     );
     // The store and a broker started here keep their pid files under the cluster's temp
@@ -2836,4 +2997,254 @@ async fn a_worse_model_is_refused_by_the_ranking_gate(
     env.timeline
         .mark(&format!("refused: {}", run.notifications[0]["text"]));
     assert_unchanged(env, retraining, v2).await;
+}
+
+/// Polls the release's `HTTPRoute` every 20 ms until its canary backend has `weight`; returns
+/// when that was seen (since the timeline's epoch): the operator's route write, as read back
+/// from the API server (at most 20 ms plus one GET after it).
+async fn route_written(env: &Env, weight: i32, limit: Duration) -> Duration {
+    use movrek_operator::router::{http_route_resource, live::http_route_canary_weight};
+    let routes: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        env.cluster.client.clone(),
+        env.namespace,
+        &http_route_resource(),
+    );
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(route)) = routes.get_opt(RELEASE).await
+            && http_route_canary_weight(&route) == Some(weight)
+        {
+            let at = env.timeline.now();
+            env.timeline.mark(&format!(
+                "HTTPRoute {RELEASE}: canary weight {weight} written"
+            ));
+            return at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "HTTPRoute {RELEASE} never got canary weight {weight} in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `n` GETs of `/recommend/{user}` on `base` with `Host: HOST`, `concurrency` at a time over
+/// kept-alive connections, bounded by `limit`: (answers per `X-Model-Version`, failures,
+/// each request's latency).
+async fn burst(
+    base: &str,
+    n: usize,
+    concurrency: usize,
+    limit: Duration,
+) -> (HashMap<String, u64>, u64, Vec<Duration>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("reqwest client");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + limit;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, next, base) = (http.clone(), next.clone(), base.to_owned());
+            tokio::spawn(async move {
+                let (mut versions, mut failed, mut times) = (HashMap::new(), 0u64, Vec::new());
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n || Instant::now() >= deadline {
+                        break;
+                    }
+                    let started = Instant::now();
+                    let answer = http
+                        .get(format!("{base}/recommend/{}", i % 300 + 1))
+                        .header("Host", HOST)
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(r) if r.status().is_success() => {
+                            let v = r
+                                .headers()
+                                .get("x-model-version")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("?")
+                                .to_owned();
+                            if r.bytes().await.is_ok() {
+                                times.push(started.elapsed());
+                                *versions.entry(v).or_insert(0u64) += 1;
+                            } else {
+                                failed += 1;
+                            }
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (versions, failed, times)
+            })
+        })
+        .collect();
+    let (mut versions, mut failed, mut times) = (HashMap::new(), 0, Vec::new());
+    for t in tasks {
+        let (v, f, d) = t.await.expect("burst task");
+        for (k, c) in v {
+            *versions.entry(k).or_insert(0) += c;
+        }
+        failed += f;
+        times.extend(d);
+    }
+    times.sort_unstable();
+    (versions, failed, times)
+}
+
+/// The `q` quantile (nearest rank) of sorted `times`, in milliseconds.
+fn quantile_ms(times: &[Duration], q: f64) -> f64 {
+    assert!(!times.is_empty(), "no samples");
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a rank within the slice"
+    )]
+    let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len());
+    times[rank - 1].as_secs_f64() * 1e3
+}
+
+/// Wilson score interval (Wilson 1927, "Probable inference, the law of succession, and
+/// statistical inference", JASA 22) for `k` successes in `n` trials at z = 1.96 (95 %).
+#[allow(clippy::cast_precision_loss, reason = "request counts")]
+fn wilson95(k: u64, n: u64) -> (f64, f64) {
+    let (k, n, z) = (k as f64, n as f64, 1.96_f64);
+    let p = k / n;
+    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    (centre - half, centre + half)
+}
+
+/// Prints the gateway's added latency: p50/p99 of 2,000 sequential requests through Traefik
+/// and straight to a stable pod (same client, kept-alive connections).
+async fn added_latency(env: &Env, gateway: &str) {
+    let pod = env
+        .data()
+        .pod_urls("stable")
+        .into_iter()
+        .next()
+        .expect("a ready stable pod");
+    let (_, f1, through) = burst(gateway, 2000, 1, Duration::from_secs(120)).await;
+    let (_, f2, direct) = burst(&pod, 2000, 1, Duration::from_secs(120)).await;
+    assert_eq!((f1, f2), (0, 0), "requests failed in the latency runs");
+    env.timeline.mark(&format!(
+        "FIGURE gateway: latency of {} sequential requests through Traefik p50 {:.2} ms p99 {:.2} ms; \
+         straight to pod {pod}: {} requests p50 {:.2} ms p99 {:.2} ms; added p50 {:.2} ms p99 {:.2} ms",
+        through.len(),
+        quantile_ms(&through, 0.5),
+        quantile_ms(&through, 0.99),
+        direct.len(),
+        quantile_ms(&direct, 0.5),
+        quantile_ms(&direct, 0.99),
+        quantile_ms(&through, 0.5) - quantile_ms(&direct, 0.5),
+        quantile_ms(&through, 0.99) - quantile_ms(&direct, 0.99),
+    ));
+}
+
+/// Scenario 19 (issue 11, the figures of BENCHMARKS.md "Through the real gateway"): Traefik
+/// serving the operator's weighted `HTTPRoute` during a canary at 20 %. Prints FIGURE lines:
+/// the split over 6,000 requests with its 95 % Wilson interval; p50/p99 of 2,000 sequential
+/// requests through the gateway and straight to a stable pod; the time from the operator's
+/// route write (weight 20, then 0 on an abort) to the new split at the gateway; failed
+/// requests during a promotion and a rollback under paced traffic. Asserts what must hold
+/// whatever the machine's speed: the interval contains 20 %, no request failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "end-to-end: run hack/e2e.sh"]
+async fn s19_gateway_split_latency_and_route_propagation() {
+    let mut env = Env::start("s19", &["v1", "v2", "v3"]).await;
+    env.deploy_stable("v1").await;
+    env.start_traffic(Duration::from_secs(400));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Route write (weight 20) → first canary answer at the gateway.
+    env.apply_version("v2", MANUAL_CANARY);
+    let written = route_written(&env, 20, Duration::from_secs(60)).await;
+    env.wait_phase(Phase::Soaking, Duration::from_secs(60))
+        .await;
+    env.wait_serving_share("v2").await;
+    let first_v2 = env
+        .samples()
+        .iter()
+        .filter(|s| s.version.as_deref() == Some("v2"))
+        .map(|s| s.at)
+        .min()
+        .expect("a v2 answer");
+    env.timeline.mark(&format!(
+        "FIGURE gateway: HTTPRoute weight 20 written → first canary answer through Traefik in {:.2}s \
+         (paced traffic 80 req/s, fresh connection each)",
+        first_v2.saturating_sub(written).as_secs_f64()
+    ));
+
+    // The split over 6,000 requests, 8 at a time.
+    let gateway = env.router_url();
+    let (versions, failed, _) = burst(&gateway, 6000, 8, Duration::from_secs(180)).await;
+    let canary = versions.get("v2").copied().unwrap_or(0);
+    let n: u64 = versions.values().sum();
+    let (lo, hi) = wilson95(canary, n);
+    #[allow(clippy::cast_precision_loss, reason = "request counts")]
+    let share = canary as f64 / n as f64;
+    env.timeline.mark(&format!(
+        "FIGURE gateway: split at weight 20 over {n} requests: canary {canary} = {:.2}% \
+         (95% Wilson interval {:.2}–{:.2}%), {failed} failed",
+        share * 100.0,
+        lo * 100.0,
+        hi * 100.0
+    ));
+    assert!(n >= 5000, "{n} answers: the burst ran out of time");
+    assert_eq!(failed, 0, "requests failed through the gateway");
+    assert!(
+        lo <= 0.20 && 0.20 <= hi,
+        "the 95% interval {lo:.4}–{hi:.4} misses the configured 20%"
+    );
+
+    added_latency(&env, &gateway).await;
+
+    // Promotion under paced traffic.
+    let promote_from = env.timeline.now();
+    env.annotate("promote");
+    env.wait_outcome(Phase::Succeeded, "v2", Duration::from_secs(90))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let window = Mix::of(&env.samples(), promote_from, env.timeline.now());
+    env.timeline.mark(&format!(
+        "FIGURE gateway: promotion under paced traffic: {} answers, {} failed",
+        window.total_ok(),
+        window.failed
+    ));
+    env.assert_no_failed_requests();
+
+    // Rollback: a canary v3, aborted; route write (weight 0) → last canary answer.
+    env.apply_version("v3", MANUAL_CANARY);
+    route_written(&env, 20, Duration::from_secs(60)).await;
+    env.wait_phase(Phase::Soaking, Duration::from_secs(60))
+        .await;
+    env.wait_serving_share("v3").await;
+    let abort_from = env.timeline.now();
+    env.annotate("abort");
+    let zeroed = route_written(&env, 0, Duration::from_secs(60)).await;
+    env.wait_outcome(Phase::RolledBack, "v2", Duration::from_secs(90))
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let samples = env.samples();
+    let last_v3 = samples
+        .iter()
+        .filter(|s| s.version.as_deref() == Some("v3"))
+        .map(|s| s.at)
+        .max()
+        .expect("v3 answers");
+    env.timeline.mark(&format!(
+        "FIGURE gateway: HTTPRoute weight 0 written → last canary answer through Traefik {:.2}s later",
+        last_v3.saturating_sub(zeroed).as_secs_f64()
+    ));
+    let window = Mix::of(&samples, abort_from, env.timeline.now());
+    env.timeline.mark(&format!(
+        "FIGURE gateway: rollback under paced traffic: {} answers, {} failed",
+        window.total_ok(),
+        window.failed
+    ));
+    env.assert_no_failed_requests();
+    env.finish().await;
 }

@@ -70,6 +70,8 @@ impl Cluster {
         let started = Instant::now();
         let out = Command::new(repo_root().join("hack/cluster/up"))
             .arg(&dir)
+            // Inference pods turn Ready when the data-plane stand-in's probe passes.
+            .env("MOVREK_CLUSTER_PROBED_PODS", "1")
             .stdin(Stdio::null())
             .output()
             .expect("run hack/cluster/up");
@@ -239,6 +241,35 @@ impl Cluster {
         }
     }
 
+    /// The admin's bearer token (the cluster's static token file).
+    pub fn admin_token(&self) -> String {
+        let tokens =
+            std::fs::read_to_string(self.dir.join("pki/tokens.csv")).expect("read tokens.csv");
+        tokens
+            .lines()
+            .find(|l| l.split(',').nth(1) == Some("admin"))
+            .and_then(|l| l.split(',').next())
+            .expect("an admin token in tokens.csv")
+            .to_owned()
+    }
+
+    /// The pod network `hack/cluster/up` made (`DIR/netns`).
+    pub fn pod_network(&self) -> PodNetwork {
+        let text = std::fs::read_to_string(self.dir.join("netns"))
+            .expect("read DIR/netns (hack/cluster/up writes it)");
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("{key} missing in DIR/netns:\n{text}"))
+                .to_owned()
+        };
+        PodNetwork {
+            name: get("name"),
+            host_ip: get("host_ip"),
+            pod_cidr: get("pod_cidr"),
+        }
+    }
+
     /// The API server's own `/metrics` text (admin token).
     pub async fn apiserver_metrics(&self) -> String {
         let request = http::Request::get("/metrics")
@@ -266,6 +297,18 @@ impl Drop for Cluster {
             );
         }
     }
+}
+
+/// The cluster's pod network: a network namespace whose private range kwok hands out as pod
+/// IPs (`hack/cluster/netns`).
+#[derive(Clone, Debug)]
+pub struct PodNetwork {
+    /// The network namespace (`ip netns exec NAME …` runs a pod's process there).
+    pub name: String,
+    /// The root namespace's end of the veth pair, as the pods see it.
+    pub host_ip: String,
+    /// The pod IP range, e.g. `10.244.1.0/24`.
+    pub pod_cidr: String,
 }
 
 /// The API server's address and CA, for kubeconfigs of other identities.

@@ -1,33 +1,42 @@
 //! Test infrastructure: the data-plane stand-in. Pods never run under kwok, so this plays
-//! kubelet and ingress controller for one namespace:
+//! kubelet for one namespace (and, for the legacy `ingress-nginx` provider only, ingress
+//! controller):
 //!
-//! - for every Running+Ready pod of a movrek inference Deployment it starts a real
-//!   `movrek serve --bind 127.0.0.1 --port <free>` with that pod's container env (literal
-//!   values, `secretKeyRef`s and `envFrom` Secrets resolved as a kubelet does), and stops it
-//!   (SIGTERM, then SIGKILL by pid) once the pod is gone or terminating;
-//! - it runs the retraining Job's pods to completion ([`crate::jobs`]);
-//! - it registers the ready processes with a real Prometheus through file service discovery
-//!   (target labels `namespace`, `pod`, `track`; 1 s scrape);
-//! - it renders the namespace's Ingresses (`<name>` → stable Service, `<name>-canary` with
-//!   `nginx.ingress.kubernetes.io/canary-weight`) into a real nginx: one upstream per Service
-//!   (the ready processes whose pod labels match its selector) and a `split_clients` on
-//!   `$request_id` for the canary weight, like ingress-nginx's canary, then reloads it (HUP by
-//!   pid) and waits until the new configuration answers.
+//! - kwok gives every inference pod an IP from the cluster's pod network (a network namespace,
+//!   `hack/cluster/netns`) and leaves it Running but not Ready. For each such pod this starts a
+//!   real `movrek serve --bind <pod IP> --port <containerPort>` inside that namespace
+//!   (`ip netns exec`) with the pod's container env (literal values, `secretKeyRef`s and
+//!   `envFrom` Secrets resolved as a kubelet does), sets the pod's `Ready` condition once
+//!   `/readyz` answers (a kubelet's readiness probe) and back to False when the process dies,
+//!   and restarts a process that died. The real controller-manager then lists the pod in its
+//!   Services' `EndpointSlices`, and the real gateway (Traefik, [`crate::gateway`]) finds it
+//!   there. A real Prometheus scrapes the ready pods on their IPs through file service discovery
+//!   written here (see [`scrape_config`] for why not Kubernetes discovery yet).
+//! - A pod that is gone keeps serving until no router sends it traffic any more (the gateway's
+//!   API no longer lists its address and nginx was reloaded without it; at most
+//!   [`DRAIN_LIMIT`]), then gets SIGTERM: the `preStop` drain a real pod would have.
+//! - Loopback services named in a pod's env (`127.0.0.1:PORT`: the Kafka broker, the S3
+//!   stand-in) are relayed into the pod network by `hack/cluster/loopback-relay.py`; nothing
+//!   else outside the pod network is reachable from it.
+//! - It runs the retraining Job's pods to completion ([`crate::jobs`]) in the root namespace.
+//! - **Stand-in for ingress-nginx** (the legacy provider only; Traefik does not implement the
+//!   ingress-nginx canary annotations): it renders the namespace's Ingresses (`<name>` → stable
+//!   Service, `<name>-canary` with `nginx.ingress.kubernetes.io/canary-weight`) into a real
+//!   nginx: one upstream per Service (the ready pod IPs whose labels match its selector) and a
+//!   `split_clients` on `$request_id` for the canary weight, like ingress-nginx's canary, then
+//!   reloads it (HUP by pid) and waits until the new configuration answers.
 //!
 //! Fault injection: a `RecommenderRelease` cannot set pod env, so the stand-in adds
 //! fault variables (`MOVREK_FAULT_DELAY_MS`, `MOVREK_FAULT_ERROR_RATE`) to the processes of any
 //! pod whose `MOVREK_MODEL_VERSION` is listed in the test's fault table (e.g. `v2-slow` →
 //! 400 ms, `v2-failing` → 20 % 5xx).
-//!
-//! Routing changes are applied before a process stops, so a pod leaving never costs a
-//! request through nginx.
 
 #![allow(
     dead_code,
     reason = "shared test infrastructure: not every scenario uses every helper"
 )]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,16 +47,19 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
-use crate::cluster::ApiEndpoint;
+use crate::cluster::{ApiEndpoint, PodNetwork, repo_root};
+use crate::gateway::Gateway;
 use crate::jobs::{JobPodRun, JobPods};
 use crate::support::{ChildGuard, free_port, movrek_bin, prometheus_bin, spawn_ready};
 use crate::timeline::Timeline;
 
 /// Label every inference pod carries.
 const POD_SELECTOR: &str = "app.kubernetes.io/name=movrek-inference";
+/// The inference container (its env and `http` port are the pod's process's).
+const CONTAINER: &str = "inference";
 const CANARY: &str = "nginx.ingress.kubernetes.io/canary";
 const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
 const TICK: Duration = Duration::from_millis(250);
@@ -58,19 +70,31 @@ const TICK_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest `stop` waits for the loop before aborting it (its process guards still kill
 /// every pod process and nginx when the task is dropped).
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
-/// Longest a leaving backend stays routed while its replacement starts.
-const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// Longest a gone pod keeps serving while a router may still send it requests.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+/// Longest a stopping process gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// One `movrek serve` standing in for a pod.
 #[derive(Debug)]
 struct Backend {
+    /// The pod's IP (in the pod network) and container port.
+    ip: String,
     port: u16,
+    /// The container port is named `http` (what the chart's `PodMonitor` scrapes).
+    port_named_http: bool,
     track: String,
     version: String,
     labels: BTreeMap<String, String>,
     ready: bool,
     leaving_since: Option<Instant>,
     process: ChildGuard,
+}
+
+impl Backend {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
 }
 
 /// What the stand-in did, for assertions and the timeline.
@@ -90,12 +114,15 @@ pub struct Stats {
 
 /// The stand-in's running state.
 pub struct DataPlane {
-    /// The real Prometheus scraping the stand-in processes.
+    /// The real Prometheus scraping the pods.
     pub prometheus: Prometheus,
-    /// The real nginx the traffic goes through.
+    /// The real nginx of the legacy ingress-nginx provider (stand-in ingress controller).
     pub nginx_port: u16,
-    sd_file: PathBuf,
+    /// The real Gateway API implementation (Traefik) the traffic goes through.
+    pub gateway: Arc<Gateway>,
     pods_dir: PathBuf,
+    /// Ready pods: (track, base URL), straight to their processes.
+    ready: Arc<Mutex<Vec<(String, String)>>>,
     stats: Arc<Mutex<Stats>>,
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -105,38 +132,58 @@ impl std::fmt::Debug for DataPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataPlane")
             .field("nginx_port", &self.nginx_port)
+            .field("gateway", &self.gateway.port)
             .finish_non_exhaustive()
     }
 }
 
+/// What [`DataPlane::start`] needs to know about the cluster.
+pub struct Setup {
+    /// Admin client.
+    pub client: Client,
+    /// Namespace whose pods the stand-in serves.
+    pub namespace: String,
+    /// The API server, for Job pods' processes.
+    pub endpoint: ApiEndpoint,
+    /// The pod network.
+    pub network: PodNetwork,
+    /// The running gateway.
+    pub gateway: Gateway,
+}
+
 impl DataPlane {
-    /// Starts Prometheus, nginx and the pod loop for `namespace`; files go under `dir`.
-    /// `faults` maps a model version to the fault variables its processes get; Job pods'
-    /// processes reach the API server at `endpoint`.
+    /// Starts Prometheus, nginx and the pod loop for `setup.namespace`; files go under `dir`.
+    /// `faults` maps a model version to the fault variables its processes get.
     pub async fn start(
-        client: Client,
-        namespace: &str,
-        endpoint: ApiEndpoint,
+        setup: Setup,
         dir: &Path,
         faults: HashMap<String, Vec<(String, String)>>,
         timeline: Arc<Timeline>,
     ) -> Self {
+        let Setup {
+            client,
+            namespace,
+            endpoint,
+            network,
+            gateway,
+        } = setup;
         std::fs::create_dir_all(dir).expect("create the data-plane dir");
         let sd_file = dir.join("targets.json");
         std::fs::write(&sd_file, "[]").expect("write the file-SD targets");
         let prometheus = Prometheus::start(&dir.join("prometheus"), &sd_file).await;
         let mut nginx = Nginx::start(&dir.join("nginx")).await;
         let nginx_port = nginx.port;
+        let gateway = Arc::new(gateway);
         let stats = Arc::new(Mutex::new(Stats::default()));
+        let ready = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let pods_dir = dir.join("pods");
         std::fs::create_dir_all(&pods_dir).expect("create pods dir");
         let task = tokio::spawn({
-            let (stats, stop) = (stats.clone(), stop.clone());
-            let namespace = namespace.to_owned();
-            let sd_file = sd_file.clone();
+            let (stats, stop, ready) = (stats.clone(), stop.clone(), ready.clone());
             let jobs = JobPods::new(&client, &namespace, endpoint, pods_dir.clone());
             let pods_dir = pods_dir.clone();
+            let gateway = gateway.clone();
             async move {
                 let mut standin = StandIn {
                     pods: Api::namespaced(client.clone(), &namespace),
@@ -145,9 +192,14 @@ impl DataPlane {
                     services: Api::namespaced(client.clone(), &namespace),
                     ingresses: Api::namespaced(client, &namespace),
                     namespace,
+                    network,
+                    gateway,
                     backends: HashMap::new(),
+                    stopping: Vec::new(),
+                    relays: HashMap::new(),
                     faults,
                     pods_dir,
+                    ready,
                     sd_file,
                     last_sd: String::new(),
                     stats,
@@ -174,28 +226,34 @@ impl DataPlane {
         Self {
             prometheus,
             nginx_port,
-            sd_file,
+            gateway,
             pods_dir,
+            ready,
             stats,
             stop,
             task: Some(task),
         }
     }
 
-    /// Base URL of nginx.
+    /// Base URL of nginx (the legacy ingress-nginx stand-in).
     pub fn nginx_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.nginx_port)
     }
 
-    /// Base URLs of the ready pods of `track`, straight to their processes (not through
-    /// nginx), as the Prometheus targets name them.
+    /// Base URL of the Gateway's listener (Traefik).
+    pub fn gateway_url(&self) -> String {
+        self.gateway.url()
+    }
+
+    /// Base URLs of the ready pods of `track`, straight to their processes (not through a
+    /// router): `http://<pod IP>:<port>`.
     pub fn pod_urls(&self, track: &str) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.sd_file).unwrap_or_default();
-        let targets: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-        targets
+        self.ready
+            .lock()
+            .expect("ready lock")
             .iter()
-            .filter(|t| t["labels"]["track"] == track)
-            .filter_map(|t| Some(format!("http://{}", t["targets"][0].as_str()?)))
+            .filter(|(t, _)| t == track)
+            .map(|(_, url)| url.clone())
             .collect()
     }
 
@@ -209,7 +267,7 @@ impl DataPlane {
         self.stats.lock().expect("stats lock").clone()
     }
 
-    /// Stops the loop, every process and nginx (Prometheus stops on drop).
+    /// Stops the loop, every process and nginx (Prometheus and Traefik stop on drop).
     pub async fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(mut task) = self.task.take()
@@ -241,9 +299,16 @@ struct StandIn {
     services: Api<Service>,
     ingresses: Api<Ingress>,
     namespace: String,
+    network: PodNetwork,
+    gateway: Arc<Gateway>,
     backends: HashMap<String, Backend>,
+    /// Processes of gone pods sent SIGTERM, with when to SIGKILL them.
+    stopping: Vec<(Instant, Backend)>,
+    /// Loopback relays into the pod network, by port.
+    relays: HashMap<u16, ChildGuard>,
     faults: HashMap<String, Vec<(String, String)>>,
     pods_dir: PathBuf,
+    ready: Arc<Mutex<Vec<(String, String)>>>,
     sd_file: PathBuf,
     last_sd: String,
     stats: Arc<Mutex<Stats>>,
@@ -251,13 +316,49 @@ struct StandIn {
     http: reqwest::Client,
 }
 
-fn pod_serves(pod: &Pod) -> bool {
-    let status = pod.status.as_ref();
-    pod.metadata.deletion_timestamp.is_none()
-        && status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+/// A pod kwok runs: Running with an IP, not being deleted.
+fn pod_runs(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    (pod.metadata.deletion_timestamp.is_none() && status.phase.as_deref() == Some("Running"))
+        .then(|| status.pod_ip.clone())
+        .flatten()
+}
+
+/// The inference container's `http` port (its first port when none is named so), and
+/// whether it is named `http`.
+fn container_port(pod: &Pod) -> Option<(u16, bool)> {
+    let c = pod
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == CONTAINER)?;
+    let ports = c.ports.as_ref()?;
+    let port = ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .or_else(|| ports.first())?;
+    let named = port.name.as_deref() == Some("http");
+    Some((u16::try_from(port.container_port).ok()?, named))
+}
+
+/// Loopback ports (`127.0.0.1:PORT`, `localhost:PORT`) named in env values.
+fn loopback_ports(env: &[(String, String)]) -> BTreeSet<u16> {
+    let mut ports = BTreeSet::new();
+    for (_, value) in env {
+        for host in ["127.0.0.1:", "localhost:"] {
+            for (i, _) in value.match_indices(host) {
+                let digits: String = value[i + host.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(port) = digits.parse() {
+                    ports.insert(port);
+                }
+            }
+        }
+    }
+    ports
 }
 
 /// The environment of `container` in `pod` as a kubelet gives it: every key of each `envFrom`
@@ -328,24 +429,36 @@ impl StandIn {
             .pods
             .list(&ListParams::default().labels(POD_SELECTOR))
             .await?;
-        let serving: HashMap<String, &Pod> = pods
+        let running: HashMap<String, (&Pod, String)> = pods
             .items
             .iter()
-            .filter(|p| pod_serves(p))
-            .map(|p| (p.name_any(), p))
+            .filter_map(|p| Some((p.name_any(), (p, pod_runs(p)?))))
             .collect();
-        for (name, pod) in &serving {
-            if !self.backends.contains_key(name) {
-                match container_env(&self.secrets, pod, "inference").await {
-                    Ok(env) => self.spawn(name, pod, &env),
-                    Err(e) => self
-                        .timeline
-                        .mark(&format!("stand-in: pod {name} not started: {e}")),
-                }
+        let now = Instant::now();
+        for (name, b) in &mut self.backends {
+            if !running.contains_key(name) {
+                b.leaving_since.get_or_insert(now);
+            }
+        }
+        let draining = self.backends.values().any(|b| b.leaving_since.is_some());
+        let routed = if draining {
+            self.gateway.servers(&self.http).await
+        } else {
+            None
+        };
+        for (name, (pod, ip)) in &running {
+            if self.backends.contains_key(name) || self.ip_busy(ip, routed.as_ref()) {
+                continue;
+            }
+            match container_env(&self.secrets, pod, CONTAINER).await {
+                Ok(env) => self.spawn(name, pod, ip, &env).await,
+                Err(e) => self
+                    .timeline
+                    .mark(&format!("stand-in: pod {name} not started: {e}")),
             }
         }
         self.probe().await;
-        let removed = self.leaving(&serving);
+        self.publish_ready();
 
         let services = self.services.list(&ListParams::default()).await?;
         let ingresses = self.ingresses.list(&ListParams::default()).await?;
@@ -359,152 +472,136 @@ impl StandIn {
             nginx.reload(&body).await;
             self.stats.lock().expect("stats lock").reloads += 1;
         }
-        self.write_sd();
-        for (name, mut backend) in removed {
-            self.timeline.mark(&format!(
-                "stand-in: pod {name} gone, stopping {} {} on :{}",
-                backend.track, backend.version, backend.port
-            ));
-            self.stats.lock().expect("stats lock").stopped += 1;
-            // Graceful: SIGTERM lets requests nginx already sent finish.
-            tokio::task::spawn_blocking(move || {
-                backend.process.terminate(Duration::from_secs(10));
-            });
-        }
+        self.drain().await;
+        self.reap();
         self.jobs.tick(&self.timeline, &self.stats).await
     }
 
-    /// Backends whose pod is gone or terminating. Under kwok a replacement pod is Ready at
-    /// once, before its process has loaded the model, so a leaving backend stays routed (at
-    /// most [`DRAIN_LIMIT`]) while a backend of the same track is still starting: what a real
-    /// readiness probe would have made the Deployment controller wait for.
-    fn leaving(&mut self, serving: &HashMap<String, &Pod>) -> Vec<(String, Backend)> {
-        let now = Instant::now();
-        let gone: Vec<String> = self
-            .backends
-            .keys()
-            .filter(|k| !serving.contains_key(*k))
-            .cloned()
-            .collect();
-        let mut removed = Vec::new();
-        for name in gone {
-            let Some(b) = self.backends.get_mut(&name) else {
-                continue;
-            };
-            let since = *b.leaving_since.get_or_insert(now);
-            let track = b.track.clone();
-            let replacement_starting = self
-                .backends
-                .values()
-                .any(|o| o.leaving_since.is_none() && !o.ready && o.track == track);
-            if replacement_starting && since.elapsed() < DRAIN_LIMIT {
-                continue;
-            }
-            if let Some(b) = self.backends.remove(&name) {
-                removed.push((name, b));
-            }
+    /// Stops the processes of gone pods that no router sends requests to any more: nginx was
+    /// reloaded without them (above) and the gateway's API no longer lists their address, or
+    /// they have drained for [`DRAIN_LIMIT`].
+    async fn drain(&mut self) {
+        if self.backends.values().all(|b| b.leaving_since.is_none()) {
+            return;
         }
-        removed
-    }
-
-    fn spawn(&mut self, name: &str, pod: &Pod, env: &[(String, String)]) {
-        let get = |k: &str| {
-            env.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let version = get("MOVREK_MODEL_VERSION");
-        let track = pod
-            .labels()
-            .get("movrek.dev/track")
-            .cloned()
-            .unwrap_or_else(|| get("MOVREK_TRACK"));
-        let port = free_port();
-        let mut cmd = Command::new(movrek_bin());
-        cmd.args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("MOVREK_LOG", "warn")
-            // A pod sheds a request that would wait more than 50 ms for a compute thread (its
-            // own CPU share). Here every pod, nginx, Prometheus, the control plane and the test
-            // share two cores, and a thread stalled that long at load 8 cost s02 two 503s
-            // before any rollout began. Shedding has its own tests (server_hardening.rs); these
-            // scenarios count requests lost to routing, so the bound is the stand-in's, set
-            // before the pod's env so a release that sets it still wins.
-            .env("MOVREK_MAX_QUEUE_WAIT_MS", "2000")
-            .current_dir(&self.pods_dir);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.env("MOVREK_PORT", port.to_string());
-        let fault = self.faults.get(&version).cloned().unwrap_or_default();
-        for (k, v) in &fault {
-            cmd.env(k, v);
-        }
-        let log = self.pods_dir.join(format!("{name}.log"));
-        let process = ChildGuard::spawn(&format!("movrek serve for pod {name}"), cmd, &log);
-        self.timeline.mark(&format!(
-            "stand-in: pod {name} Running → movrek serve {track} {version} on :{port}{}",
-            if fault.is_empty() {
-                String::new()
-            } else {
-                let vars: Vec<String> = fault.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!(" ({})", vars.join(" "))
-            }
-        ));
-        self.stats.lock().expect("stats lock").started += 1;
-        self.backends.insert(
-            name.to_owned(),
-            Backend {
-                port,
-                track,
-                version,
-                labels: pod.labels().clone(),
-                ready: false,
-                leaving_since: None,
-                process,
-            },
-        );
-    }
-
-    /// Marks processes ready once `/readyz` answers 200; forgets ones that exited.
-    async fn probe(&mut self) {
-        let mut dead = Vec::new();
-        for (name, b) in &mut self.backends {
-            if b.process.has_exited() {
-                dead.push(name.clone());
-                continue;
-            }
-            if b.ready {
-                continue;
-            }
-            let url = format!("http://127.0.0.1:{}/readyz", b.port);
-            if let Ok(r) = self.http.get(url).send().await
-                && r.status().is_success()
-            {
-                b.ready = true;
-            }
-        }
-        for name in dead {
-            if let Some(b) = self.backends.remove(&name) {
-                let tail = b.process.log_tail(5);
-                self.timeline
-                    .mark(&format!("stand-in: process of pod {name} exited: {tail}"));
-                self.stats.lock().expect("stats lock").crashed.push(name);
-            }
-        }
-    }
-
-    fn write_sd(&mut self) {
-        let mut targets: Vec<serde_json::Value> = self
+        let routed = self.gateway.servers(&self.http).await;
+        let done: Vec<String> = self
             .backends
             .iter()
-            .filter(|(_, b)| b.ready)
+            .filter_map(|(name, b)| {
+                let since = b.leaving_since?;
+                let unrouted = routed.as_ref().is_some_and(|r| !r.contains(&b.addr()));
+                (unrouted || since.elapsed() >= DRAIN_LIMIT).then(|| name.clone())
+            })
+            .collect();
+        for name in done {
+            if let Some(b) = self.backends.remove(&name) {
+                self.stop_backend(&name, b, "gone and unrouted");
+            }
+        }
+    }
+
+    /// kwok hands a released pod IP to the next pod at once. While a gone pod's process on
+    /// `ip` is still routed by the gateway (at most [`DRAIN_LIMIT`]), the new pod waits, as a
+    /// real one could not get an address still in use; then the old process is killed so the
+    /// new one can bind. True while the new pod must wait.
+    fn ip_busy(&mut self, ip: &str, routed: Option<&BTreeSet<String>>) -> bool {
+        let still_routed = self.backends.values().any(|b| {
+            b.ip == ip
+                && b.leaving_since.is_some_and(|t| t.elapsed() < DRAIN_LIMIT)
+                && routed.is_none_or(|r| r.contains(&b.addr()))
+        });
+        if still_routed {
+            return true;
+        }
+        let holders: Vec<String> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.ip == ip)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for old in holders {
+            if let Some(b) = self.backends.remove(&old) {
+                self.stats.lock().expect("stats lock").stopped += 1;
+                self.stopping.push((Instant::now(), b));
+            }
+        }
+        let mut freed = false;
+        for (_, b) in self.stopping.iter_mut().filter(|(_, b)| b.ip == ip) {
+            b.process.stop();
+            freed = true;
+        }
+        if freed {
+            self.timeline.mark(&format!(
+                "stand-in: IP {ip} reused: the gone pod's process on it, unrouted, killed first"
+            ));
+            self.reap();
+        }
+        false
+    }
+
+    /// SIGTERM to a gone pod's process; [`StandIn::reap`] waits for it to exit (SIGKILL after
+    /// [`STOP_GRACE`]): requests already sent finish.
+    fn stop_backend(&mut self, name: &str, backend: Backend, why: &str) {
+        self.timeline.mark(&format!(
+            "stand-in: pod {name} {why}, stopping {} {} on {}",
+            backend.track,
+            backend.version,
+            backend.addr()
+        ));
+        self.stats.lock().expect("stats lock").stopped += 1;
+        if let Some(pid) = backend.process.pid() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        self.stopping.push((Instant::now() + STOP_GRACE, backend));
+    }
+
+    /// Forgets stopped processes that exited; kills those past their grace.
+    fn reap(&mut self) {
+        let now = Instant::now();
+        self.stopping.retain_mut(|(deadline, b)| {
+            if b.process.has_exited() {
+                return false;
+            }
+            if now >= *deadline {
+                b.process.stop();
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Publishes the ready pods: for [`DataPlane::pod_urls`], and to Prometheus (file SD) with
+    /// the target labels of the chart's `PodMonitor`, for the pods it selects.
+    fn publish_ready(&mut self) {
+        let serving = || {
+            self.backends
+                .iter()
+                .filter(|(_, b)| b.ready && b.leaving_since.is_none())
+        };
+        let mut ready: Vec<(String, String)> = serving()
+            .map(|(_, b)| (b.track.clone(), format!("http://{}", b.addr())))
+            .collect();
+        ready.sort();
+        *self.ready.lock().expect("ready lock") = ready;
+        let label = |b: &Backend, k: &str| b.labels.get(k).cloned().unwrap_or_default();
+        let mut targets: Vec<serde_json::Value> = serving()
+            .filter(|(_, b)| {
+                label(b, "app.kubernetes.io/managed-by") == "movrek-operator" && b.port_named_http
+            })
             .map(|(pod, b)| {
                 serde_json::json!({
-                    "targets": [format!("127.0.0.1:{}", b.port)],
-                    "labels": {"namespace": self.namespace, "pod": pod, "track": b.track},
+                    "targets": [b.addr()],
+                    "labels": {
+                        "namespace": self.namespace,
+                        "pod": pod,
+                        "release": label(b, "movrek.dev/release"),
+                        "track": label(b, "movrek.dev/track"),
+                    },
                 })
             })
             .collect();
@@ -519,9 +616,180 @@ impl StandIn {
         self.last_sd = text;
     }
 
+    /// Starts a relay into the pod network for each loopback port in `ports` not relayed yet.
+    async fn relay(&mut self, ports: &BTreeSet<u16>) {
+        for &port in ports {
+            if self.relays.contains_key(&port) {
+                continue;
+            }
+            let log = self.pods_dir.join(format!("relay-{port}.log"));
+            let mut cmd = Command::new("python3");
+            cmd.arg(repo_root().join("hack/cluster/loopback-relay.py"))
+                .arg(&self.network.name)
+                .arg(port.to_string());
+            let mut relay = ChildGuard::spawn(&format!("loopback relay :{port}"), cmd, &log);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ready")) {
+                relay.assert_running();
+                assert!(
+                    Instant::now() < deadline,
+                    "loopback relay :{port} not ready in 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.timeline.mark(&format!(
+                "stand-in: 127.0.0.1:{port} relayed into pod network {}",
+                self.network.name
+            ));
+            self.relays.insert(port, relay);
+        }
+    }
+
+    async fn spawn(&mut self, name: &str, pod: &Pod, ip: &str, env: &[(String, String)]) {
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let version = get("MOVREK_MODEL_VERSION");
+        let track = pod
+            .labels()
+            .get("movrek.dev/track")
+            .cloned()
+            .unwrap_or_else(|| get("MOVREK_TRACK"));
+        let Some((port, port_named_http)) = container_port(pod) else {
+            self.timeline.mark(&format!(
+                "stand-in: pod {name} not started: container {CONTAINER} has no port"
+            ));
+            return;
+        };
+        self.relay(&loopback_ports(env)).await;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.network.name])
+            .arg(movrek_bin())
+            .args(["serve", "--bind", ip, "--port", &port.to_string()])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MOVREK_LOG", "warn")
+            // A pod sheds a request that would wait more than 50 ms for a compute thread (its
+            // own CPU share). Here every pod, the gateway, Prometheus, the control plane and
+            // the test share two cores, and a thread stalled that long at load 8 cost s02 two
+            // 503s before any rollout began. Shedding has its own tests (server_hardening.rs);
+            // these scenarios count requests lost to routing, so the bound is the stand-in's,
+            // set before the pod's env so a release that sets it still wins.
+            .env("MOVREK_MAX_QUEUE_WAIT_MS", "2000")
+            .current_dir(&self.pods_dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env("MOVREK_PORT", port.to_string());
+        let fault = self.faults.get(&version).cloned().unwrap_or_default();
+        for (k, v) in &fault {
+            cmd.env(k, v);
+        }
+        let log = self.pods_dir.join(format!("{name}.log"));
+        let process = ChildGuard::spawn(&format!("movrek serve for pod {name}"), cmd, &log);
+        self.timeline.mark(&format!(
+            "stand-in: pod {name} Running → movrek serve {track} {version} on {ip}:{port}{}",
+            if fault.is_empty() {
+                String::new()
+            } else {
+                let vars: Vec<String> = fault.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(" ({})", vars.join(" "))
+            }
+        ));
+        self.stats.lock().expect("stats lock").started += 1;
+        self.backends.insert(
+            name.to_owned(),
+            Backend {
+                ip: ip.to_owned(),
+                port,
+                port_named_http,
+                track,
+                version,
+                labels: pod.labels().clone(),
+                ready: false,
+                leaving_since: None,
+                process,
+            },
+        );
+    }
+
+    /// The readiness probe: a process whose `/readyz` answers 200 is ready and its pod's
+    /// `Ready` condition is set True; a process that exited is forgotten (the next pass starts
+    /// it again, as a kubelet restarts a container) and its pod set not Ready.
+    async fn probe(&mut self) {
+        let mut dead = Vec::new();
+        let mut became_ready = Vec::new();
+        for (name, b) in &mut self.backends {
+            if b.process.has_exited() {
+                dead.push(name.clone());
+                continue;
+            }
+            if b.ready {
+                continue;
+            }
+            let url = format!("http://{}/readyz", b.addr());
+            if let Ok(r) = self.http.get(url).send().await
+                && r.status().is_success()
+            {
+                b.ready = true;
+                if b.leaving_since.is_none() {
+                    became_ready.push(name.clone());
+                }
+            }
+        }
+        for name in became_ready {
+            self.set_ready(&name, true).await;
+        }
+        for name in dead {
+            if let Some(b) = self.backends.remove(&name) {
+                let tail = b.process.log_tail(5);
+                self.timeline
+                    .mark(&format!("stand-in: process of pod {name} exited: {tail}"));
+                self.stats
+                    .lock()
+                    .expect("stats lock")
+                    .crashed
+                    .push(name.clone());
+                if b.leaving_since.is_none() {
+                    self.set_ready(&name, false).await;
+                }
+            }
+        }
+    }
+
+    /// Writes the pod's `Ready` and `ContainersReady` conditions (status subresource).
+    async fn set_ready(&self, pod: &str, ready: bool) {
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let status = if ready { "True" } else { "False" };
+        let condition = |type_: &str| serde_json::json!({"type": type_, "status": status, "lastTransitionTime": now});
+        let patch = serde_json::json!({"status": {"conditions": [
+            condition("Ready"), condition("ContainersReady"),
+        ]}});
+        if let Err(e) = self
+            .pods
+            .patch_status(pod, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            self.timeline.mark(&format!(
+                "stand-in: pod {pod}: setting Ready {status} failed: {e}"
+            ));
+        }
+    }
+
     fn shutdown(&mut self) {
         for (_, mut b) in self.backends.drain() {
             b.process.stop();
+        }
+        for (_, mut b) in self.stopping.drain(..) {
+            b.process.stop();
+        }
+        for (_, mut r) in self.relays.drain() {
+            r.terminate(Duration::from_secs(2));
         }
         self.jobs.shutdown();
     }
@@ -537,7 +805,7 @@ fn render_nginx(
     ingresses: &[Ingress],
     backends: &HashMap<String, Backend>,
 ) -> String {
-    let endpoints = |svc: &str| -> Vec<u16> {
+    let endpoints = |svc: &str| -> Vec<String> {
         let Some(selector) = services
             .iter()
             .find(|s| s.name_any() == svc)
@@ -545,13 +813,14 @@ fn render_nginx(
         else {
             return Vec::new();
         };
-        let mut ports: Vec<u16> = backends
+        let mut addrs: Vec<String> = backends
             .values()
-            .filter(|b| b.ready && selector.iter().all(|(k, v)| b.labels.get(k) == Some(v)))
-            .map(|b| b.port)
+            .filter(|b| b.ready && b.leaving_since.is_none())
+            .filter(|b| selector.iter().all(|(k, v)| b.labels.get(k) == Some(v)))
+            .map(Backend::addr)
             .collect();
-        ports.sort_unstable();
-        ports
+        addrs.sort_unstable();
+        addrs
     };
     let backend_of = |ing: &Ingress| -> Option<(String, String)> {
         let rule = ing.spec.as_ref()?.rules.as_ref()?.first()?.clone();
@@ -589,14 +858,14 @@ fn render_nginx(
     let mut servers = String::new();
     for (i, (host, (primary, canary))) in hosts.iter().enumerate() {
         let mut upstream = |svc: &str| -> Option<String> {
-            let ports = endpoints(svc);
-            if ports.is_empty() {
+            let addrs = endpoints(svc);
+            if addrs.is_empty() {
                 return None;
             }
             let name = format!("{namespace}_{svc}");
             let _ = writeln!(upstreams, "  upstream {name} {{");
-            for p in ports {
-                let _ = writeln!(upstreams, "    server 127.0.0.1:{p} max_fails=0;");
+            for a in addrs {
+                let _ = writeln!(upstreams, "    server {a} max_fails=0;");
             }
             let _ = writeln!(upstreams, "    keepalive 16;\n  }}");
             Some(name)
@@ -792,8 +1061,32 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A real Prometheus with file service discovery; it can be stopped and started again on the
-/// same port and data directory (scenario 10).
+/// Scrape job of the inference pods.
+pub const INFERENCE_JOB: &str = "movrek-inference";
+
+/// The test's Prometheus configuration. The inference pods are file-discovered: the
+/// stand-in writes each ready pod's `<pod IP>:<port>` with the target labels the chart's
+/// `PodMonitor` `…-inference` gives (`namespace`, `pod`, `release`, `track`) for the pods it
+/// selects (`app.kubernetes.io/name=movrek-inference`, `app.kubernetes.io/managed-by=
+/// movrek-operator`, a container port named `http`); `s01` checks that the two select the
+/// same pods. Debian's Prometheus 2.42 is built without `kubernetes_sd_configs` ("field
+/// `kubernetes_sd_configs` not found"), so Kubernetes discovery needs a Prometheus built from
+/// the Go module proxy (issue 11, item 3: left). The evaluator is file-discovered too.
+/// 1 s scrapes.
+pub fn scrape_config(targets_file: &Path, evaluator_file: &Path) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+         scrape_configs:\n  - job_name: {INFERENCE_JOB}\n    file_sd_configs:\n\
+         \x20     - files: ['{targets}']\n        refresh_interval: 1s\n\
+         \x20 - job_name: movrek-evaluator\n    honor_labels: true\n    file_sd_configs:\n\
+         \x20     - files: ['{evaluator}']\n        refresh_interval: 1s\n",
+        targets = targets_file.display(),
+        evaluator = evaluator_file.display(),
+    )
+}
+
+/// A real Prometheus with file service discovery; it can be stopped and started
+/// again on the same port and data directory (scenario 10).
 pub struct Prometheus {
     /// Its HTTP API port.
     pub port: u16,
@@ -810,21 +1103,13 @@ impl std::fmt::Debug for Prometheus {
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, sd_file: &Path) -> Self {
+    async fn start(dir: &Path, targets_file: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("create prometheus dir");
         // The evaluator's own series carry `release` and `track`: its job keeps them
         // (honor_labels), as the chart's PodMonitor does.
         let evaluator_file = dir.join("evaluator.json");
         std::fs::write(&evaluator_file, "[]").expect("write the evaluator targets");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: movrek-inference\n    file_sd_configs:\n\
-             \x20     - files: ['{}']\n        refresh_interval: 1s\n\
-             \x20 - job_name: movrek-evaluator\n    honor_labels: true\n    file_sd_configs:\n\
-             \x20     - files: ['{}']\n        refresh_interval: 1s\n",
-            sd_file.display(),
-            evaluator_file.display()
-        );
+        let config = scrape_config(targets_file, &evaluator_file);
         std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
         let mut p = Self {
             port: free_port(),
@@ -833,6 +1118,27 @@ impl Prometheus {
         };
         p.resume().await;
         p
+    }
+
+    /// The active targets of job `movrek-inference`: (namespace, pod) of each.
+    pub async fn inference_targets(&self) -> BTreeSet<(String, String)> {
+        let url = format!("{}/api/v1/targets?state=active", self.url());
+        let body: serde_json::Value = reqwest::get(url)
+            .await
+            .expect("GET /api/v1/targets")
+            .json()
+            .await
+            .expect("targets JSON");
+        body["data"]["activeTargets"]
+            .as_array()
+            .expect("activeTargets")
+            .iter()
+            .filter(|t| t["labels"]["job"] == INFERENCE_JOB)
+            .map(|t| {
+                let label = |k: &str| t["labels"][k].as_str().unwrap_or_default().to_owned();
+                (label("namespace"), label("pod"))
+            })
+            .collect()
     }
 
     /// Scrapes a `movrek evaluate` at `addr` from now on.

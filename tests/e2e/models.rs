@@ -182,10 +182,13 @@ pub struct ReleaseTarget<'a> {
     pub impressions: Option<(&'a str, &'a str)>,
     /// `spec.model.credentialsSecret`: the model store's credentials.
     pub credentials_secret: Option<&'a str>,
+    /// `traffic.provider: gateway-api` with this Gateway (name, namespace) as the parent;
+    /// `None`: the legacy `ingress-nginx` provider.
+    pub gateway: Option<(&'a str, &'a str)>,
 }
 
-/// A `RecommenderRelease` manifest serving `model` through ingress-nginx with `canary` (the
-/// body of `spec.canary`, YAML indented by 4 spaces).
+/// A `RecommenderRelease` manifest serving `model` through the Gateway (or ingress-nginx) with
+/// `canary` (the body of `spec.canary`, YAML indented by 4 spaces).
 pub fn release_manifest(target: &ReleaseTarget<'_>, model: &Model, canary: &str) -> String {
     let impressions = target
         .impressions
@@ -195,16 +198,24 @@ pub fn release_manifest(target: &ReleaseTarget<'_>, model: &Model, canary: &str)
     let credentials = target.credentials_secret.map_or_else(String::new, |name| {
         format!("    credentialsSecret: {name}\n")
     });
+    let traffic = target.gateway.map_or_else(
+        || "provider: ingress-nginx\n    host: {host}\n    ingressClassName: nginx".to_owned(),
+        |(gateway, namespace)| {
+            format!(
+                "provider: gateway-api\n    host: {{host}}\n    parentRefs:\n    \
+                 - name: {gateway}\n      namespace: {namespace}"
+            )
+        },
+    );
+    let traffic = traffic.replace("{host}", target.host);
     format!(
         "apiVersion: movrek.dev/v1alpha1\nkind: RecommenderRelease\nmetadata:\n  name: {name}\n  \
          namespace: {namespace}\nspec:\n  image: registry.example/movrek-inference:0.1.0\n  \
          model:\n    version: \"{v}\"\n    uri: \"{uri}\"\n    sha256: {sha}\n{credentials}  \
-         replicas: 2\n  traffic:\n    provider: ingress-nginx\n    host: {host}\n    \
-         ingressClassName: nginx\n  canary:\n    {canary}\n    prometheus:\n      \
+         replicas: 2\n  traffic:\n    {traffic}\n  canary:\n    {canary}\n    prometheus:\n      \
          address: {prom}\n  notify:\n    webhookUrl: {hook}\n{impressions}",
         name = target.name,
         namespace = target.namespace,
-        host = target.host,
         v = model.version,
         uri = model.uri,
         sha = model.sha256,
