@@ -13,6 +13,8 @@
 #
 #   bench/operator-scale.sh [N] [M]        e.g. bench/operator-scale.sh 1000 100
 #
+#   MOVREK_BENCH_STOP_AFTER=startup   stop after part 1 (start-up figures only)
+#
 # Needs hack/cluster/build.sh to have run. Builds the operator in release mode (or uses
 # $MOVREK_OPERATOR_BIN). Everything listens on 127.0.0.1; every process started here is
 # stopped by pid at the end. Output: /var/tmp/movrek/operator-scale-N.txt (and stdout).
@@ -223,13 +225,33 @@ wait_counts() { # LIMIT_S FIELD(1..4) WANT LABEL: polls counts every 0.5 s
   done
 }
 
+writes_by_kind() { # IDENTITY: the operator's write counters, e.g. "status 1000, Service 3000"
+  curl -fsS --max-time 3 "http://127.0.0.1:${HTTP[$1]}/metrics" 2>/dev/null |
+    awk -F'[{}" ]+' '/^movrek_operator_api_writes_total/ {printf "%s%s %d", sep, $3, $NF; sep = ", "} END {print ""}'
+}
+cluster_cpu() { # CPU seconds so far of each control-plane process (from the cluster's pid file)
+  local tick; tick=$(getconf CLK_TCK)
+  while read -r pid name; do
+    [ -r "/proc/$pid/stat" ] && awk -v n="$name" -v t="$tick" '{printf "%s %.1f\n", n, ($14 + $15) / t}' "/proc/$pid/stat" || true
+  done <"$DIR/pids"
+}
+
 # 1. Start-up with N releases.
+cpu0=$(cluster_cpu)
 start_operator bench-a
 A=$LAST_PID
 started=$EPOCHREALTIME
+oc0=$(cpu_ticks "$A")
 wait_counts 300 1 "$N" "every release reconciled" && say "FIGURE start → all $N releases reconciled (observedGeneration): $(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+say "by then: writes $(writes_by_kind bench-a); stale reads $(metric bench-a movrek_operator_stale_reads_total); reconciles $(metric bench-a movrek_operator_reconcile_duration_seconds_count); load $(cut -d' ' -f1-3 /proc/loadavg)"
+say "CPU seconds since the start: operator $(awk -v a="$oc0" -v b="$(cpu_ticks "$A")" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / t }'), $(join -a1 <(echo "$cpu0" | sort) <(cluster_cpu | sort) | awk '{printf "%s%s %.1f", sep, $1, $3 - $2; sep = ", "}')"
 wait_counts 300 2 "$N" "every release Stable" && say "FIGURE start → all $N releases Stable: $(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
 say "FIGURE operator RSS after start-up: $(rss_mib "$A" VmRSS:) MiB (peak $(rss_mib "$A" VmHWM:) MiB)"
+say "writes by then: $(writes_by_kind bench-a); reconciles $(metric bench-a movrek_operator_reconcile_duration_seconds_count)"
+if [ "${MOVREK_BENCH_STOP_AFTER:-}" = startup ]; then
+  say "done (MOVREK_BENCH_STOP_AFTER=startup); figures in $OUT"
+  exit 0
+fi
 
 # 2. One idle minute.
 sleep 15
