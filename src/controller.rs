@@ -45,6 +45,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::admission::{self, Admission};
 use crate::analysis::{self, MetricsError, MetricsSource, Track};
 use crate::cache::{Caches, Kind, Lookup, Writers};
 use crate::children::{self, Child, ChildError, FIELD_MANAGER, RELEASE_LABEL, Selection};
@@ -117,8 +118,10 @@ pub struct Context<S, N> {
     pub recorder: Recorder,
     /// The clock (whole seconds, like the timestamps the API server stores).
     pub clock: Clock,
-    /// Watch caches of the children.
+    /// Watch caches of the releases and their children.
     pub caches: Caches,
+    /// The gate that bounds reconciles at once and lets urgent ones in first.
+    pub admission: Admission,
 }
 
 impl<S, N> std::fmt::Debug for Context<S, N> {
@@ -145,7 +148,16 @@ impl<S, N> Context<S, N> {
                     .unwrap_or_else(|_| Timestamp::now())
             }),
             caches: Caches::new(),
+            admission: Admission::default(),
         }
+    }
+
+    /// At most `limit` reconciles at once (0: no limit), urgent ones let in first (see
+    /// [`crate::admission`]).
+    #[must_use]
+    pub fn with_concurrency(mut self, limit: u16) -> Self {
+        self.admission = Admission::new(limit);
+        self
     }
 }
 
@@ -158,6 +170,16 @@ where
     S: MetricsSource + 'static,
     N: Notifier + 'static,
 {
+    // Wait for a slot holding only the reference (the store keeps the object), then act on
+    // the newest version the cache has: a change seen while waiting is not re-queued as a 409.
+    let key = ObjectRef::from_obj(rr.as_ref());
+    let urgency = admission::urgency(&rr);
+    let snapshot = ctx.caches.release(&key).is_none().then_some(rr);
+    let _permit = ctx.admission.admit(urgency).await;
+    let Some(rr) = ctx.caches.release(&key).or(snapshot) else {
+        // Deleted while waiting: its children go with it, its series went on the delete event.
+        return Ok(Action::await_change());
+    };
     let namespace = rr.namespace().unwrap_or_default();
     let name = rr.name_any();
     let span = info_span!("reconcile", namespace = %namespace, release = %name);
@@ -875,8 +897,9 @@ where
         .touched_objects()
 }
 
-/// Runs the controller until `shutdown` resolves, with at most `concurrency` reconciles at
-/// once (0: no limit).
+/// Runs the controller until `shutdown` resolves, with as many reconciles at once as the
+/// context's [`Admission`] lets in (kube-runtime's own bound is off: it would pick the waiting
+/// reconciles in arbitrary order).
 ///
 /// Watches releases (status-only changes filtered out), the Deployments, Services,
 /// autoscalers and pods they own, and the Ingresses and `HTTPRoutes` when RBAC allows
@@ -885,7 +908,6 @@ where
 /// queues answer a flood with 504s).
 pub async fn run<S, N>(
     ctx: Arc<Context<S, N>>,
-    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) where
     S: MetricsSource + 'static,
@@ -897,6 +919,7 @@ pub async fn run<S, N>(
         return;
     };
     let Writers {
+        releases: release_writer,
         deployments,
         services,
         ingresses,
@@ -905,8 +928,7 @@ pub async fn run<S, N>(
         pods,
     } = writers;
     let (watch_ingresses, watch_routes) = Box::pin(choose_watches(&ctx.caches, &client)).await;
-    let (reader, writer) = reflector::store();
-    let releases = release_triggers(&client, writer, ctx.metrics.clone());
+    let releases = release_triggers(&client, release_writer, ctx.metrics.clone());
 
     let resync = futures::stream::unfold((), |()| async {
         tokio::time::sleep(RESYNC).await;
@@ -916,7 +938,7 @@ pub async fn run<S, N>(
         let release = pod.labels().get(RELEASE_LABEL).cloned()?;
         Some(ObjectRef::<RecommenderRelease>::new(&release).within(&pod.namespace()?))
     };
-    let mut controller = Controller::for_stream(releases, reader)
+    let mut controller = Controller::for_stream(releases, ctx.caches.releases.clone())
         .owns_stream(owned::<Deployment>(&client, deployments, slim))
         .owns_stream(owned::<Service>(&client, services, slim))
         .owns_stream(owned::<HorizontalPodAutoscaler>(&client, autoscalers, slim))
@@ -937,7 +959,6 @@ pub async fn run<S, N>(
         controller = controller.owns_stream_with(stream, resource);
     }
     let running = controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(resync)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

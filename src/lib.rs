@@ -1,6 +1,7 @@
 //! movrek-operator: rolls out movie-recommendation models on Kubernetes with canaries,
 //! Prometheus analysis, promotion and rollback.
 
+pub mod admission;
 pub mod analysis;
 pub mod cache;
 pub mod children;

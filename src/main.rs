@@ -237,7 +237,7 @@ async fn lead_while_elected(
         let ctx = Arc::new(shell.context());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let controller = async {
-            controller::run(ctx, shell.concurrency, stopped(stop_rx.clone())).await;
+            controller::run(ctx, stopped(stop_rx.clone())).await;
             let _ = done_tx.send(());
         };
         let holding = leader::hold(leases, cfg, gate, held, async {
@@ -336,6 +336,7 @@ impl Shell {
             self.notifier.clone(),
             self.metrics.clone(),
         )
+        .with_concurrency(self.concurrency)
     }
 }
 
