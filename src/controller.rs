@@ -38,7 +38,6 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, Secret, Ser
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -49,6 +48,7 @@ use crate::admission::{self, Admission};
 use crate::analysis::{self, MetricsError, MetricsSource, Track};
 use crate::cache::{Caches, Kind, Lookup, Writers};
 use crate::children::{self, Child, ChildError, FIELD_MANAGER, RELEASE_LABEL, Selection};
+use crate::events::{EventType, Occurrence, Publisher};
 use crate::crd::{Outcome, RecommenderRelease, TrafficProvider};
 use crate::metrics::{Metrics, ReleaseLabels};
 use crate::notify::{Notification, NotificationKind, Notifier};
@@ -114,8 +114,8 @@ pub struct Context<S, N> {
     pub notifier: Arc<N>,
     /// Operator metrics.
     pub metrics: Arc<Metrics>,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Event publisher.
+    pub events: Publisher,
     /// The clock (whole seconds, like the timestamps the API server stores).
     pub clock: Clock,
     /// Watch caches of the releases and their children.
@@ -133,12 +133,8 @@ impl<S, N> std::fmt::Debug for Context<S, N> {
 impl<S, N> Context<S, N> {
     /// A context with the system clock.
     pub fn new(client: Client, source: S, notifier: N, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
             client,
             source,
             notifier: Arc::new(notifier),
@@ -634,18 +630,16 @@ async fn publish_events<S, N>(rr: &RecommenderRelease, ctx: &Context<S, N>, deci
             EventKind::Normal => info!(reason = e.reason, note = %note, "event"),
             EventKind::Warning => warn!(reason = e.reason, note = %note, "event"),
         }
-        let event = Event {
+        let occurrence = Occurrence {
             type_: match e.kind {
                 EventKind::Normal => EventType::Normal,
                 EventKind::Warning => EventType::Warning,
             },
-            reason: e.reason.to_owned(),
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
+            reason: e.reason,
+            note: &note,
         };
         // An Event that cannot be written must not stop the rollout; it is logged above.
-        match ctx.recorder.publish(&event, &reference).await {
+        match ctx.events.publish(&reference, &occurrence).await {
             Ok(()) => ctx.metrics.wrote("Event"),
             Err(error) => warn!(%error, reason = e.reason, "cannot publish event"),
         }

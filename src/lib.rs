@@ -8,6 +8,7 @@ pub mod children;
 pub mod controller;
 pub mod crd;
 pub mod egress;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
