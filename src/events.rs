@@ -376,6 +376,54 @@ mod tests {
         assert_eq!(memory.len(), keys.len());
     }
 
+    /// kube-runtime's `Recorder` returned the 404 of a series patch whose Event had expired
+    /// on the server (Events live an hour by default) and the occurrence was lost.
+    #[tokio::test]
+    async fn a_repeat_whose_event_is_gone_is_created_again_not_lost() {
+        use http::{Request, Response};
+        use kube::client::Body;
+
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let publisher = Publisher::new(Client::new(service, "default"), "movrek", None);
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for code in [201, 404, 201, 200] {
+                let (request, send) = handle.next_request().await.expect("a request");
+                seen.push(format!("{} {}", request.method(), request.uri().path()));
+                let body = request.into_body().collect_bytes().await.unwrap();
+                let answer = if code == 404 {
+                    serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "reason": "NotFound", "code": 404,
+                        "message": "events \"movies.1\" not found"}))
+                    .unwrap()
+                } else if code == 200 {
+                    serde_json::to_vec(&json!({"metadata": {"name": "movies.2"}})).unwrap()
+                } else {
+                    body.to_vec()
+                };
+                send.send_response(Response::builder().status(code).body(Body::from(answer)).unwrap());
+            }
+            seen
+        });
+        let ready = Occurrence {
+            type_: EventType::Normal,
+            reason: "Ready",
+            note: "model v1 serves",
+        };
+        let regarding = release("movies", "u1");
+        publisher.publish(&regarding, &ready).await.unwrap();
+        publisher.publish(&regarding, &ready).await.unwrap();
+        publisher.publish(&regarding, &ready).await.unwrap();
+        let seen = server.await.unwrap();
+        let path = "/apis/events.k8s.io/v1/namespaces/prod/events";
+        assert_eq!(seen[0], format!("POST {path}"));
+        assert!(seen[1].starts_with(&format!("PATCH {path}/movies.")), "{seen:?}");
+        assert_eq!(seen[2], format!("POST {path}"), "created again after the 404");
+        assert!(seen[3].starts_with(&format!("PATCH {path}/movies.")), "{seen:?}");
+        assert_ne!(seen[1], seen[3], "the repeat counts into the new Event");
+        assert_eq!(publisher.remembered(), 1);
+    }
+
     #[test]
     fn expired_series_are_forgotten_and_the_table_shrinks() {
         let mut memory = SeriesMemory::default();

@@ -600,7 +600,7 @@ async fn the_failing_check_that_reaches_the_limit_removes_traffic_before_pods() 
             STATUS,
             "PATCH ingresses/movies-canary",
             "PATCH deployments/movies-canary",
-            // The third AnalysisFailed repeats the first two: kube's recorder makes it a series.
+            // The third AnalysisFailed repeats the first two: it is counted into their series.
             "PATCH event-series",
             EVENT,
         ])
