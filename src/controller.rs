@@ -34,7 +34,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, Secret, Service};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, Secret, Service, ServiceSpec};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -781,6 +781,35 @@ fn slim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
+/// Keeps of a Service only what the operator applies, which is all [`Child::is_current`]
+/// compares (metadata labels, annotations and owner references; spec selector and ports):
+/// Services are the most numerous children (three a release), and the server fills in much
+/// more (cluster IPs, IP families, policies, type, status) that nothing reads.
+fn slim_service(service: &mut Service) {
+    slim(service);
+    service.metadata.uid = None;
+    service.status = None;
+    if let Some(spec) = service.spec.take() {
+        service.spec = Some(ServiceSpec {
+            selector: spec.selector,
+            ports: spec.ports,
+            ..ServiceSpec::default()
+        });
+    }
+}
+
+/// Drops from a cached release what nothing reads: `managedFields` and the copy of the
+/// whole manifest `kubectl apply` (client-side) keeps in an annotation.
+fn slim_release(release: &mut RecommenderRelease) {
+    slim(release);
+    if let Some(annotations) = release.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// Where client-side `kubectl apply` keeps the applied manifest.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Keeps of a pod only what the plan reads (labels, deletion, the inference container's
 /// model version, readiness and restarts): pods are the most numerous cached objects.
 fn slim_pod(pod: &mut Pod) {
@@ -854,7 +883,7 @@ fn release_triggers(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(slim::<RecommenderRelease>)
+    .modify(slim_release)
     .reflect(writer)
     .inspect_ok(move |event| {
         if let watcher::Event::Delete(rr) = event {
@@ -934,7 +963,7 @@ pub async fn run<S, N>(
     };
     let mut controller = Controller::for_stream(releases, ctx.caches.releases.clone())
         .owns_stream(owned::<Deployment>(&client, deployments, slim))
-        .owns_stream(owned::<Service>(&client, services, slim))
+        .owns_stream(owned::<Service>(&client, services, slim_service))
         .owns_stream(owned::<HorizontalPodAutoscaler>(&client, autoscalers, slim))
         .watches_stream(owned::<Pod>(&client, pods, slim_pod), pod_release);
     if watch_ingresses {
@@ -1010,6 +1039,80 @@ mod tests {
         let status = pod.status.as_ref().unwrap();
         assert_eq!(status.conditions.as_ref().unwrap()[0].type_, "Ready");
         assert!(status.pod_ip.is_none());
+    }
+
+    fn a_release() -> RecommenderRelease {
+        let spec: RecommenderReleaseSpec = serde_json::from_value(json!({
+            "image": "img:1",
+            "model": {"version": "v1", "uri": "file:///m", "sha256": "a".repeat(64)},
+            "traffic": {"provider": "replicas"}
+        }))
+        .unwrap();
+        let mut rr = RecommenderRelease::new("movies", spec);
+        rr.metadata.namespace = Some("prod".into());
+        rr.metadata.uid = Some("0d9c6f1e-uid".into());
+        rr.metadata.generation = Some(1);
+        rr
+    }
+
+    /// A slimmed Service still holds every field the operator applies, so an unchanged
+    /// Service is not applied again (and one edited by hand still is).
+    #[test]
+    fn a_slimmed_service_is_current_for_what_the_operator_applies_and_keeps_nothing_else() {
+        let rr = a_release();
+        let decision = plan::plan(&rr, &Observed::default(), Timestamp::UNIX_EPOCH);
+        let services: Vec<_> = desired_children(&rr, &decision, &Selection::default())
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.resource.kind == "Service")
+            .collect();
+        assert_eq!(services.len(), 3);
+        for child in services {
+            // As the API server returns it: every applied field plus the server's own.
+            let mut live = serde_json::to_value(&child.object).unwrap();
+            live["metadata"]["uid"] = json!("d299a494-uid");
+            live["metadata"]["resourceVersion"] = json!("8347");
+            live["metadata"]["creationTimestamp"] = json!("2026-12-04T22:23:21Z");
+            live["metadata"]["managedFields"] = json!([{"manager": "movrek-operator"}]);
+            let spec = live["spec"].as_object_mut().unwrap();
+            for (k, v) in [
+                ("clusterIP", json!("10.96.84.183")),
+                ("clusterIPs", json!(["10.96.84.183"])),
+                ("internalTrafficPolicy", json!("Cluster")),
+                ("ipFamilies", json!(["IPv4"])),
+                ("ipFamilyPolicy", json!("SingleStack")),
+                ("sessionAffinity", json!("None")),
+                ("type", json!("ClusterIP")),
+            ] {
+                spec.insert(k.into(), v);
+            }
+            live["status"] = json!({"loadBalancer": {}});
+            let mut service: Service = serde_json::from_value(live).unwrap();
+            slim_service(&mut service);
+            let cached = serde_json::to_value(&service).unwrap();
+            assert!(child.is_current(Some(&cached)), "{cached}");
+            assert_eq!(
+                cached["spec"].as_object().unwrap().keys().collect::<Vec<_>>(),
+                ["ports", "selector"]
+            );
+            assert!(cached.get("status").is_none() && cached["metadata"].get("uid").is_none());
+            // A hand edit of an applied field is still seen.
+            let mut edited = cached.clone();
+            edited["spec"]["ports"][0]["port"] = json!(9999);
+            assert!(!child.is_current(Some(&edited)));
+        }
+    }
+
+    #[test]
+    fn a_slimmed_release_drops_the_client_side_apply_copy_and_keeps_other_annotations() {
+        let mut rr = a_release();
+        rr.annotations_mut()
+            .insert(LAST_APPLIED.into(), "{\"spec\": {}}".repeat(100));
+        rr.annotations_mut()
+            .insert("movrek.dev/action".into(), "promote".into());
+        slim_release(&mut rr);
+        assert_eq!(rr.annotations().len(), 1);
+        assert!(rr.annotations().contains_key("movrek.dev/action"));
     }
 
     #[test]
