@@ -93,10 +93,7 @@ impl<W> Queue<W> {
     /// A slot is freed: the waiter it passes to (the slot stays taken), or `None` when nobody
     /// waits (the slot is free).
     pub fn finish(&mut self) -> Option<W> {
-        let next = self
-            .urgent
-            .pop_front()
-            .or_else(|| self.routine.pop_front());
+        let next = self.urgent.pop_front().or_else(|| self.routine.pop_front());
         if next.is_none() {
             self.running = self.running.saturating_sub(1);
         }
@@ -238,7 +235,11 @@ mod tests {
 
     #[test]
     fn an_unobserved_spec_a_rollout_an_action_or_a_deletion_is_urgent() {
-        assert_eq!(urgency(&release(1, None)), Urgency::Urgent, "never reconciled");
+        assert_eq!(
+            urgency(&release(1, None)),
+            Urgency::Urgent,
+            "never reconciled"
+        );
         assert_eq!(urgency(&release(2, Some(1))), Urgency::Urgent, "new spec");
         assert_eq!(urgency(&release(2, Some(2))), Urgency::Routine, "settled");
         let mut rolling = release(2, Some(2));

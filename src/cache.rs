@@ -229,7 +229,10 @@ impl Caches {
     }
 
     /// The newest cached version of `release`, or `None` when the store does not hold it.
-    pub fn release(&self, release: &ObjectRef<RecommenderRelease>) -> Option<std::sync::Arc<RecommenderRelease>> {
+    pub fn release(
+        &self,
+        release: &ObjectRef<RecommenderRelease>,
+    ) -> Option<std::sync::Arc<RecommenderRelease>> {
         self.releases.get(release)
     }
 

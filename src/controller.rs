@@ -34,7 +34,9 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, Secret, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodSpec, PodStatus, Secret, Service, ServiceSpec,
+};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -48,8 +50,8 @@ use crate::admission::{self, Admission};
 use crate::analysis::{self, MetricsError, MetricsSource, Track};
 use crate::cache::{Caches, Kind, Lookup, Writers};
 use crate::children::{self, Child, ChildError, FIELD_MANAGER, RELEASE_LABEL, Selection};
-use crate::events::{EventType, Occurrence, Publisher};
 use crate::crd::{Outcome, RecommenderRelease, TrafficProvider};
+use crate::events::{EventType, Occurrence, Publisher};
 use crate::metrics::{Metrics, ReleaseLabels};
 use crate::notify::{Notification, NotificationKind, Notifier};
 use crate::plan::{self, Announcement, EventKind, LiveRoutes, Observed, Plan, Retirement};
@@ -134,7 +136,11 @@ impl<S, N> Context<S, N> {
     /// A context with the system clock.
     pub fn new(client: Client, source: S, notifier: N, metrics: Arc<Metrics>) -> Self {
         Self {
-            events: Publisher::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
+            events: Publisher::new(
+                client.clone(),
+                FIELD_MANAGER,
+                std::env::var("POD_NAME").ok(),
+            ),
             client,
             source,
             notifier: Arc::new(notifier),
@@ -1092,7 +1098,11 @@ mod tests {
             let cached = serde_json::to_value(&service).unwrap();
             assert!(child.is_current(Some(&cached)), "{cached}");
             assert_eq!(
-                cached["spec"].as_object().unwrap().keys().collect::<Vec<_>>(),
+                cached["spec"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .collect::<Vec<_>>(),
                 ["ports", "selector"]
             );
             assert!(cached.get("status").is_none() && cached["metadata"].get("uid").is_none());

@@ -24,8 +24,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// A repeat this soon after the last Event of a series is counted into it (kube-runtime's
@@ -179,7 +179,8 @@ impl SeriesMemory {
             return;
         }
         self.pruned = Some(now);
-        self.sent.retain(|_, s| !older_than(s.last, now, SERIES_TTL));
+        self.sent
+            .retain(|_, s| !older_than(s.last, now, SERIES_TTL));
         if self.sent.capacity() > 2 * self.sent.len() + 64 {
             self.sent.shrink_to_fit();
         }
@@ -368,10 +369,7 @@ mod tests {
             SeriesKey::new(&release("books", "u3"), "Ready", EventType::Normal),
         ];
         for key in &keys {
-            assert!(matches!(
-                publish(&mut memory, key, 0),
-                Write::Create { .. }
-            ));
+            assert!(matches!(publish(&mut memory, key, 0), Write::Create { .. }));
         }
         assert_eq!(memory.len(), keys.len());
     }
@@ -401,7 +399,12 @@ mod tests {
                 } else {
                     body.to_vec()
                 };
-                send.send_response(Response::builder().status(code).body(Body::from(answer)).unwrap());
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(answer))
+                        .unwrap(),
+                );
             }
             seen
         });
@@ -417,9 +420,19 @@ mod tests {
         let seen = server.await.unwrap();
         let path = "/apis/events.k8s.io/v1/namespaces/prod/events";
         assert_eq!(seen[0], format!("POST {path}"));
-        assert!(seen[1].starts_with(&format!("PATCH {path}/movies.")), "{seen:?}");
-        assert_eq!(seen[2], format!("POST {path}"), "created again after the 404");
-        assert!(seen[3].starts_with(&format!("PATCH {path}/movies.")), "{seen:?}");
+        assert!(
+            seen[1].starts_with(&format!("PATCH {path}/movies.")),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen[2],
+            format!("POST {path}"),
+            "created again after the 404"
+        );
+        assert!(
+            seen[3].starts_with(&format!("PATCH {path}/movies.")),
+            "{seen:?}"
+        );
         assert_ne!(seen[1], seen[3], "the repeat counts into the new Event");
         assert_eq!(publisher.remembered(), 1);
     }

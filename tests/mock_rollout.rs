@@ -698,7 +698,9 @@ async fn with_every_slot_busy_unobserved_releases_go_before_settled_ones() {
     for rr in [h.api.release(), books, shows] {
         let ctx = h.ctx.clone();
         tasks.push(tokio::spawn(async move {
-            reconcile(Arc::new(rr), ctx).await.expect("reconcile succeeds")
+            reconcile(Arc::new(rr), ctx)
+                .await
+                .expect("reconcile succeeds")
         }));
         for _ in 0..10 {
             tokio::task::yield_now().await;
