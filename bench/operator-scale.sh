@@ -88,7 +88,12 @@ status:
 EOF
 done | kubectl apply -f - >/dev/null
 "$WORK/movrek-operator" crd | kubectl apply --server-side -f - >/dev/null   # the CRD of the binary measured
-kubectl wait --for=condition=Established crd/recommenderreleases.movrek.dev --timeout=30s >/dev/null
+# (Retried: right after the apply the CRD may have no conditions yet, and `kubectl wait` then
+# fails at once instead of waiting.)
+for _ in $(seq 30); do
+  kubectl wait --for=condition=Established crd/recommenderreleases.movrek.dev --timeout=30s >/dev/null 2>&1 && break
+  sleep 1
+done
 
 # The operator's identity: a ServiceAccount (cluster-admin: RBAC is not what is measured) whose
 # requests two FlowSchemas count apart: the Lease, and everything else.
@@ -184,8 +189,9 @@ kubectl apply --server-side --field-manager=bench -f "$WORK/releases.yaml" >/dev
 say "$N releases created in $(since "$t") s (before the operator starts)"
 
 # counts: reconciled Stable Succeeded final (over every release).
-# Observed through one watch of the releases, whose lines (name generation observedGeneration
-# phase, one per change) go to a file that counts() reads: a LIST of 1,000 releases every
+# Observed through one watch of the releases (started before the operator, so every release
+# it touches appears), whose lines (name generation observedGeneration phase, one per change)
+# go to a file that counts() reads: a LIST of 1,000 releases every
 # 0.5 s cost ~0.9 s of API-server CPU and ~0.5 s of kubectl CPU each, the better part of
 # what the API server spent during the start-up, so the observer slowed what it measured.
 # MOVREK_BENCH_OBSERVE=poll keeps the old polling (to compare with earlier figures).
@@ -195,13 +201,21 @@ if [ "$OBSERVE" = watch ]; then
     kpid=
     trap '[ -n "$kpid" ] && kill "$kpid" 2>/dev/null; exit 0' TERM
     while :; do
-      kubectl get rr --watch -o jsonpath='{.metadata.name} {.metadata.generation} {.status.observedGeneration} {.status.phase}{"\n"}' 2>>"$WORK/rr-watch.err" &
+      kubectl get rr --watch-only -o jsonpath='{.metadata.name} {.metadata.generation} {.status.observedGeneration} {.status.phase}{"\n"}' 2>>"$WORK/rr-watch.err" &
       kpid=$!
       wait "$kpid" || true
       sleep 0.2
     done
   ) >>"$WORK/rr-watch.log" &
   PIDS+=($!)
+  # The watch is live once it reports a change (a label nothing in the operator reads; set
+  # again until seen, since a change made before the watch is established is not reported).
+  for i in $(seq 60); do
+    kubectl label rr rr-1 "bench.movrek.dev/watch-probe=$i" --overwrite >/dev/null
+    sleep 0.5
+    grep -q '^rr-1 ' "$WORK/rr-watch.log" && break
+  done
+  grep -q '^rr-1 ' "$WORK/rr-watch.log" || { say "the release watch reported nothing"; exit 1; }
 fi
 counts() {
   if [ "$OBSERVE" = watch ]; then
