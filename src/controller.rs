@@ -804,6 +804,32 @@ fn slim_service(service: &mut Service) {
     }
 }
 
+/// Drops from a cached Deployment what the server fills in and nothing reads (status
+/// conditions, uid, and defaults the operator never applies); [`Child::is_current`] still sees
+/// every applied field.
+fn slim_deployment(deployment: &mut Deployment) {
+    slim(deployment);
+    deployment.metadata.uid = None;
+    if let Some(status) = deployment.status.as_mut() {
+        status.conditions = None;
+    }
+    let Some(spec) = deployment.spec.as_mut() else {
+        return;
+    };
+    spec.progress_deadline_seconds = None;
+    spec.revision_history_limit = None;
+    if let Some(pod) = spec.template.spec.as_mut() {
+        pod.dns_policy = None;
+        pod.restart_policy = None;
+        pod.scheduler_name = None;
+        for c in &mut pod.containers {
+            c.termination_message_path = None;
+            c.termination_message_policy = None;
+            c.image_pull_policy = None;
+        }
+    }
+}
+
 /// Drops from a cached release what nothing reads: `managedFields` and the copy of the
 /// whole manifest `kubectl apply` (client-side) keeps in an annotation.
 fn slim_release(release: &mut RecommenderRelease) {
@@ -968,7 +994,7 @@ pub async fn run<S, N>(
         Some(ObjectRef::<RecommenderRelease>::new(&release).within(&pod.namespace()?))
     };
     let mut controller = Controller::for_stream(releases, ctx.caches.releases.clone())
-        .owns_stream(owned::<Deployment>(&client, deployments, slim))
+        .owns_stream(owned::<Deployment>(&client, deployments, slim_deployment))
         .owns_stream(owned::<Service>(&client, services, slim_service))
         .owns_stream(owned::<HorizontalPodAutoscaler>(&client, autoscalers, slim))
         .watches_stream(owned::<Pod>(&client, pods, slim_pod), pod_release);
@@ -1110,6 +1136,52 @@ mod tests {
             let mut edited = cached.clone();
             edited["spec"]["ports"][0]["port"] = json!(9999);
             assert!(!child.is_current(Some(&edited)));
+        }
+    }
+
+    /// As [`a_slimmed_service_is_current_for_what_the_operator_applies_and_keeps_nothing_else`],
+    /// for the stable and the canary Deployment.
+    #[test]
+    fn a_slimmed_deployment_is_current_for_what_the_operator_applies() {
+        let mut rr = a_release();
+        let first = plan::plan(&rr, &Observed::default(), Timestamp::UNIX_EPOCH);
+        rr.status = Some(first.status);
+        rr.spec.model.version = "v2".into();
+        rr.metadata.generation = Some(2);
+        let decision = plan::plan(&rr, &Observed::default(), Timestamp::UNIX_EPOCH);
+        let deployments: Vec<_> = desired_children(&rr, &decision, &Selection::default())
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.resource.kind == "Deployment")
+            .collect();
+        assert!(!deployments.is_empty());
+        for child in deployments {
+            let mut live = serde_json::to_value(&child.object).unwrap();
+            live["metadata"]["uid"] = json!("89d597f6-uid");
+            live["metadata"]["generation"] = json!(3);
+            let spec = &mut live["spec"];
+            spec["progressDeadlineSeconds"] = json!(600);
+            spec["revisionHistoryLimit"] = json!(10);
+            let pod = &mut spec["template"]["spec"];
+            pod["dnsPolicy"] = json!("ClusterFirst");
+            pod["restartPolicy"] = json!("Always");
+            pod["schedulerName"] = json!("default-scheduler");
+            for c in pod["containers"].as_array_mut().unwrap() {
+                c["terminationMessagePath"] = json!("/dev/termination-log");
+                c["terminationMessagePolicy"] = json!("File");
+                c["imagePullPolicy"] = json!("IfNotPresent");
+            }
+            live["status"] = json!({"observedGeneration": 3, "replicas": 1, "readyReplicas": 1,
+                "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                                "message": "Deployment has minimum availability."}]});
+            let mut deployment: Deployment = serde_json::from_value(live).unwrap();
+            let before = children::deployment_state(&deployment);
+            slim_deployment(&mut deployment);
+            assert_eq!(children::deployment_state(&deployment), before);
+            let cached = serde_json::to_value(&deployment).unwrap();
+            assert!(child.is_current(Some(&cached)), "{cached}");
+            assert!(cached["status"].get("conditions").is_none());
+            assert!(cached["spec"].get("revisionHistoryLimit").is_none());
         }
     }
 
