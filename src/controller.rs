@@ -163,8 +163,43 @@ impl<S, N> Context<S, N> {
     }
 }
 
-/// One reconcile of one release: observe → plan → commit → apply.
+/// One reconcile of one release: waits for a slot ([`Admission`]), then observe → plan →
+/// commit → apply.
+///
+/// # Caveats
+/// kube-runtime polls every reconcile future of a controller inside one task, all of them
+/// on every wake-up of any (its `FutureHashMap`). With its own bound off, up to one future
+/// per release waits at the gate, so each reconcile runs in a task of its own and the future
+/// kube polls is only the handle: a start over 1,000 releases otherwise slowed every request
+/// of the 16 running reconciles by polling the 984 waiting ones. Dropping the future (the
+/// controller stopped, leadership lost) aborts the task, as dropping the reconcile did.
 pub async fn reconcile<S, N>(
+    rr: Arc<RecommenderRelease>,
+    ctx: Arc<Context<S, N>>,
+) -> Result<Action, Error>
+where
+    S: MetricsSource + 'static,
+    N: Notifier + 'static,
+{
+    let mut task = AbortOnDrop(tokio::spawn(admitted(rr, ctx)));
+    match (&mut task.0).await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Cancelled: only by the runtime shutting down.
+        Err(_) => Ok(Action::await_change()),
+    }
+}
+
+/// A task handle that aborts the task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn admitted<S, N>(
     rr: Arc<RecommenderRelease>,
     ctx: Arc<Context<S, N>>,
 ) -> Result<Action, Error>

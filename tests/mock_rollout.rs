@@ -728,6 +728,42 @@ async fn with_every_slot_busy_unobserved_releases_go_before_settled_ones() {
     assert_eq!(h.phase(), Phase::Stable);
 }
 
+/// kube-runtime polls every reconcile future in one task, all of them on each wake-up of any;
+/// with up to a thousand waiting at the gate that slowed the running ones. A reconcile runs
+/// in a task of its own: it makes progress without its future being polled again, and
+/// dropping the future stops it.
+#[tokio::test]
+async fn a_reconcile_runs_in_its_own_task_and_stops_when_its_future_is_dropped() {
+    let h = Harness::new();
+    h.sync_caches();
+    h.api.take_log();
+    let mut running = Box::pin(reconcile(Arc::new(h.api.release()), h.ctx.clone()));
+    assert!(futures::poll!(&mut running).is_pending());
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    let log = h.api.take_log();
+    assert!(
+        log.contains(&"PATCH deployments/movies-stable".to_owned()),
+        "the whole first deployment went out without another poll: {log:?}"
+    );
+    running.await.expect("reconcile succeeds");
+
+    // A reconcile waiting for the slot that `busy` holds is dropped: it never runs.
+    let h = Harness::with_concurrency(1);
+    h.sync_caches();
+    let busy = h.ctx.admission.admit(Urgency::Routine).await;
+    let mut waiting = Box::pin(reconcile(Arc::new(h.api.release()), h.ctx.clone()));
+    assert!(futures::poll!(&mut waiting).is_pending());
+    drop(waiting);
+    drop(busy);
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.api.take_log(), calls(&[]), "the dropped reconcile did nothing");
+    assert_eq!(h.ctx.admission.load(), (0, 0, 0), "and gave its slot back");
+}
+
 #[tokio::test]
 async fn the_action_annotation_is_recorded_in_status_not_removed() {
     let h = Harness::canary_v2_ready().await;
