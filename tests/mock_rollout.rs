@@ -760,7 +760,11 @@ async fn a_reconcile_runs_in_its_own_task_and_stops_when_its_future_is_dropped()
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(h.api.take_log(), calls(&[]), "the dropped reconcile did nothing");
+    assert_eq!(
+        h.api.take_log(),
+        calls(&[]),
+        "the dropped reconcile did nothing"
+    );
     assert_eq!(h.ctx.admission.load(), (0, 0, 0), "and gave its slot back");
 }
 
