@@ -17,8 +17,8 @@
 #   MOVREK_BENCH_OBSERVE=poll         observe releases by a LIST every 0.5 s (before 2026-12-04:
 #                                     the observer then cost more API-server CPU than the operator)
 #
-# Needs hack/cluster/build.sh to have run. Builds the operator in release mode (or uses
-# $MOVREK_OPERATOR_BIN). Everything listens on 127.0.0.1; every process started here is
+# Needs hack/cluster/build.sh to have run. Builds the operator with the `operator` profile
+# (or uses $MOVREK_OPERATOR_BIN). Everything listens on 127.0.0.1; every process started here is
 # stopped by pid at the end. Output: /var/tmp/movrek/operator-scale-N.txt (and stdout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,8 +55,9 @@ trap cleanup EXIT
 
 OP="${MOVREK_OPERATOR_BIN:-}"
 if [ -z "$OP" ]; then
-  cargo build --release --locked -p movrek-operator --bin movrek-operator
-  OP="${CARGO_TARGET_DIR:-$ROOT/target}/release/movrek-operator"
+  # The `operator` profile (Cargo.toml: opt-level "s", fat LTO) is what the figures assume.
+  cargo build --profile operator --locked -p movrek-operator --bin movrek-operator
+  OP="${CARGO_TARGET_DIR:-$ROOT/target}/operator/movrek-operator"
 fi
 cp "$OP" "$WORK/movrek-operator"
 if [ -n "${MOVREK_OPERATOR_BIN:-}" ]; then
