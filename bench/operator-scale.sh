@@ -13,8 +13,12 @@
 #
 #   bench/operator-scale.sh [N] [M]        e.g. bench/operator-scale.sh 1000 100
 #
-# Needs hack/cluster/build.sh to have run. Builds the operator in release mode (or uses
-# $MOVREK_OPERATOR_BIN). Everything listens on 127.0.0.1; every process started here is
+#   MOVREK_BENCH_STOP_AFTER=startup   stop after part 1 (start-up figures only)
+#   MOVREK_BENCH_OBSERVE=poll         observe releases by a LIST every 0.5 s (before 2026-12-04:
+#                                     the observer then cost more API-server CPU than the operator)
+#
+# Needs hack/cluster/build.sh to have run. Builds the operator with the `operator` profile
+# (or uses $MOVREK_OPERATOR_BIN). Everything listens on 127.0.0.1; every process started here is
 # stopped by pid at the end. Output: /var/tmp/movrek/operator-scale-N.txt (and stdout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,8 +55,9 @@ trap cleanup EXIT
 
 OP="${MOVREK_OPERATOR_BIN:-}"
 if [ -z "$OP" ]; then
-  cargo build --release --locked -p movrek-operator --bin movrek-operator
-  OP="${CARGO_TARGET_DIR:-$ROOT/target}/release/movrek-operator"
+  # The `operator` profile (Cargo.toml: opt-level "s", fat LTO) is what the figures assume.
+  cargo build --profile operator --locked -p movrek-operator --bin movrek-operator
+  OP="${CARGO_TARGET_DIR:-$ROOT/target}/operator/movrek-operator"
 fi
 cp "$OP" "$WORK/movrek-operator"
 if [ -n "${MOVREK_OPERATOR_BIN:-}" ]; then
@@ -60,7 +65,7 @@ if [ -n "${MOVREK_OPERATOR_BIN:-}" ]; then
 else
   built="commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' (+ uncommitted src changes)')"
 fi
-say "$built, N=$N releases, M=$M rollouts, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+say "$built, N=$N releases, M=$M rollouts, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), releases observed by ${MOVREK_BENCH_OBSERVE:-watch}"
 
 eval "$("$ROOT/hack/cluster/up" "$DIR" 2>"$WORK/up.log")"
 say "control plane up"
@@ -84,7 +89,12 @@ status:
 EOF
 done | kubectl apply -f - >/dev/null
 "$WORK/movrek-operator" crd | kubectl apply --server-side -f - >/dev/null   # the CRD of the binary measured
-kubectl wait --for=condition=Established crd/recommenderreleases.movrek.dev --timeout=30s >/dev/null
+# (Retried: right after the apply the CRD may have no conditions yet, and `kubectl wait` then
+# fails at once instead of waiting.)
+for _ in $(seq 30); do
+  kubectl wait --for=condition=Established crd/recommenderreleases.movrek.dev --timeout=30s >/dev/null 2>&1 && break
+  sleep 1
+done
 
 # The operator's identity: a ServiceAccount (cluster-admin: RBAC is not what is measured) whose
 # requests two FlowSchemas count apart: the Lease, and everything else.
@@ -179,11 +189,46 @@ t=$EPOCHREALTIME
 kubectl apply --server-side --field-manager=bench -f "$WORK/releases.yaml" >/dev/null
 say "$N releases created in $(since "$t") s (before the operator starts)"
 
-# counts: reconciled Stable Succeeded final (over every release)
+# counts: reconciled Stable Succeeded final (over every release).
+# Observed through one watch of the releases (started before the operator, so every release
+# it touches appears), whose lines (name generation observedGeneration phase, one per change)
+# go to a file that counts() reads: a LIST of 1,000 releases every
+# 0.5 s cost ~0.9 s of API-server CPU and ~0.5 s of kubectl CPU each, the better part of
+# what the API server spent during the start-up, so the observer slowed what it measured.
+# MOVREK_BENCH_OBSERVE=poll keeps the old polling (to compare with earlier figures).
+OBSERVE=${MOVREK_BENCH_OBSERVE:-watch}
+if [ "$OBSERVE" = watch ]; then
+  (
+    kpid=
+    trap '[ -n "$kpid" ] && kill "$kpid" 2>/dev/null; exit 0' TERM
+    while :; do
+      kubectl get rr --watch-only -o jsonpath='{.metadata.name} {.metadata.generation} {.status.observedGeneration} {.status.phase}{"\n"}' 2>>"$WORK/rr-watch.err" &
+      kpid=$!
+      wait "$kpid" || true
+      sleep 0.2
+    done
+  ) >>"$WORK/rr-watch.log" &
+  PIDS+=($!)
+  # The watch is live once it reports a change (a label nothing in the operator reads; set
+  # again until seen, since a change made before the watch is established is not reported).
+  for i in $(seq 60); do
+    kubectl label rr rr-1 "bench.movrek.dev/watch-probe=$i" --overwrite >/dev/null
+    sleep 0.5
+    grep -q '^rr-1 ' "$WORK/rr-watch.log" && break
+  done
+  grep -q '^rr-1 ' "$WORK/rr-watch.log" || { say "the release watch reported nothing"; exit 1; }
+fi
 counts() {
-  kubectl get rr -o jsonpath='{range .items[*]}{.metadata.generation} {.status.observedGeneration} {.status.phase}{"\n"}{end}' |
-    awk '$1 == $2 {r++} $3 == "Stable" {s++} $3 == "Succeeded" {d++} $3 ~ /^(Succeeded|RolledBack|Rejected|Failed)$/ {f++}
-         END {printf "%d %d %d %d\n", r, s, d, f}'
+  if [ "$OBSERVE" = watch ]; then
+    awk 'NF >= 2 {g[$1] = $2; o[$1] = $3; p[$1] = $4}
+         END {for (n in g) {if (g[n] == o[n]) r++; if (p[n] == "Stable") s++; if (p[n] == "Succeeded") d++;
+                            if (p[n] ~ /^(Succeeded|RolledBack|Rejected|Failed)$/) f++}
+              printf "%d %d %d %d\n", r, s, d, f}' "$WORK/rr-watch.log"
+  else
+    kubectl get rr -o jsonpath='{range .items[*]}{.metadata.generation} {.status.observedGeneration} {.status.phase}{"\n"}{end}' |
+      awk '$1 == $2 {r++} $3 == "Stable" {s++} $3 == "Succeeded" {d++} $3 ~ /^(Succeeded|RolledBack|Rejected|Failed)$/ {f++}
+           END {printf "%d %d %d %d\n", r, s, d, f}'
+  fi
 }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 declare -A HTTP
@@ -223,13 +268,33 @@ wait_counts() { # LIMIT_S FIELD(1..4) WANT LABEL: polls counts every 0.5 s
   done
 }
 
+writes_by_kind() { # IDENTITY: the operator's write counters, e.g. "status 1000, Service 3000"
+  curl -fsS --max-time 3 "http://127.0.0.1:${HTTP[$1]}/metrics" 2>/dev/null |
+    awk -F'[{}" ]+' '/^movrek_operator_api_writes_total/ {printf "%s%s %d", sep, $3, $NF; sep = ", "} END {print ""}'
+}
+cluster_cpu() { # CPU seconds so far of each control-plane process (from the cluster's pid file)
+  local tick; tick=$(getconf CLK_TCK)
+  while read -r pid name; do
+    [ -r "/proc/$pid/stat" ] && awk -v n="$name" -v t="$tick" '{printf "%s %.1f\n", n, ($14 + $15) / t}' "/proc/$pid/stat" || true
+  done <"$DIR/pids"
+}
+
 # 1. Start-up with N releases.
+cpu0=$(cluster_cpu)
 start_operator bench-a
 A=$LAST_PID
 started=$EPOCHREALTIME
+oc0=$(cpu_ticks "$A")
 wait_counts 300 1 "$N" "every release reconciled" && say "FIGURE start → all $N releases reconciled (observedGeneration): $(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+say "by then: writes $(writes_by_kind bench-a); stale reads $(metric bench-a movrek_operator_stale_reads_total); reconciles $(metric bench-a movrek_operator_reconcile_duration_seconds_count); load $(cut -d' ' -f1-3 /proc/loadavg)"
+say "CPU seconds since the start: operator $(awk -v a="$oc0" -v b="$(cpu_ticks "$A")" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / t }'), $(join -a1 <(echo "$cpu0" | sort) <(cluster_cpu | sort) | awk '{printf "%s%s %.1f", sep, $1, $3 - $2; sep = ", "}')"
 wait_counts 300 2 "$N" "every release Stable" && say "FIGURE start → all $N releases Stable: $(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
 say "FIGURE operator RSS after start-up: $(rss_mib "$A" VmRSS:) MiB (peak $(rss_mib "$A" VmHWM:) MiB)"
+say "writes by then: $(writes_by_kind bench-a); reconciles $(metric bench-a movrek_operator_reconcile_duration_seconds_count)"
+if [ "${MOVREK_BENCH_STOP_AFTER:-}" = startup ]; then
+  say "done (MOVREK_BENCH_STOP_AFTER=startup); figures in $OUT"
+  exit 0
+fi
 
 # 2. One idle minute.
 sleep 15

@@ -1,5 +1,5 @@
-//! Watch caches (reflector stores) of the objects releases own, so a reconcile observes its
-//! children without a single API read: Deployments, Services, autoscalers and inference pods
+//! Watch caches (reflector stores) of the releases and of the objects they own, so a reconcile
+//! observes its release (the newest version seen) and its children without a single API read: Deployments, Services, autoscalers and inference pods
 //! always; Ingresses and `HTTPRoutes` when the operator may list and watch them (the chart
 //! grants them per provider).
 //!
@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::analysis::Track;
 use crate::children::{RELEASE_LABEL, TRACK_LABEL};
+use crate::crd::RecommenderRelease;
 use crate::router::http_route_resource;
 
 /// A kind of child the operator may cache.
@@ -70,6 +71,8 @@ impl Kind {
 /// The write halves of the stores, handed to the watches once.
 #[derive(Debug)]
 pub struct Writers {
+    /// Releases.
+    pub releases: Writer<RecommenderRelease>,
     /// Deployments.
     pub deployments: Writer<Deployment>,
     /// Services.
@@ -96,6 +99,8 @@ pub enum Lookup {
 /// The read halves of the stores.
 #[derive(Debug)]
 pub struct Caches {
+    /// Releases (the controller's own store: it waits for their first list itself).
+    pub releases: Store<RecommenderRelease>,
     /// Deployments.
     pub deployments: Store<Deployment>,
     /// Services.
@@ -134,6 +139,7 @@ impl Caches {
     /// Empty stores, none watched yet.
     pub fn new() -> Self {
         let writers = Writers {
+            releases: Writer::default(),
             deployments: Writer::default(),
             services: Writer::default(),
             ingresses: Writer::default(),
@@ -142,6 +148,7 @@ impl Caches {
             pods: Writer::default(),
         };
         Self {
+            releases: writers.releases.as_reader(),
             deployments: writers.deployments.as_reader(),
             services: writers.services.as_reader(),
             ingresses: writers.ingresses.as_reader(),
@@ -219,6 +226,14 @@ impl Caches {
             Kind::Autoscaler => find(&self.autoscalers, &ObjectRef::new(name).within(namespace)),
             Kind::Pod => find(&self.pods, &ObjectRef::new(name).within(namespace)),
         })
+    }
+
+    /// The newest cached version of `release`, or `None` when the store does not hold it.
+    pub fn release(
+        &self,
+        release: &ObjectRef<RecommenderRelease>,
+    ) -> Option<std::sync::Arc<RecommenderRelease>> {
+        self.releases.get(release)
     }
 
     /// The cached Deployment `namespace/name` (`None` also when Deployments are not watched).

@@ -34,21 +34,24 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodSpec, PodStatus, Secret, Service, ServiceSpec,
+};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::admission::{self, Admission};
 use crate::analysis::{self, MetricsError, MetricsSource, Track};
 use crate::cache::{Caches, Kind, Lookup, Writers};
 use crate::children::{self, Child, ChildError, FIELD_MANAGER, RELEASE_LABEL, Selection};
 use crate::crd::{Outcome, RecommenderRelease, TrafficProvider};
+use crate::events::{EventType, Occurrence, Publisher};
 use crate::metrics::{Metrics, ReleaseLabels};
 use crate::notify::{Notification, NotificationKind, Notifier};
 use crate::plan::{self, Announcement, EventKind, LiveRoutes, Observed, Plan, Retirement};
@@ -113,12 +116,14 @@ pub struct Context<S, N> {
     pub notifier: Arc<N>,
     /// Operator metrics.
     pub metrics: Arc<Metrics>,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Event publisher.
+    pub events: Publisher,
     /// The clock (whole seconds, like the timestamps the API server stores).
     pub clock: Clock,
-    /// Watch caches of the children.
+    /// Watch caches of the releases and their children.
     pub caches: Caches,
+    /// The gate that bounds reconciles at once and lets urgent ones in first.
+    pub admission: Admission,
 }
 
 impl<S, N> std::fmt::Debug for Context<S, N> {
@@ -130,12 +135,12 @@ impl<S, N> std::fmt::Debug for Context<S, N> {
 impl<S, N> Context<S, N> {
     /// A context with the system clock.
     pub fn new(client: Client, source: S, notifier: N, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(
+                client.clone(),
+                FIELD_MANAGER,
+                std::env::var("POD_NAME").ok(),
+            ),
             client,
             source,
             notifier: Arc::new(notifier),
@@ -145,11 +150,29 @@ impl<S, N> Context<S, N> {
                     .unwrap_or_else(|_| Timestamp::now())
             }),
             caches: Caches::new(),
+            admission: Admission::default(),
         }
+    }
+
+    /// At most `limit` reconciles at once (0: no limit), urgent ones let in first (see
+    /// [`crate::admission`]).
+    #[must_use]
+    pub fn with_concurrency(mut self, limit: u16) -> Self {
+        self.admission = Admission::new(limit);
+        self
     }
 }
 
-/// One reconcile of one release: observe → plan → commit → apply.
+/// One reconcile of one release: waits for a slot ([`Admission`]), then observe → plan →
+/// commit → apply.
+///
+/// # Caveats
+/// kube-runtime polls every reconcile future of a controller inside one task, all of them
+/// on every wake-up of any (its `FutureHashMap`). With its own bound off, up to one future
+/// per release waits at the gate, so each reconcile runs in a task of its own and the future
+/// kube polls is only the handle: a start over 1,000 releases otherwise slowed every request
+/// of the 16 running reconciles by polling the 984 waiting ones. Dropping the future (the
+/// controller stopped, leadership lost) aborts the task, as dropping the reconcile did.
 pub async fn reconcile<S, N>(
     rr: Arc<RecommenderRelease>,
     ctx: Arc<Context<S, N>>,
@@ -158,6 +181,42 @@ where
     S: MetricsSource + 'static,
     N: Notifier + 'static,
 {
+    let mut task = AbortOnDrop(tokio::spawn(admitted(rr, ctx)));
+    match (&mut task.0).await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Cancelled: only by the runtime shutting down.
+        Err(_) => Ok(Action::await_change()),
+    }
+}
+
+/// A task handle that aborts the task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn admitted<S, N>(
+    rr: Arc<RecommenderRelease>,
+    ctx: Arc<Context<S, N>>,
+) -> Result<Action, Error>
+where
+    S: MetricsSource + 'static,
+    N: Notifier + 'static,
+{
+    // Wait for a slot holding only the reference (the store keeps the object), then act on
+    // the newest version the cache has: a change seen while waiting is not re-queued as a 409.
+    let key = ObjectRef::from_obj(rr.as_ref());
+    let urgency = admission::urgency(&rr);
+    let snapshot = ctx.caches.release(&key).is_none().then_some(rr);
+    let _permit = ctx.admission.admit(urgency).await;
+    let Some(rr) = ctx.caches.release(&key).or(snapshot) else {
+        // Deleted while waiting: its children go with it, its series went on the delete event.
+        return Ok(Action::await_change());
+    };
     let namespace = rr.namespace().unwrap_or_default();
     let name = rr.name_any();
     let span = info_span!("reconcile", namespace = %namespace, release = %name);
@@ -612,18 +671,16 @@ async fn publish_events<S, N>(rr: &RecommenderRelease, ctx: &Context<S, N>, deci
             EventKind::Normal => info!(reason = e.reason, note = %note, "event"),
             EventKind::Warning => warn!(reason = e.reason, note = %note, "event"),
         }
-        let event = Event {
+        let occurrence = Occurrence {
             type_: match e.kind {
                 EventKind::Normal => EventType::Normal,
                 EventKind::Warning => EventType::Warning,
             },
-            reason: e.reason.to_owned(),
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
+            reason: e.reason,
+            note: &note,
         };
         // An Event that cannot be written must not stop the rollout; it is logged above.
-        match ctx.recorder.publish(&event, &reference).await {
+        match ctx.events.publish(&reference, &occurrence).await {
             Ok(()) => ctx.metrics.wrote("Event"),
             Err(error) => warn!(%error, reason = e.reason, "cannot publish event"),
         }
@@ -765,6 +822,61 @@ fn slim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
+/// Keeps of a Service only what the operator applies, which is all [`Child::is_current`]
+/// compares (metadata labels, annotations and owner references; spec selector and ports):
+/// Services are the most numerous children (three a release), and the server fills in much
+/// more (cluster IPs, IP families, policies, type, status) that nothing reads.
+fn slim_service(service: &mut Service) {
+    slim(service);
+    service.metadata.uid = None;
+    service.status = None;
+    if let Some(spec) = service.spec.take() {
+        service.spec = Some(ServiceSpec {
+            selector: spec.selector,
+            ports: spec.ports,
+            ..ServiceSpec::default()
+        });
+    }
+}
+
+/// Drops from a cached Deployment what the server fills in and nothing reads (status
+/// conditions, uid, and defaults the operator never applies); [`Child::is_current`] still sees
+/// every applied field.
+fn slim_deployment(deployment: &mut Deployment) {
+    slim(deployment);
+    deployment.metadata.uid = None;
+    if let Some(status) = deployment.status.as_mut() {
+        status.conditions = None;
+    }
+    let Some(spec) = deployment.spec.as_mut() else {
+        return;
+    };
+    spec.progress_deadline_seconds = None;
+    spec.revision_history_limit = None;
+    if let Some(pod) = spec.template.spec.as_mut() {
+        pod.dns_policy = None;
+        pod.restart_policy = None;
+        pod.scheduler_name = None;
+        for c in &mut pod.containers {
+            c.termination_message_path = None;
+            c.termination_message_policy = None;
+            c.image_pull_policy = None;
+        }
+    }
+}
+
+/// Drops from a cached release what nothing reads: `managedFields` and the copy of the
+/// whole manifest `kubectl apply` (client-side) keeps in an annotation.
+fn slim_release(release: &mut RecommenderRelease) {
+    slim(release);
+    if let Some(annotations) = release.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// Where client-side `kubectl apply` keeps the applied manifest.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Keeps of a pod only what the plan reads (labels, deletion, the inference container's
 /// model version, readiness and restarts): pods are the most numerous cached objects.
 fn slim_pod(pod: &mut Pod) {
@@ -838,7 +950,7 @@ fn release_triggers(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(slim::<RecommenderRelease>)
+    .modify(slim_release)
     .reflect(writer)
     .inspect_ok(move |event| {
         if let watcher::Event::Delete(rr) = event {
@@ -875,8 +987,9 @@ where
         .touched_objects()
 }
 
-/// Runs the controller until `shutdown` resolves, with at most `concurrency` reconciles at
-/// once (0: no limit).
+/// Runs the controller until `shutdown` resolves, with as many reconciles at once as the
+/// context's [`Admission`] lets in (kube-runtime's own bound is off: it would pick the waiting
+/// reconciles in arbitrary order).
 ///
 /// Watches releases (status-only changes filtered out), the Deployments, Services,
 /// autoscalers and pods they own, and the Ingresses and `HTTPRoutes` when RBAC allows
@@ -885,7 +998,6 @@ where
 /// queues answer a flood with 504s).
 pub async fn run<S, N>(
     ctx: Arc<Context<S, N>>,
-    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) where
     S: MetricsSource + 'static,
@@ -897,6 +1009,7 @@ pub async fn run<S, N>(
         return;
     };
     let Writers {
+        releases: release_writer,
         deployments,
         services,
         ingresses,
@@ -905,8 +1018,7 @@ pub async fn run<S, N>(
         pods,
     } = writers;
     let (watch_ingresses, watch_routes) = Box::pin(choose_watches(&ctx.caches, &client)).await;
-    let (reader, writer) = reflector::store();
-    let releases = release_triggers(&client, writer, ctx.metrics.clone());
+    let releases = release_triggers(&client, release_writer, ctx.metrics.clone());
 
     let resync = futures::stream::unfold((), |()| async {
         tokio::time::sleep(RESYNC).await;
@@ -916,9 +1028,9 @@ pub async fn run<S, N>(
         let release = pod.labels().get(RELEASE_LABEL).cloned()?;
         Some(ObjectRef::<RecommenderRelease>::new(&release).within(&pod.namespace()?))
     };
-    let mut controller = Controller::for_stream(releases, reader)
-        .owns_stream(owned::<Deployment>(&client, deployments, slim))
-        .owns_stream(owned::<Service>(&client, services, slim))
+    let mut controller = Controller::for_stream(releases, ctx.caches.releases.clone())
+        .owns_stream(owned::<Deployment>(&client, deployments, slim_deployment))
+        .owns_stream(owned::<Service>(&client, services, slim_service))
         .owns_stream(owned::<HorizontalPodAutoscaler>(&client, autoscalers, slim))
         .watches_stream(owned::<Pod>(&client, pods, slim_pod), pod_release);
     if watch_ingresses {
@@ -937,7 +1049,6 @@ pub async fn run<S, N>(
         controller = controller.owns_stream_with(stream, resource);
     }
     let running = controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(resync)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -995,6 +1106,130 @@ mod tests {
         let status = pod.status.as_ref().unwrap();
         assert_eq!(status.conditions.as_ref().unwrap()[0].type_, "Ready");
         assert!(status.pod_ip.is_none());
+    }
+
+    fn a_release() -> RecommenderRelease {
+        let spec: RecommenderReleaseSpec = serde_json::from_value(json!({
+            "image": "img:1",
+            "model": {"version": "v1", "uri": "file:///m", "sha256": "a".repeat(64)},
+            "traffic": {"provider": "replicas"}
+        }))
+        .unwrap();
+        let mut rr = RecommenderRelease::new("movies", spec);
+        rr.metadata.namespace = Some("prod".into());
+        rr.metadata.uid = Some("0d9c6f1e-uid".into());
+        rr.metadata.generation = Some(1);
+        rr
+    }
+
+    /// A slimmed Service still holds every field the operator applies, so an unchanged
+    /// Service is not applied again (and one edited by hand still is).
+    #[test]
+    fn a_slimmed_service_is_current_for_what_the_operator_applies_and_keeps_nothing_else() {
+        let rr = a_release();
+        let decision = plan::plan(&rr, &Observed::default(), Timestamp::UNIX_EPOCH);
+        let services: Vec<_> = desired_children(&rr, &decision, &Selection::default())
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.resource.kind == "Service")
+            .collect();
+        assert_eq!(services.len(), 3);
+        for child in services {
+            // As the API server returns it: every applied field plus the server's own.
+            let mut live = serde_json::to_value(&child.object).unwrap();
+            live["metadata"]["uid"] = json!("d299a494-uid");
+            live["metadata"]["resourceVersion"] = json!("8347");
+            live["metadata"]["creationTimestamp"] = json!("2026-12-04T22:23:21Z");
+            live["metadata"]["managedFields"] = json!([{"manager": "movrek-operator"}]);
+            let spec = live["spec"].as_object_mut().unwrap();
+            for (k, v) in [
+                ("clusterIP", json!("10.96.84.183")),
+                ("clusterIPs", json!(["10.96.84.183"])),
+                ("internalTrafficPolicy", json!("Cluster")),
+                ("ipFamilies", json!(["IPv4"])),
+                ("ipFamilyPolicy", json!("SingleStack")),
+                ("sessionAffinity", json!("None")),
+                ("type", json!("ClusterIP")),
+            ] {
+                spec.insert(k.into(), v);
+            }
+            live["status"] = json!({"loadBalancer": {}});
+            let mut service: Service = serde_json::from_value(live).unwrap();
+            slim_service(&mut service);
+            let cached = serde_json::to_value(&service).unwrap();
+            assert!(child.is_current(Some(&cached)), "{cached}");
+            assert_eq!(
+                cached["spec"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .collect::<Vec<_>>(),
+                ["ports", "selector"]
+            );
+            assert!(cached.get("status").is_none() && cached["metadata"].get("uid").is_none());
+            // A hand edit of an applied field is still seen.
+            let mut edited = cached.clone();
+            edited["spec"]["ports"][0]["port"] = json!(9999);
+            assert!(!child.is_current(Some(&edited)));
+        }
+    }
+
+    /// As [`a_slimmed_service_is_current_for_what_the_operator_applies_and_keeps_nothing_else`],
+    /// for the stable and the canary Deployment.
+    #[test]
+    fn a_slimmed_deployment_is_current_for_what_the_operator_applies() {
+        let mut rr = a_release();
+        let first = plan::plan(&rr, &Observed::default(), Timestamp::UNIX_EPOCH);
+        rr.status = Some(first.status);
+        rr.spec.model.version = "v2".into();
+        rr.metadata.generation = Some(2);
+        let decision = plan::plan(&rr, &Observed::default(), Timestamp::UNIX_EPOCH);
+        let deployments: Vec<_> = desired_children(&rr, &decision, &Selection::default())
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.resource.kind == "Deployment")
+            .collect();
+        assert!(!deployments.is_empty());
+        for child in deployments {
+            let mut live = serde_json::to_value(&child.object).unwrap();
+            live["metadata"]["uid"] = json!("89d597f6-uid");
+            live["metadata"]["generation"] = json!(3);
+            let spec = &mut live["spec"];
+            spec["progressDeadlineSeconds"] = json!(600);
+            spec["revisionHistoryLimit"] = json!(10);
+            let pod = &mut spec["template"]["spec"];
+            pod["dnsPolicy"] = json!("ClusterFirst");
+            pod["restartPolicy"] = json!("Always");
+            pod["schedulerName"] = json!("default-scheduler");
+            for c in pod["containers"].as_array_mut().unwrap() {
+                c["terminationMessagePath"] = json!("/dev/termination-log");
+                c["terminationMessagePolicy"] = json!("File");
+                c["imagePullPolicy"] = json!("IfNotPresent");
+            }
+            live["status"] = json!({"observedGeneration": 3, "replicas": 1, "readyReplicas": 1,
+                "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                                "message": "Deployment has minimum availability."}]});
+            let mut deployment: Deployment = serde_json::from_value(live).unwrap();
+            let before = children::deployment_state(&deployment);
+            slim_deployment(&mut deployment);
+            assert_eq!(children::deployment_state(&deployment), before);
+            let cached = serde_json::to_value(&deployment).unwrap();
+            assert!(child.is_current(Some(&cached)), "{cached}");
+            assert!(cached["status"].get("conditions").is_none());
+            assert!(cached["spec"].get("revisionHistoryLimit").is_none());
+        }
+    }
+
+    #[test]
+    fn a_slimmed_release_drops_the_client_side_apply_copy_and_keeps_other_annotations() {
+        let mut rr = a_release();
+        rr.annotations_mut()
+            .insert(LAST_APPLIED.into(), "{\"spec\": {}}".repeat(100));
+        rr.annotations_mut()
+            .insert("movrek.dev/action".into(), "promote".into());
+        slim_release(&mut rr);
+        assert_eq!(rr.annotations().len(), 1);
+        assert!(rr.annotations().contains_key("movrek.dev/action"));
     }
 
     #[test]

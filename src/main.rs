@@ -70,7 +70,8 @@ struct RunArgs {
     #[arg(long, env = "MOVREK_ALLOWED_WEBHOOK_HOSTS", value_delimiter = ',')]
     allowed_webhook_hosts: Vec<String>,
     /// Reconciles that may run at once (0: no limit). A start or resync of many releases is
-    /// spread over this many workers instead of flooding the API server.
+    /// spread over this many workers instead of flooding the API server; when all are busy,
+    /// urgent reconciles (a new spec, a rollout in flight) are let in before routine ones.
     #[arg(long, env = "MOVREK_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
     max_concurrent_reconciles: u16,
 }
@@ -237,7 +238,7 @@ async fn lead_while_elected(
         let ctx = Arc::new(shell.context());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let controller = async {
-            controller::run(ctx, shell.concurrency, stopped(stop_rx.clone())).await;
+            controller::run(ctx, stopped(stop_rx.clone())).await;
             let _ = done_tx.send(());
         };
         let holding = leader::hold(leases, cfg, gate, held, async {
@@ -336,6 +337,7 @@ impl Shell {
             self.notifier.clone(),
             self.metrics.clone(),
         )
+        .with_concurrency(self.concurrency)
     }
 }
 

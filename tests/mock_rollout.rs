@@ -22,6 +22,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use movrek_operator::admission::Urgency;
 use movrek_operator::analysis::{AnalysisQuery, CanaryMetrics, MetricsError, MetricsSource};
 use movrek_operator::cache::{Kind, Writers};
 use movrek_operator::controller::{Context, reconcile};
@@ -57,6 +58,22 @@ impl FakeApi {
 
     fn release(&self) -> RecommenderRelease {
         serde_json::from_value(self.objects.lock().unwrap()[RELEASE_PATH].clone()).unwrap()
+    }
+
+    /// Stores a new release `name` (never reconciled) beside `movies`; returns it.
+    fn add_release(&self, name: &str) -> RecommenderRelease {
+        let mut rr = self.release();
+        rr.metadata.name = Some(name.to_owned());
+        rr.metadata.uid = Some(format!("{name}-uid"));
+        rr.metadata.generation = Some(1);
+        rr.metadata.resource_version = Some(self.next_version());
+        rr.status = None;
+        let path = RELEASE_PATH.replace("/movies", &format!("/{name}"));
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(path, serde_json::to_value(&rr).unwrap());
+        rr
     }
 
     fn object(&self, path: &str) -> Option<Value> {
@@ -262,6 +279,11 @@ fn slow() -> CanaryMetrics {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_concurrency(0)
+    }
+
+    /// A harness whose reconciles pass a gate of `limit` slots (0: no limit).
+    fn with_concurrency(limit: u16) -> Self {
         let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
         let api = Arc::new(FakeApi::default());
         let spec: RecommenderReleaseSpec = serde_json::from_value(json!({
@@ -332,7 +354,8 @@ impl Harness {
             figures.clone(),
             sent.clone(),
             metrics.clone(),
-        );
+        )
+        .with_concurrency(limit);
         let tick = clock.clone();
         ctx.clock = Arc::new(move || Timestamp::from_second(tick.load(Ordering::SeqCst)).unwrap());
         let writers = ctx.caches.take_writers().expect("fresh caches");
@@ -577,7 +600,7 @@ async fn the_failing_check_that_reaches_the_limit_removes_traffic_before_pods() 
             STATUS,
             "PATCH ingresses/movies-canary",
             "PATCH deployments/movies-canary",
-            // The third AnalysisFailed repeats the first two: kube's recorder makes it a series.
+            // The third AnalysisFailed repeats the first two: it is counted into their series.
             "PATCH event-series",
             EVENT,
         ])
@@ -651,6 +674,98 @@ async fn a_stale_release_gets_409_and_acts_on_nothing() {
     let log = h.reconcile_at(726).await;
     assert_eq!(log, calls(&[STATUS, "PATCH ingresses/movies-canary"]));
     assert_eq!(h.canary_weight_annotation(), "0");
+}
+
+/// At a start over 1,000 releases, kube-runtime's own bound took waiting reconciles in
+/// arbitrary order, and follow-ups of the first releases (pods Ready: a status write and an
+/// Event each) overtook the first reconcile of releases not looked at yet. With every slot
+/// busy, the gate lets in releases whose spec was never observed first, in arrival order, and
+/// only then a settled release re-checked. (With the gate off, `with_concurrency(0)`, the
+/// commits come in arrival order and this test fails.)
+#[tokio::test]
+async fn with_every_slot_busy_unobserved_releases_go_before_settled_ones() {
+    let h = Harness::with_concurrency(1);
+    h.reconcile_at(0).await;
+    assert_eq!(h.phase(), Phase::Initializing);
+    // Its pods became Ready: a routine follow-up (status → Stable) is due; two new releases.
+    h.api.kubelet();
+    let books = h.api.add_release("books");
+    let shows = h.api.add_release("shows");
+    h.sync_caches();
+    h.api.take_log();
+    let busy = h.ctx.admission.admit(Urgency::Routine).await;
+    let mut tasks = Vec::new();
+    for rr in [h.api.release(), books, shows] {
+        let ctx = h.ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            reconcile(Arc::new(rr), ctx)
+                .await
+                .expect("reconcile succeeds")
+        }));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(h.api.take_log(), calls(&[]), "all three wait for the slot");
+    drop(busy);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let commits: Vec<_> = h
+        .api
+        .take_log()
+        .into_iter()
+        .filter(|c| c.ends_with("/status"))
+        .collect();
+    assert_eq!(
+        commits,
+        calls(&[
+            "PATCH books/status",
+            "PATCH shows/status",
+            "PATCH movies/status"
+        ])
+    );
+    assert_eq!(h.phase(), Phase::Stable);
+}
+
+/// kube-runtime polls every reconcile future in one task, all of them on each wake-up of any;
+/// with up to a thousand waiting at the gate that slowed the running ones. A reconcile runs
+/// in a task of its own: it makes progress without its future being polled again, and
+/// dropping the future stops it.
+#[tokio::test]
+async fn a_reconcile_runs_in_its_own_task_and_stops_when_its_future_is_dropped() {
+    let h = Harness::new();
+    h.sync_caches();
+    h.api.take_log();
+    let mut running = Box::pin(reconcile(Arc::new(h.api.release()), h.ctx.clone()));
+    assert!(futures::poll!(&mut running).is_pending());
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    let log = h.api.take_log();
+    assert!(
+        log.contains(&"PATCH deployments/movies-stable".to_owned()),
+        "the whole first deployment went out without another poll: {log:?}"
+    );
+    running.await.expect("reconcile succeeds");
+
+    // A reconcile waiting for the slot that `busy` holds is dropped: it never runs.
+    let h = Harness::with_concurrency(1);
+    h.sync_caches();
+    let busy = h.ctx.admission.admit(Urgency::Routine).await;
+    let mut waiting = Box::pin(reconcile(Arc::new(h.api.release()), h.ctx.clone()));
+    assert!(futures::poll!(&mut waiting).is_pending());
+    drop(waiting);
+    drop(busy);
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        h.api.take_log(),
+        calls(&[]),
+        "the dropped reconcile did nothing"
+    );
+    assert_eq!(h.ctx.admission.load(), (0, 0, 0), "and gave its slot back");
 }
 
 #[tokio::test]
