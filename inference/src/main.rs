@@ -467,6 +467,11 @@ struct ServeArgs {
     /// Compression of impression batches.
     #[arg(long, env = "MOVREK_IMPRESSION_COMPRESSION", value_enum, default_value_t = Compression::default())]
     impression_compression: Compression,
+    /// Impressions per partition batch at most (`batch.num.messages`).
+    #[arg(long, env = "MOVREK_IMPRESSION_BATCH_RECORDS",
+          default_value_t = PublisherConfig::DEFAULT_BATCH_RECORDS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    impression_batch_records: u32,
 }
 
 /// A count of at least 1.
@@ -621,6 +626,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             client_id: format!("movrek-serve-{}-{}", args.release, args.track.as_str()),
             linger: Duration::from_millis(args.impression_linger_ms),
             compression: args.impression_compression,
+            batch_records: args.impression_batch_records,
         });
     let max_connections = server::max_connections(
         args.max_connections

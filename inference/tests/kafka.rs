@@ -84,6 +84,7 @@ fn config(brokers: &str, topic: &str, queue_records: u32) -> PublisherConfig {
         client_id: "movrek-test".to_owned(),
         linger: PublisherConfig::DEFAULT_LINGER,
         compression: Compression::default(),
+        batch_records: PublisherConfig::DEFAULT_BATCH_RECORDS,
     }
 }
 
@@ -328,6 +329,35 @@ fn a_record_that_cannot_be_delivered_is_counted_failed_by_the_poller() {
     assert_eq!(counts.dropped_failed, 3, "{counts:?}");
     assert_eq!(counts.in_flight, 0, "{counts:?}");
     assert_eq!(counts.delivered, 0, "{counts:?}");
+}
+
+/// A full batch is sent at once, linger or not: with a linger of a minute and batches of 4
+/// records, 8 records for one user (one partition) arrive well before the linger is out
+/// (`consume_raw` gives up after 30 s). Without the cap they would wait the whole minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_sent_before_its_linger_is_out() {
+    let Some(brokers) = bootstrap() else { return };
+    let topic = fresh_topic(&brokers, "batches").await;
+    let publisher = Publisher::start(&PublisherConfig {
+        linger: Duration::from_secs(60),
+        delivery_timeout: Duration::from_secs(120),
+        batch_records: 4,
+        ..config(&brokers, &topic, 100)
+    })
+    .expect("producer");
+    for n in 0..8_u32 {
+        publisher.publish_encoded(7, format!("{{\"n\":{n}}}").as_bytes());
+    }
+    let received = consume_raw(&brokers, &topic, 8);
+    let payloads: Vec<String> = received
+        .iter()
+        .map(|(_, payload)| String::from_utf8_lossy(payload).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..8).map(|n| format!("{{\"n\":{n}}}")).collect();
+    assert_eq!(
+        payloads, expected,
+        "two full batches, in order, before the linger"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
