@@ -24,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
+use movrek_contract::env as contract;
 use serde::Serialize;
 
 use crate::analysis::Track;
@@ -317,16 +318,16 @@ fn pod_env(
     target: &TrackStatus,
 ) -> Vec<EnvVar> {
     let mut vars = vec![
-        env("MOVREK_MODEL_URI", &target.model_uri),
-        env("MOVREK_MODEL_SHA256", &target.model_sha256),
-        env("MOVREK_MODEL_VERSION", &target.version),
-        env("MOVREK_RELEASE", release),
-        env("MOVREK_TRACK", track.as_label()),
-        env("MOVREK_PORT", rr.spec.port.to_string()),
+        env(contract::MODEL_URI, &target.model_uri),
+        env(contract::MODEL_SHA256, &target.model_sha256),
+        env(contract::MODEL_VERSION, &target.version),
+        env(contract::RELEASE, release),
+        env(contract::TRACK, track.as_label()),
+        env(contract::PORT, rr.spec.port.to_string()),
     ];
     if let Some(impressions) = &rr.spec.impressions {
-        vars.push(env("MOVREK_KAFKA_BROKERS", &impressions.brokers));
-        vars.push(env("MOVREK_IMPRESSIONS_TOPIC", &impressions.topic));
+        vars.push(env(contract::KAFKA_BROKERS, &impressions.brokers));
+        vars.push(env(contract::IMPRESSIONS_TOPIC, &impressions.topic));
     }
     vars
 }
@@ -565,7 +566,7 @@ pub fn restarts<'a>(pods: impl IntoIterator<Item = &'a Pod>, version: &str) -> i
                     c.name == CONTAINER
                         && c.env.as_ref().is_some_and(|env| {
                             env.iter().any(|e| {
-                                e.name == "MOVREK_MODEL_VERSION"
+                                e.name == contract::MODEL_VERSION
                                     && e.value.as_deref() == Some(version)
                             })
                         })
@@ -592,7 +593,7 @@ pub fn deployment_state(d: &Deployment) -> DeploymentState {
         .and_then(|p| p.containers.iter().find(|c| c.name == CONTAINER));
     let model_version = container
         .and_then(|c| c.env.as_ref())
-        .and_then(|env| env.iter().find(|e| e.name == "MOVREK_MODEL_VERSION"))
+        .and_then(|env| env.iter().find(|e| e.name == contract::MODEL_VERSION))
         .and_then(|e| e.value.clone());
     DeploymentState {
         generation: d.metadata.generation.unwrap_or(0),

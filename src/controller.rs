@@ -891,7 +891,7 @@ fn slim_pod(pod: &mut Pod) {
             .map(|c| Container {
                 env: c.env.map(|env| {
                     env.into_iter()
-                        .filter(|e| e.name == "MOVREK_MODEL_VERSION")
+                        .filter(|e| e.name == movrek_contract::env::MODEL_VERSION)
                         .collect()
                 }),
                 name: c.name,

@@ -380,12 +380,7 @@ pub fn rollout_fingerprint(spec: &RecommenderReleaseSpec) -> String {
 /// FNV-1a 64 of `text`, hex: the operator's one stable hash (rollout fingerprints here, the
 /// applied-object annotation in [`crate::children`]).
 pub fn fingerprint(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    format!("{:016x}", movrek_contract::fnv1a64(text.as_bytes()))
 }
 
 /// The canary weights, in order: `stepWeights`, or one step at `weight`.

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use movrek_contract::env as pod_env;
 use movrek_inference::bus::KafkaUri;
 use movrek_inference::bus::publish::{Compression, PublisherConfig};
 use movrek_inference::bus::read::ReadBounds;
@@ -173,7 +174,7 @@ struct PublishArgs {
     #[arg(long, env = "MOVREK_STORE")]
     to: String,
     /// Release name (the `RecommenderRelease`), the first path segment under the prefix.
-    #[arg(long, env = "MOVREK_RELEASE")]
+    #[arg(long, env = pod_env::RELEASE)]
     release: String,
     /// Model version; must be the artifact's own (the default).
     #[arg(long = "model-version")]
@@ -304,10 +305,10 @@ struct OnlineEvalArgs {
 #[derive(Debug, Args)]
 struct EvaluateArgs {
     /// Kafka brokers, `host:port[,host:port…]`.
-    #[arg(long, env = "MOVREK_KAFKA_BROKERS")]
+    #[arg(long, env = pod_env::KAFKA_BROKERS)]
     brokers: String,
     /// Topic of impression records (from `movrek serve`).
-    #[arg(long, env = "MOVREK_IMPRESSIONS_TOPIC", default_value = movrek_inference::bus::IMPRESSIONS_TOPIC)]
+    #[arg(long, env = pod_env::IMPRESSIONS_TOPIC, default_value = movrek_inference::bus::IMPRESSIONS_TOPIC)]
     impressions_topic: String,
     /// Topic of event lines (watches, ratings, recommendation requests).
     #[arg(long, env = "MOVREK_EVENTS_TOPIC", default_value = movrek_inference::bus::EVENTS_TOPIC)]
@@ -352,7 +353,7 @@ struct EvaluateArgs {
     #[arg(long, env = "MOVREK_BIND", default_value = "0.0.0.0")]
     bind: IpAddr,
     /// Port `/metrics` listens on.
-    #[arg(long, env = "MOVREK_PORT", default_value_t = 9102)]
+    #[arg(long, env = pod_env::PORT, default_value_t = 9102)]
     port: u16,
     /// Milliseconds between checkpoints (metrics follow each one).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
@@ -371,25 +372,25 @@ struct ServeArgs {
     /// Model artifact: a path, or a `file://`, `s3://`, `gs://`, `az://` or `http(s)://` URI
     /// (store credentials from `AWS_*`, `GOOGLE_*`, `AZURE_*`). Without one, a default
     /// synthetic data set is generated and trained on at start.
-    #[arg(long, env = "MOVREK_MODEL_URI")]
+    #[arg(long, env = pod_env::MODEL_URI)]
     model: Option<String>,
     /// Expected SHA-256 of the artifact file; a different artifact is refused.
-    #[arg(long, env = "MOVREK_MODEL_SHA256")]
+    #[arg(long, env = pod_env::MODEL_SHA256)]
     sha256: Option<String>,
     /// Model version announced by the operator; an artifact of another version is refused.
-    #[arg(long = "model-version", env = "MOVREK_MODEL_VERSION")]
+    #[arg(long = "model-version", env = pod_env::MODEL_VERSION)]
     model_version: Option<String>,
     /// Release name (metrics label `release`).
-    #[arg(long, env = "MOVREK_RELEASE", default_value = "movrek")]
+    #[arg(long, env = pod_env::RELEASE, default_value = "movrek")]
     release: String,
     /// Track (metrics label `track`).
-    #[arg(long, env = "MOVREK_TRACK", value_enum, default_value = "stable")]
+    #[arg(long, env = pod_env::TRACK, value_enum, default_value = "stable")]
     track: Track,
     /// Address to bind.
     #[arg(long, env = "MOVREK_BIND", default_value = "0.0.0.0")]
     bind: IpAddr,
     /// Port to listen on (0 picks a free one; the log says which).
-    #[arg(long, env = "MOVREK_PORT", default_value_t = 8082)]
+    #[arg(long, env = pod_env::PORT, default_value_t = 8082)]
     port: u16,
     /// `/recommend` requests in flight at once (waiting or running); beyond it, 503 at once.
     #[arg(long, env = "MOVREK_MAX_INFLIGHT", default_value_t = 1024,
@@ -448,10 +449,10 @@ struct ServeArgs {
     threads: Option<usize>,
     /// Kafka brokers (`host:port[,host:port…]`) to publish an impression to for every 200
     /// from `/recommend`; unset: impressions are not published.
-    #[arg(long, env = "MOVREK_KAFKA_BROKERS")]
+    #[arg(long, env = pod_env::KAFKA_BROKERS)]
     kafka_brokers: Option<String>,
     /// Topic of impressions.
-    #[arg(long, env = "MOVREK_IMPRESSIONS_TOPIC", default_value = movrek_inference::bus::IMPRESSIONS_TOPIC)]
+    #[arg(long, env = pod_env::IMPRESSIONS_TOPIC, default_value = movrek_inference::bus::IMPRESSIONS_TOPIC)]
     impressions_topic: String,
     /// Impressions held at most while the broker is away; beyond, new ones are dropped and
     /// counted (`movrek_impressions_dropped_total{reason="queue_full"}`).

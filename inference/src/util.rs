@@ -1,10 +1,13 @@
 //! Small primitives shared across the crate, each with one home: the `SplitMix64` hash and
-//! generator (seeded splits, samples, synthetic data), FNV-1a (stable ids for slugs) and
-//! binary-relevance NDCG (training's hold-out choices and offline evaluation).
+//! generator (seeded splits, samples, synthetic data) and binary-relevance NDCG (training's
+//! hold-out choices and offline evaluation). FNV-1a (stable ids for slugs) and error chains
+//! are the operator's too, so their home is `movrek-contract`; they are re-exported here.
 //!
 //! `SplitMix64` is Steele, Lea and Flood, "Fast splittable pseudorandom number generators"
-//! (OOPSLA 2014); FNV-1a is Fowler, Noll and Vo's hash; NDCG is Järvelin and Kekäläinen,
-//! "Cumulated gain-based evaluation of IR techniques" (TOIS 2002).
+//! (OOPSLA 2014); NDCG is Järvelin and Kekäläinen, "Cumulated gain-based evaluation of IR
+//! techniques" (TOIS 2002).
+
+pub use movrek_contract::{error_chain, fnv1a32};
 
 /// The `SplitMix64` increment (2^64 / golden ratio).
 pub const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -64,13 +67,6 @@ impl SplitMix64 {
     }
 }
 
-/// 32-bit FNV-1a of `bytes`.
-pub fn fnv1a32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |hash, &b| {
-        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
-}
-
 /// NDCG@k with binary relevance: DCG = Σ over relevant items at 1-based position p ≤ k of
 /// 1 / log2(p + 1); IDCG is the same sum over the first `min(k, relevant_count)` positions.
 /// `is_relevant` says whether an id is relevant; `relevant_count` is how many are.
@@ -105,22 +101,6 @@ pub fn ndcg_sorted(ranked: &[u32], relevant: &[u32], k: usize) -> f64 {
     .unwrap_or(0.0)
 }
 
-/// An error and its sources on one line: `outer: inner: root`. A cause whose text the line
-/// already holds (errors that print their source and also return it) is not repeated.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
@@ -131,30 +111,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    #[derive(Debug)]
-    struct Layer(&'static str, Option<Box<Layer>>);
-    impl std::fmt::Display for Layer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.0)
-        }
-    }
-    impl std::error::Error for Layer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            self.1.as_deref().map(|l| l as _)
-        }
-    }
-
-    #[test]
-    fn error_chains_join_causes_once() {
-        let root = Layer("connection refused", None);
-        let wrapped = Layer("GET failed: connection refused", Some(Box::new(root)));
-        let outer = Layer("cannot load", Some(Box::new(wrapped)));
-        assert_eq!(
-            error_chain(&outer),
-            "cannot load: GET failed: connection refused"
-        );
-    }
-
     #[test]
     fn splitmix_matches_the_reference_sequence() {
         // First outputs of the reference C implementation seeded with 0.
@@ -162,13 +118,6 @@ mod tests {
         assert_eq!(g.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(g.next_u64(), 0x6E78_9E6A_A1B9_65F4);
         assert_eq!(mix(0), 0xE220_A839_7B1D_CDAF);
-    }
-
-    #[test]
-    fn fnv1a_matches_published_test_vectors() {
-        assert_eq!(fnv1a32(b""), 0x811c_9dc5);
-        assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
-        assert_eq!(fnv1a32(b"foobar"), 0xbf9c_f968);
     }
 
     #[test]

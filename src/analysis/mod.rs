@@ -364,19 +364,7 @@ pub fn conclude_judged(
 }
 
 /// Renders an error and its sources as `outer: inner: innermost`.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = e.source();
-    }
-    out
-}
+pub use movrek_contract::error_chain;
 
 /// A figure that can be judged: present, finite and not negative.
 fn usable(v: Option<f64>) -> Option<f64> {

@@ -11,27 +11,19 @@ use super::{
 };
 use crate::egress::{EgressError, HostAllowList};
 
-/// Histogram of request latencies exported by `movrek serve`.
-pub const DURATION_METRIC: &str = "movrek_request_duration_seconds";
-/// Counter of answers by status exported by `movrek serve`.
-pub const REQUESTS_METRIC: &str = "movrek_requests_total";
+/// Upper bounds (seconds) of `movrek serve`'s latency histogram buckets: a slow-request bound
+/// must be one of them.
+pub use movrek_contract::metrics::LATENCY_BUCKETS_SECONDS;
+/// Escapes a label value for a double-quoted `PromQL` string literal.
+pub use movrek_contract::metrics::escape_promql as escape_label_value;
+use movrek_contract::metrics::{
+    ONLINE_HITS as HITS_METRIC, ONLINE_IMPRESSIONS as IMPRESSIONS_METRIC,
+    ONLINE_SCORE as SCORE_METRIC, ONLINE_SCORE_SQUARES as SCORE_SQUARES_METRIC,
+    REQUEST_DURATION as DURATION_METRIC, REQUESTS as REQUESTS_METRIC,
+};
+
 /// The route template the canary is judged on.
 pub const RECOMMEND_ROUTE: &str = "/recommend";
-/// Histogram of online scores exported by `movrek evaluate` (labels `release`, `track`,
-/// `model_version`).
-pub const SCORE_METRIC: &str = "movrek_online_score";
-/// Sum of squared online scores exported by `movrek evaluate`.
-pub const SCORE_SQUARES_METRIC: &str = "movrek_online_score_squares_sum";
-/// Scored lists with a hit, exported by `movrek evaluate`.
-pub const HITS_METRIC: &str = "movrek_online_hits_total";
-/// Impressions read by `movrek evaluate` (labels `release`, `track`, `model_version`).
-pub const IMPRESSIONS_METRIC: &str = "movrek_online_impressions_total";
-/// Upper bounds (seconds) of `movrek serve`'s latency histogram buckets: a slow-request bound
-/// must be one of them (mirrors `BUCKETS_SECONDS` of the inference server).
-pub const LATENCY_BUCKETS_SECONDS: [f64; 18] = [
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 
 /// The queries of the canary-versus-stable comparison: each returns one series per track
 /// (`sum by (track)`) of a counter's increase since the step began.
@@ -122,22 +114,6 @@ impl CountQueries {
             ),
         }
     }
-}
-
-/// Escapes a label value for a double-quoted `PromQL` string literal.
-pub fn escape_label_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Renders a window as a `PromQL` duration (`10s`, `5m`, `1h`, `1500ms`), using the largest

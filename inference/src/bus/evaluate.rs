@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use movrek_contract::metrics::{
+    ONLINE_HITS, ONLINE_IMPRESSIONS, ONLINE_SCORE, ONLINE_SCORE_SQUARES,
+};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -601,7 +604,7 @@ type VersionCounter = (&'static str, &'static str, fn(&VersionRow) -> String);
 fn render_versions(out: &mut String, rows: &[VersionRow]) {
     header(
         out,
-        "movrek_online_score",
+        ONLINE_SCORE,
         "histogram",
         "Online score of each scored user x movie pair (0-60), by the version whose list the user saw.",
     );
@@ -612,41 +615,31 @@ fn render_versions(out: &mut String, rows: &[VersionRow]) {
             cumulative += row.stats.histogram.counts[i];
             let _ = writeln!(
                 out,
-                "movrek_online_score_bucket{{{base},le=\"{bound}\"}} {cumulative}"
+                "{ONLINE_SCORE}_bucket{{{base},le=\"{bound}\"}} {cumulative}"
             );
         }
         cumulative += row.stats.histogram.counts[SCORE_BUCKETS.len()];
         let _ = writeln!(
             out,
-            "movrek_online_score_bucket{{{base},le=\"+Inf\"}} {cumulative}"
+            "{ONLINE_SCORE}_bucket{{{base},le=\"+Inf\"}} {cumulative}"
         );
-        let _ = writeln!(
-            out,
-            "movrek_online_score_sum{{{base}}} {}",
-            row.stats.score_sum
-        );
-        let _ = writeln!(
-            out,
-            "movrek_online_score_count{{{base}}} {}",
-            row.stats.scored
-        );
+        let _ = writeln!(out, "{ONLINE_SCORE}_sum{{{base}}} {}", row.stats.score_sum);
+        let _ = writeln!(out, "{ONLINE_SCORE}_count{{{base}}} {}", row.stats.scored);
     }
     let per_version: [VersionCounter; 5] = [
         (
-            "movrek_online_score_squares_sum",
+            ONLINE_SCORE_SQUARES,
             "Sum of squared pair scores (for variances).",
             |r| r.stats.score_sum_squares.to_string(),
         ),
         (
-            "movrek_online_hits_total",
+            ONLINE_HITS,
             "Scored pairs whose movie was in the list.",
             |r| r.stats.hits.to_string(),
         ),
-        (
-            "movrek_online_impressions_total",
-            "Impressions read.",
-            |r| r.stats.impressions.to_string(),
-        ),
+        (ONLINE_IMPRESSIONS, "Impressions read.", |r| {
+            r.stats.impressions.to_string()
+        }),
         (
             "movrek_online_unattributed_total",
             "Actions after the version's latest list to the user, but outside the attribution window.",

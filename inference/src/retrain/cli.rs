@@ -32,7 +32,7 @@ pub struct RetrainArgs {
     #[arg(long, env = "MOVREK_STORE")]
     pub store: String,
     /// Release name (the `RecommenderRelease`).
-    #[arg(long, env = "MOVREK_RELEASE")]
+    #[arg(long, env = movrek_contract::env::RELEASE)]
     pub release: String,
     /// The version stable serves: the parent of the new one (its `model.json` holds where
     /// the last training stopped). Default: the release's `status.stable.version`, read

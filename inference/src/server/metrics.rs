@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::memo::MemoCounts;
 use super::route::RouteLabel;
+use movrek_contract::metrics::{REQUEST_DURATION, REQUESTS};
 
 /// Every status the server answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,11 +96,9 @@ impl ServedPath {
     }
 }
 
-/// Upper bounds of the latency histogram buckets, in seconds: 25 µs to 10 s.
-pub const BUCKETS_SECONDS: [f64; 18] = [
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+/// Upper bounds of the latency histogram buckets, in seconds: 25 µs to 10 s (the
+/// operator's analysis checks a latency bound against the same list).
+pub use movrek_contract::metrics::LATENCY_BUCKETS_SECONDS as BUCKETS_SECONDS;
 
 const BUCKETS_NANOS: [u64; 18] = [
     25_000,
@@ -418,7 +417,7 @@ impl Metrics {
     fn render_requests(&self, out: &mut String, base: &str) {
         header(
             out,
-            "movrek_requests_total",
+            REQUESTS,
             "counter",
             "HTTP requests answered, by route template and status code.",
         );
@@ -428,7 +427,7 @@ impl Metrics {
                 if n > 0 || route == RouteLabel::Recommend {
                     let _ = writeln!(
                         out,
-                        "movrek_requests_total{{{base},route=\"{}\",status=\"{}\"}} {n}",
+                        "{REQUESTS}{{{base},route=\"{}\",status=\"{}\"}} {n}",
                         route.as_str(),
                         status.code().as_u16()
                     );
@@ -440,7 +439,7 @@ impl Metrics {
     fn render_durations(&self, out: &mut String, base: &str) {
         header(
             out,
-            "movrek_request_duration_seconds",
+            REQUEST_DURATION,
             "histogram",
             "Time from request routing to response, by route template.",
         );
@@ -457,7 +456,7 @@ impl Metrics {
                 cumulative += h.buckets[i].load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
-                    "movrek_request_duration_seconds_bucket{{{series},le=\"{upper}\"}} {cumulative}"
+                    "{REQUEST_DURATION}_bucket{{{series},le=\"{upper}\"}} {cumulative}"
                 );
             }
             cumulative += h.buckets[BUCKETS_NANOS.len()].load(Ordering::Relaxed);
@@ -466,13 +465,10 @@ impl Metrics {
             let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
             let _ = writeln!(
                 out,
-                "movrek_request_duration_seconds_bucket{{{series},le=\"+Inf\"}} {count}"
+                "{REQUEST_DURATION}_bucket{{{series},le=\"+Inf\"}} {count}"
             );
-            let _ = writeln!(out, "movrek_request_duration_seconds_sum{{{series}}} {sum}");
-            let _ = writeln!(
-                out,
-                "movrek_request_duration_seconds_count{{{series}}} {count}"
-            );
+            let _ = writeln!(out, "{REQUEST_DURATION}_sum{{{series}}} {sum}");
+            let _ = writeln!(out, "{REQUEST_DURATION}_count{{{series}}} {count}");
         }
     }
 
@@ -508,18 +504,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Escapes a label value per the exposition format: backslash, double quote, newline.
-pub fn escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use movrek_contract::metrics::escape_exposition as escape;
 
 #[cfg(test)]
 mod tests {
