@@ -98,7 +98,7 @@ fn only_known(obj: &Value, what: &str, known: &[&str]) {
     }
 }
 
-/// A `PodMonitor`'s `relabelings` entry (camelCase) as a Prometheus `relabel_config`.
+/// A `PodMonitor`'s `relabelings` entry (camel-case keys) as a Prometheus `relabel_config`.
 fn relabel_config(rule: &Value) -> Value {
     only_known(
         rule,
@@ -223,89 +223,98 @@ pub fn scrape_configs(monitor: &Value, kubeconfig: &Path) -> Vec<Value> {
             "jobLabel",
         ],
     );
-    let selector = &spec["selector"];
     only_known(
-        selector,
+        &spec["selector"],
         "spec.selector",
         &["matchLabels", "matchExpressions"],
     );
-    let endpoints = spec["podMetricsEndpoints"]
-        .as_array()
-        .expect("spec.podMetricsEndpoints");
     let discovery = pod_discovery(spec.get("namespaceSelector"), namespace, kubeconfig);
-    let mut configs = Vec::new();
-    for (i, ep) in endpoints.iter().enumerate() {
-        only_known(
-            ep,
-            "podMetricsEndpoints[]",
-            &[
-                "port",
-                "path",
-                "scheme",
-                "interval",
-                "scrapeTimeout",
-                "honorLabels",
-                "filterRunning",
-                "relabelings",
-                "metricRelabelings",
-            ],
-        );
-        let mut rules =
-            vec![json!({"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"})];
-        if ep.get("filterRunning") != Some(&json!(false)) {
-            rules.push(json!({"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)", "action": "drop"}));
-        }
-        rules.extend(selector_rules(selector));
-        let port = str_field(ep, "port");
-        if let Some(port) = port {
-            rules.push(json!({"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": port, "action": "keep"}));
-        }
-        rules.push(
-            json!({"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"}),
-        );
-        rules.push(json!({"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"}));
-        rules.push(json!({"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"}));
-        for label in spec["podTargetLabels"].as_array().into_iter().flatten() {
-            let label = sanitize(label.as_str().expect("podTargetLabels entry"));
-            rules.push(json!({"source_labels": [format!("__meta_kubernetes_pod_label_{label}")], "regex": "(.+)", "replacement": "${1}", "target_label": label}));
-        }
-        rules.push(json!({"target_label": "job", "replacement": format!("{namespace}/{name}")}));
-        if let Some(job_label) = str_field(spec, "jobLabel") {
-            let job_label = sanitize(job_label);
-            rules.push(json!({"source_labels": [format!("__meta_kubernetes_pod_label_{job_label}")], "regex": "(.+)", "replacement": "${1}", "target_label": "job"}));
-        }
-        if let Some(port) = port {
-            rules.push(json!({"target_label": "endpoint", "replacement": port}));
-        }
-        rules.extend(
-            ep["relabelings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(relabel_config),
-        );
-        let mut config = json!({
-            "job_name": format!("podMonitor/{namespace}/{name}/{i}"),
-            "honor_labels": ep.get("honorLabels").cloned().unwrap_or(json!(false)),
-            "kubernetes_sd_configs": [discovery.clone()],
-            "relabel_configs": rules,
-        });
-        for (from, to) in [
-            ("interval", "scrape_interval"),
-            ("scrapeTimeout", "scrape_timeout"),
-            ("path", "metrics_path"),
-            ("scheme", "scheme"),
-        ] {
-            if let Some(v) = ep.get(from) {
-                config[to] = v.clone();
-            }
-        }
-        if let Some(rules) = ep["metricRelabelings"].as_array() {
-            config["metric_relabel_configs"] = rules.iter().map(relabel_config).collect();
-        }
-        configs.push(config);
+    spec["podMetricsEndpoints"]
+        .as_array()
+        .expect("spec.podMetricsEndpoints")
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| {
+            let mut config = endpoint_config(spec, &format!("{namespace}/{name}"), ep);
+            config["job_name"] = json!(format!("podMonitor/{namespace}/{name}/{i}"));
+            config["kubernetes_sd_configs"] = json!([discovery.clone()]);
+            config
+        })
+        .collect()
+}
+
+/// The scrape configuration of endpoint `ep` of the `PodMonitor` `job` (`namespace/name`) with
+/// `spec`, but its job name and discovery.
+fn endpoint_config(spec: &Value, job: &str, ep: &Value) -> Value {
+    only_known(
+        ep,
+        "podMetricsEndpoints[]",
+        &[
+            "port",
+            "path",
+            "scheme",
+            "interval",
+            "scrapeTimeout",
+            "honorLabels",
+            "filterRunning",
+            "relabelings",
+            "metricRelabelings",
+        ],
+    );
+    let mut rules =
+        vec![json!({"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"})];
+    if ep.get("filterRunning") != Some(&json!(false)) {
+        rules.push(json!({"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)", "action": "drop"}));
     }
-    configs
+    rules.extend(selector_rules(&spec["selector"]));
+    let port = str_field(ep, "port");
+    if let Some(port) = port {
+        rules.push(json!({"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": port, "action": "keep"}));
+    }
+    for (meta, label) in [
+        ("__meta_kubernetes_namespace", "namespace"),
+        ("__meta_kubernetes_pod_container_name", "container"),
+        ("__meta_kubernetes_pod_name", "pod"),
+    ] {
+        rules.push(json!({"source_labels": [meta], "target_label": label}));
+    }
+    for label in spec["podTargetLabels"].as_array().into_iter().flatten() {
+        let label = sanitize(label.as_str().expect("podTargetLabels entry"));
+        rules.push(json!({"source_labels": [format!("__meta_kubernetes_pod_label_{label}")], "regex": "(.+)", "replacement": "${1}", "target_label": label}));
+    }
+    rules.push(json!({"target_label": "job", "replacement": job}));
+    if let Some(job_label) = str_field(spec, "jobLabel") {
+        let job_label = sanitize(job_label);
+        rules.push(json!({"source_labels": [format!("__meta_kubernetes_pod_label_{job_label}")], "regex": "(.+)", "replacement": "${1}", "target_label": "job"}));
+    }
+    if let Some(port) = port {
+        rules.push(json!({"target_label": "endpoint", "replacement": port}));
+    }
+    rules.extend(
+        ep["relabelings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(relabel_config),
+    );
+    let mut config = json!({
+        "honor_labels": ep.get("honorLabels").cloned().unwrap_or(json!(false)),
+        "relabel_configs": rules,
+    });
+    for (from, to) in [
+        ("interval", "scrape_interval"),
+        ("scrapeTimeout", "scrape_timeout"),
+        ("path", "metrics_path"),
+        ("scheme", "scheme"),
+    ] {
+        if let Some(v) = ep.get(from) {
+            config[to] = v.clone();
+        }
+    }
+    if let Some(rules) = ep["metricRelabelings"].as_array() {
+        config["metric_relabel_configs"] = rules.iter().map(relabel_config).collect();
+    }
+    config
 }
 
 /// The targets Prometheus's Kubernetes discovery (role `pod`) makes of `pod`, with their
