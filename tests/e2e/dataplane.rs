@@ -1171,12 +1171,12 @@ impl Prometheus {
             .as_array()
             .expect("droppedTargets")
             .iter()
-            .map(|t| &t["discoveredLabels"])
-            .filter(|l| {
-                l["job"]
-                    .as_str()
-                    .is_some_and(|j| j.starts_with("podMonitor/"))
+            .filter(|t| {
+                let pool = t["scrapePool"].as_str();
+                let job = t["discoveredLabels"]["job"].as_str();
+                pool.or(job).is_some_and(|j| j.starts_with("podMonitor/"))
             })
+            .map(|t| &t["discoveredLabels"])
             .map(|l| {
                 let label = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
                 (
