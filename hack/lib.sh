@@ -53,7 +53,8 @@ pid_mentions() {
 #   that every binary is there; none: no check) succeeds, says so and exits the script with 0.
 # - Otherwise finds Go (PATH, then /usr/local/go/bin) and exports the build settings they all
 #   use: GOFLAGS=-mod=mod, GOTOOLCHAIN=local (never download another toolchain), CGO_ENABLED=0
-#   (static binaries, no C toolchain needed).
+#   (static binaries, no C toolchain needed), GOWORK=off (a module zip may ship a go.work, as
+#   Prometheus's does; -mod=mod is refused in workspace mode).
 go_build_start() {
   local tool="$1" cache="$2" stamp="$3" want="$4"
   shift 4
@@ -71,7 +72,7 @@ go_build_start() {
     export PATH="/usr/local/go/bin:$PATH"
   fi
   command -v go >/dev/null || { echo "$tool: Go is required (go1.26)" >&2; exit 1; }
-  export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+  export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0 GOWORK=off
 }
 
 # go_module_dir MODULE@VERSION: downloads the module (Go module proxy) and prints its directory
