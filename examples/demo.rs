@@ -35,6 +35,8 @@ mod jobs;
 mod models;
 #[path = "../tests/e2e/operator.rs"]
 mod operator;
+#[path = "../tests/e2e/podmonitor.rs"]
+mod podmonitor;
 #[path = "../tests/support/mod.rs"]
 mod support;
 #[path = "../tests/e2e/timeline.rs"]
@@ -208,6 +210,8 @@ impl Demo {
             endpoint: cluster.endpoint(),
             network: cluster.pod_network(),
             gateway,
+            pod_monitor: cluster.render_pod_monitor(),
+            prometheus_kubeconfig: cluster.prometheus_kubeconfig(),
         };
         let data = DataPlane::start(
             setup,
@@ -217,7 +221,7 @@ impl Demo {
         )
         .await;
         say.line(&format!(
-            "data plane up: a movrek serve per pod on its pod IP, Traefik (the Gateway) at {}, Prometheus at {}",
+            "data plane up: a movrek serve per pod on its pod IP, Traefik (the Gateway) at {}, Prometheus at {} (finds the pods as the chart's PodMonitor says)",
             data.gateway_url(),
             data.prometheus.url()
         ));

@@ -8,7 +8,8 @@
 #   v4-slow    400 ms per answer → rolled back on latency
 #
 # A real kube-apiserver, etcd and controller-manager on 127.0.0.1, the Helm chart, the
-# operator, a movrek serve per pod, nginx as the ingress, Prometheus, a Kafka broker,
+# operator, a movrek serve per pod, Traefik as the Gateway, Prometheus (finding the pods through
+# the API server, as the chart's PodMonitor says), a Kafka broker,
 # `movrek evaluate`, and `movrek simulate --live` users through the ingress the whole time.
 #
 # Usage: hack/demo.sh [--keep]
@@ -33,8 +34,9 @@ cold=()
   cold+=("the Kubernetes control plane from the Go module proxy (about 9 minutes on 2 cores)")
 ls "$MOVREK_CACHE"/kafka/*/.complete >/dev/null 2>&1 ||
   cold+=("the Kafka broker's jars from Maven Central (under a minute)")
-command -v prometheus >/dev/null && command -v nginx >/dev/null ||
-  cold+=("prometheus and nginx from Debian (a minute)")
+[ -x /usr/sbin/nginx ] || cold+=("nginx from Debian (a minute)")
+[ -x "$MOVREK_CACHE/prometheus/bin/prometheus" ] ||
+  cold+=("Prometheus (with Kubernetes discovery) from the Go module proxy (a few minutes)")
 target="${CARGO_TARGET_DIR:-target}"
 [ -x "$target/debug/movrek" ] && [ -x "$target/debug/movrek-operator" ] ||
   cold+=("movrek and movrek-operator with cargo (about 4 minutes)")
@@ -46,9 +48,10 @@ else
   echo "Everything is cached: the demo takes about 6 minutes."
 fi
 
-echo "== [1/4] prometheus, nginx";        ./hack/deps.sh
+echo "== [1/4] nginx";                    ./hack/deps.sh
 echo "== [2/4] control plane binaries";   ./hack/cluster/build.sh
 echo "== [2/4] gateway (Traefik) and Gateway API CRDs"; ./hack/gateway/build.sh
+echo "== [2/4] Prometheus with Kubernetes discovery"; ./hack/prometheus/build.sh
 echo "== [3/4] Kafka jars";                KAFKA_BUILD_QUIET=1 ./hack/kafka/build.sh >/dev/null
 echo "== [4/4] cargo build";
 cargo build --locked -q -p movrek-inference --bin movrek

@@ -15,9 +15,10 @@ cd "$(dirname "$0")/.."
 export MOVREK_CACHE="${MOVREK_CACHE:-/var/cache/movrek}"
 T0=$EPOCHREALTIME
 
-./hack/deps.sh                 # prometheus, nginx
+./hack/deps.sh                 # nginx, iproute2 (and Debian's prometheus, for the cargo tests)
 ./hack/cluster/build.sh        # kube-apiserver, etcd, kwok, kubectl, helm (cached)
 ./hack/gateway/build.sh        # Traefik, Gateway API CRDs (cached)
+./hack/prometheus/build.sh     # Prometheus with kubernetes_sd_configs (cached)
 echo "== cargo build (movrek, movrek-operator)"
 cargo build --locked -p movrek-inference --bin movrek
 cargo build --locked -p movrek-operator --bin movrek-operator

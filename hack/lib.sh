@@ -43,3 +43,40 @@ pid_mentions() {
   argv="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
   [[ "$argv" == *"$2"* ]]
 }
+
+# go_build_start TOOL CACHE STAMP WANT [CHECK...]: the start every Go build script under hack/
+# shares (hack/cluster/build.sh, hack/gateway/build.sh, hack/prometheus/build.sh).
+# - One build at a time per cache: takes $CACHE/.build.lock on fd 9 for the rest of the script
+#   (a second run, from another clone or CI beside a session, waits here and then finds the
+#   binaries built).
+# - Up to date: when STAMP holds exactly WANT and CHECK (a command, e.g. a function testing
+#   that every binary is there; none: no check) succeeds, says so and exits the script with 0.
+# - Otherwise finds Go (PATH, then /usr/local/go/bin) and exports the build settings they all
+#   use: GOFLAGS=-mod=mod, GOTOOLCHAIN=local (never download another toolchain), CGO_ENABLED=0
+#   (static binaries, no C toolchain needed), GOWORK=off (a module zip may ship a go.work, as
+#   Prometheus's does; -mod=mod is refused in workspace mode).
+go_build_start() {
+  local tool="$1" cache="$2" stamp="$3" want="$4"
+  shift 4
+  mkdir -p "$cache"
+  exec 9>"$cache/.build.lock"
+  if ! flock -n 9; then
+    echo "$tool: another build holds $cache/.build.lock; waiting for it"
+    flock 9
+  fi
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && { [ $# -eq 0 ] || "$@"; }; then
+    echo "$tool: up to date in $(dirname "$stamp") ($want)"
+    exit 0
+  fi
+  if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+    export PATH="/usr/local/go/bin:$PATH"
+  fi
+  command -v go >/dev/null || { echo "$tool: Go is required (go1.26)" >&2; exit 1; }
+  export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0 GOWORK=off
+}
+
+# go_module_dir MODULE@VERSION: downloads the module (Go module proxy) and prints its directory
+# in the module cache (read-only; copy it to build with changes).
+go_module_dir() {
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}

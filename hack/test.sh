@@ -6,8 +6,9 @@
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo deny (hack/deny.sh), cargo test
 #      (unit, mock API server, real Prometheus, real Kafka broker from hack/kafka, real
 #      S3-compatible server from hack/s3, CLI, HTTP on loopback)
-#   3. the Go-built control plane (cached; a cold build takes tens of minutes), then the
-#      cluster smoke test and the end-to-end rollout scenarios against a real kube-apiserver
+#   3. the Go-built control plane, Traefik and Prometheus (cached; a cold build takes tens of
+#      minutes), then the cluster smoke test and the end-to-end rollout scenarios against a real
+#      kube-apiserver
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MOVREK_CACHE="${MOVREK_CACHE:-/var/cache/movrek}"
@@ -82,6 +83,8 @@ stage "control-plane binaries (hack/cluster/build.sh)"
 ./hack/cluster/build.sh
 stage "gateway: Traefik and the Gateway API CRDs (hack/gateway/build.sh)"
 ./hack/gateway/build.sh
+stage "Prometheus with Kubernetes discovery for the e2e scenarios (hack/prometheus/build.sh)"
+./hack/prometheus/build.sh
 stage "cluster smoke test (hack/cluster/smoke.sh)"
 MOVREK_OPERATOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/movrek-operator" ./hack/cluster/smoke.sh
 stage "end-to-end rollout scenarios (hack/e2e.sh)"

@@ -22,6 +22,8 @@ mod jobs;
 mod models;
 #[path = "e2e/operator.rs"]
 mod operator;
+#[path = "e2e/podmonitor.rs"]
+mod podmonitor;
 #[path = "e2e/retrain.rs"]
 mod retrain;
 #[path = "../inference/tests/support/s3.rs"]
@@ -170,17 +172,23 @@ impl Env {
             "pod network {}: pod IPs {}",
             network.name, network.pod_cidr
         ));
+        let pod_monitor = cluster.render_pod_monitor();
+        let prometheus_kubeconfig = cluster.prometheus_kubeconfig();
         let setup = Setup {
             client: cluster.client.clone(),
             namespace: namespace.to_owned(),
             endpoint: cluster.endpoint(),
             network,
             gateway,
+            pod_monitor,
+            prometheus_kubeconfig,
         };
         let data = DataPlane::start(setup, &work.join("dataplane"), faults, timeline.clone()).await;
         timeline.mark(&format!(
-            "data plane up: prometheus {}, gateway {}, nginx {} (legacy stand-in)",
+            "data plane up: prometheus {} (pods discovered as ServiceAccount {}/prometheus, \
+             scraped as the chart's PodMonitor says), gateway {}, nginx {} (legacy stand-in)",
             data.prometheus.url(),
+            cluster::PROMETHEUS_NAMESPACE,
             data.gateway_url(),
             data.nginx_url()
         ));
@@ -417,27 +425,20 @@ impl Env {
 
     /// The pods the chart's `PodMonitor` `…-inference` selects (rendered with
     /// `podMonitor.enabled=true`: its `selector.matchLabels`, its namespaces, and a container
-    /// port named as its endpoint's `port`) are exactly the targets the test's Prometheus
-    /// scrapes in job `movrek-inference`, and there are some.
-    async fn assert_scrape_matches_pod_monitor(&self) {
-        let out = self
-            .cluster
-            .command("helm")
-            .args(["template", cluster::HELM_RELEASE])
-            .arg(cluster::repo_root().join("charts/movrek-operator"))
-            .args(["--namespace", cluster::OPERATOR_NAMESPACE])
-            .args(["--set", "podMonitor.enabled=true"])
-            .args(["--show-only", "templates/podmonitor.yaml"])
-            .output()
-            .expect("run helm template");
-        assert!(
-            out.status.success(),
-            "helm template: {}",
-            String::from_utf8_lossy(&out.stderr)
+    /// port named as its endpoint's `port`, in a phase other than Succeeded and Failed) are
+    /// exactly the targets the test's Prometheus scrapes in job `movrek-inference`, and there
+    /// are some; each pod in `dropped` was discovered by Prometheus and dropped. The chart still
+    /// renders the `PodMonitor` the unit tests of the generated scrape configuration use
+    /// ([`podmonitor::CHART_POD_MONITOR`]).
+    async fn assert_scrape_matches_pod_monitor(&self, dropped: &[&str]) {
+        let monitor = self.cluster.render_pod_monitor();
+        let fixture: serde_json::Value =
+            serde_yaml::from_str(podmonitor::CHART_POD_MONITOR).expect("fixture YAML");
+        assert_eq!(
+            monitor["spec"], fixture["spec"],
+            "the chart's PodMonitor changed: update podmonitor::CHART_POD_MONITOR (and its tests)"
         );
-        let monitor: serde_json::Value =
-            serde_yaml::from_slice(&out.stdout).expect("PodMonitor YAML");
-        assert_eq!(monitor["kind"], "PodMonitor");
+        assert_eq!(monitor["metadata"]["name"], fixture["metadata"]["name"]);
         let spec = &monitor["spec"];
         let labels = spec["selector"]["matchLabels"]
             .as_object()
@@ -489,16 +490,22 @@ impl Env {
                 .map(|p| (self.namespace.to_owned(), p.name_any()))
                 .collect();
             let scraped = self.data().prometheus.inference_targets().await;
-            if !selected.is_empty() && selected == scraped {
+            let discarded = self.data().prometheus.dropped_pod_monitor_pods().await;
+            let all_dropped = dropped
+                .iter()
+                .all(|p| discarded.contains(&(self.namespace.to_owned(), (*p).to_owned())));
+            if !selected.is_empty() && selected == scraped && all_dropped {
                 self.timeline.mark(&format!(
-                    "Prometheus scrapes the {} pods the chart's PodMonitor selects",
+                    "Prometheus scrapes the {} pods the chart's PodMonitor selects and dropped \
+                     {dropped:?}",
                     selected.len()
                 ));
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "the chart's PodMonitor selects {selected:?}, Prometheus scrapes {scraped:?}"
+                "the chart's PodMonitor selects {selected:?}, Prometheus scrapes {scraped:?}; \
+                 it should have discovered and dropped {dropped:?}, dropped {discarded:?}"
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -763,11 +770,52 @@ impl Env {
     }
 }
 
+/// Pods beside the release's that the chart's `PodMonitor` must not select (name, labels,
+/// container port name): s01 checks Prometheus discovers them and drops them.
+const DECOYS: [(&str, &str, &str); 3] = [
+    (
+        "decoy-unmanaged",
+        "app.kubernetes.io/name: movrek-inference",
+        "http",
+    ),
+    (
+        "decoy-other-app",
+        "app.kubernetes.io/name: movrek-evaluator, app.kubernetes.io/managed-by: movrek-operator",
+        "http",
+    ),
+    (
+        "decoy-other-port",
+        "app.kubernetes.io/name: movrek-inference, app.kubernetes.io/managed-by: movrek-operator",
+        "metrics",
+    ),
+];
+
+impl Env {
+    /// Creates the [`DECOYS`] in the release namespace (kwok runs them: Running, with a pod IP;
+    /// the stand-in starts no process for them, having no `inference` container).
+    fn apply_pod_monitor_decoys(&self) {
+        for (name, labels, port) in DECOYS {
+            self.cluster.apply(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  \
+                 labels: {{{labels}}}\nspec:\n  containers:\n  - name: decoy\n    \
+                 image: decoy.invalid/none\n    ports:\n    - name: {port}\n      \
+                 containerPort: 9100\n",
+                ns = self.namespace,
+            ));
+        }
+        self.timeline.mark(&format!(
+            "pods the chart's PodMonitor must not select created: {:?}",
+            DECOYS.map(|(name, _, _)| name)
+        ));
+    }
+}
+
 /// Scenario 1: `helm install`, `kubectl apply -f examples/recommenderrelease.yaml` (with this
 /// machine's model artifact): stable ready, `kubectl wait --for=condition=Ready` returns,
 /// `kubectl get rr` shows the printer columns, the example's ingress-nginx route serves the
 /// model (through the legacy stand-in: the example is applied as shipped), and the test's
-/// Prometheus scrapes exactly the pods the chart's `PodMonitor` selects.
+/// Prometheus (Kubernetes discovery, configured from the chart's `PodMonitor`) scrapes exactly
+/// the pods that `PodMonitor` selects: the release's, not the [`DECOYS`] beside them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "end-to-end: run hack/e2e.sh"]
 async fn s01_install_and_first_deploy() {
@@ -839,7 +887,12 @@ async fn s01_install_and_first_deploy() {
     let reasons = env.event_reasons().await;
     assert!(reasons.contains(&"Deploying".to_owned()), "{reasons:?}");
     assert!(reasons.contains(&"Ready".to_owned()), "{reasons:?}");
-    env.assert_scrape_matches_pod_monitor().await;
+    env.apply_pod_monitor_decoys();
+    env.assert_scrape_matches_pod_monitor(&DECOYS.map(|(name, _, _)| name))
+        .await;
+    let mut delete = vec!["delete", "pod", "--wait=false"];
+    delete.extend(DECOYS.map(|(name, _, _)| name));
+    env.cluster.kubectl_ok(&delete);
     env.finish().await;
 }
 

@@ -14,13 +14,6 @@ BIN="$CACHE/bin"
 STAMP="$BIN/.versions"
 WANT="k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION"
 mkdir -p "$BIN"
-# One build at a time per cache: a second run (another clone, CI beside a session) waits here and
-# then finds the binaries built. The lock is released when this script exits.
-exec 9>"$CACHE/.build.lock"
-if ! flock -n 9; then
-  echo "build.sh: another build holds $CACHE/.build.lock; waiting for it"
-  flock 9
-fi
 all_built() {
   local b
   for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm; do
@@ -28,15 +21,10 @@ all_built() {
   done
   [ -f "$CACHE/kwok-stages/pod/fast/pod-ready.yaml" ]
 }
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && all_built; then
-  echo "control-plane binaries up to date in $BIN ($WANT)"
-  exit 0
-fi
-if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
-  export PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null || { echo "build.sh: Go is required (go1.24..1.26)" >&2; exit 1; }
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+# shellcheck source=hack/lib.sh
+. "$(dirname "$0")/../lib.sh"
+# The lock, the up-to-date check (exits here when nothing is to do) and the Go settings.
+go_build_start cluster/build.sh "$CACHE" "$STAMP" "$WANT" all_built
 start=$(date +%s)
 
 # kube-apiserver & co: a throwaway module that requires k8s.io/kubernetes and replaces each

@@ -28,35 +28,23 @@ BIN="$CACHE/bin"
 STAMP="$BIN/.versions"
 WANT="traefik=$TRAEFIK_VERSION gateway-api=$GATEWAY_API_VERSION"
 mkdir -p "$BIN"
-exec 9>"$CACHE/.build.lock"
-if ! flock -n 9; then
-  echo "gateway/build.sh: another build holds $CACHE/.build.lock; waiting for it"
-  flock 9
-fi
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$BIN/traefik" ] &&
-  [ -f "$CACHE/crds/gateway.networking.k8s.io_httproutes.yaml" ]; then
-  echo "gateway binaries up to date in $BIN ($WANT)"
-  exit 0
-fi
-if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
-  export PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null || { echo "gateway/build.sh: Go is required (go1.26)" >&2; exit 1; }
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+built() { [ -x "$BIN/traefik" ] && [ -f "$CACHE/crds/gateway.networking.k8s.io_httproutes.yaml" ]; }
+# shellcheck source=hack/lib.sh
+. "$(dirname "$0")/../lib.sh"
+# The lock, the up-to-date check (exits here when nothing is to do) and the Go settings.
+go_build_start gateway/build.sh "$CACHE" "$STAMP" "$WANT" built
 start=$(date +%s)
 die() { echo "gateway/build.sh: $*" >&2; exit 1; }
 
 # --- Gateway API CRDs (standard channel) ------------------------------------------------------
-gwapi="$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
-  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+gwapi="$(go_module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")"
 [ -d "$gwapi/config/crd/standard" ] || die "no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
 rm -rf "$CACHE/crds" && mkdir -p "$CACHE/crds"
 cp "$gwapi"/config/crd/standard/*.yaml "$CACHE/crds/"
 chmod -R u+w "$CACHE/crds"
 
 # --- Traefik ----------------------------------------------------------------------------------
-mod="$(go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" |
-  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+mod="$(go_module_dir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")"
 [ -f "$mod/go.mod" ] || die "could not download github.com/traefik/traefik/v3@$TRAEFIK_VERSION"
 src="$CACHE/src-$TRAEFIK_VERSION"
 rm -rf "$src" && cp -r "$mod" "$src" && chmod -R u+w "$src"

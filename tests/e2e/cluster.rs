@@ -29,12 +29,56 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The cache of the Go-built binaries (`MOVREK_CACHE`, default `/var/cache/movrek`).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("MOVREK_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/movrek"), PathBuf::from)
+}
+
 /// Directory of the Go-built Kubernetes binaries (`hack/cluster/build.sh`).
 pub fn k8s_bin_dir() -> PathBuf {
-    let cache = std::env::var_os("MOVREK_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/movrek"), PathBuf::from);
-    cache.join("k8s/bin")
+    cache_dir().join("k8s/bin")
 }
+
+/// Namespace of Prometheus's `ServiceAccount` (as in a cluster where it runs in `monitoring`).
+pub const PROMETHEUS_NAMESPACE: &str = "monitoring";
+
+/// Prometheus's identity: what pod discovery over every namespace needs (get, list and watch
+/// pods), nothing else.
+const PROMETHEUS_RBAC: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: monitoring
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: prometheus
+  namespace: monitoring
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: prometheus-pods
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: prometheus-pods
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: prometheus-pods
+subjects:
+- kind: ServiceAccount
+  name: prometheus
+  namespace: monitoring
+"#;
 
 /// A running control plane; stopped and removed when dropped.
 pub struct Cluster {
@@ -221,6 +265,51 @@ impl Cluster {
             .kubeconfig("operator", token.trim(), OPERATOR_NAMESPACE);
         std::fs::write(&path, text).expect("write the operator kubeconfig");
         path
+    }
+
+    /// Creates Prometheus's `ServiceAccount` (`monitoring/prometheus`, allowed to get, list and
+    /// watch pods in every namespace) and writes a kubeconfig authenticating as it (a
+    /// `TokenRequest` token); returns its path.
+    pub fn prometheus_kubeconfig(&self) -> PathBuf {
+        self.apply(PROMETHEUS_RBAC);
+        let token = self.kubectl_ok(&[
+            "-n",
+            PROMETHEUS_NAMESPACE,
+            "create",
+            "token",
+            "prometheus",
+            "--duration=2h",
+        ]);
+        let path = self.dir.join("prometheus.kubeconfig");
+        let text = self
+            .endpoint()
+            .kubeconfig("prometheus", token.trim(), PROMETHEUS_NAMESPACE);
+        std::fs::write(&path, text).expect("write the Prometheus kubeconfig");
+        path
+    }
+
+    /// The chart's `PodMonitor` for the inference pods as `helm template` renders it with the
+    /// tests' values (`podMonitor.enabled=true`, `podMonitor.interval=1s`), as JSON.
+    pub fn render_pod_monitor(&self) -> serde_json::Value {
+        let out = self
+            .command("helm")
+            .args(["template", HELM_RELEASE])
+            .arg(repo_root().join("charts/movrek-operator"))
+            .args(["--namespace", OPERATOR_NAMESPACE])
+            .args(["--set", "podMonitor.enabled=true"])
+            .args(["--set", "podMonitor.interval=1s"])
+            .args(["--show-only", "templates/podmonitor.yaml"])
+            .output()
+            .expect("run helm template");
+        assert!(
+            out.status.success(),
+            "helm template: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let monitor: serde_json::Value =
+            serde_yaml::from_slice(&out.stdout).expect("PodMonitor YAML");
+        assert_eq!(monitor["kind"], "PodMonitor", "{monitor}");
+        monitor
     }
 
     /// Where the API server listens and the CA that signed its certificate.

@@ -10,8 +10,9 @@
 //!   `/readyz` answers (a kubelet's readiness probe) and back to False when the process dies,
 //!   and restarts a process that died. The real controller-manager then lists the pod in its
 //!   Services' `EndpointSlices`, and the real gateway (Traefik, [`crate::gateway`]) finds it
-//!   there. A real Prometheus scrapes the ready pods on their IPs through file service discovery
-//!   written here (see [`scrape_config`] for why not Kubernetes discovery yet).
+//!   there. A real Prometheus finds the pods through the API server (`kubernetes_sd_configs`,
+//!   role `pod`, with the scrape configuration prometheus-operator would make of the chart's
+//!   `PodMonitor`: [`scrape_config`]) and scrapes them on their IPs.
 //! - A pod that is gone keeps serving until no router sends it traffic any more (the gateway's
 //!   API no longer lists its address and nginx was reloaded without it; at most
 //!   [`DRAIN_LIMIT`]), then gets SIGTERM: the `preStop` drain a real pod would have.
@@ -50,10 +51,11 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
-use crate::cluster::{ApiEndpoint, PodNetwork, repo_root};
+use crate::cluster::{ApiEndpoint, PodNetwork, cache_dir, repo_root};
 use crate::gateway::Gateway;
 use crate::jobs::{JobPodRun, JobPods};
-use crate::support::{ChildGuard, free_port, movrek_bin, prometheus_bin, spawn_ready};
+use crate::podmonitor;
+use crate::support::{ChildGuard, free_port, movrek_bin, spawn_ready};
 use crate::timeline::Timeline;
 
 /// Label every inference pod carries.
@@ -81,8 +83,6 @@ struct Backend {
     /// The pod's IP (in the pod network) and container port.
     ip: String,
     port: u16,
-    /// The container port is named `http` (what the chart's `PodMonitor` scrapes).
-    port_named_http: bool,
     track: String,
     version: String,
     labels: BTreeMap<String, String>,
@@ -149,6 +149,10 @@ pub struct Setup {
     pub network: PodNetwork,
     /// The running gateway.
     pub gateway: Gateway,
+    /// The chart's `PodMonitor` as `helm template` renders it (JSON): what Prometheus scrapes.
+    pub pod_monitor: serde_json::Value,
+    /// Kubeconfig of Prometheus's own identity (pod discovery).
+    pub prometheus_kubeconfig: PathBuf,
 }
 
 impl DataPlane {
@@ -166,11 +170,16 @@ impl DataPlane {
             endpoint,
             network,
             gateway,
+            pod_monitor,
+            prometheus_kubeconfig,
         } = setup;
         std::fs::create_dir_all(dir).expect("create the data-plane dir");
-        let sd_file = dir.join("targets.json");
-        std::fs::write(&sd_file, "[]").expect("write the file-SD targets");
-        let prometheus = Prometheus::start(&dir.join("prometheus"), &sd_file).await;
+        let prometheus = Prometheus::start(
+            &dir.join("prometheus"),
+            &pod_monitor,
+            &prometheus_kubeconfig,
+        )
+        .await;
         let mut nginx = Nginx::start(&dir.join("nginx")).await;
         let nginx_port = nginx.port;
         let gateway = Arc::new(gateway);
@@ -200,8 +209,7 @@ impl DataPlane {
                     faults,
                     pods_dir,
                     ready,
-                    sd_file,
-                    last_sd: String::new(),
+                    not_served: BTreeSet::new(),
                     stats,
                     timeline,
                     http: reqwest::Client::builder()
@@ -309,8 +317,8 @@ struct StandIn {
     faults: HashMap<String, Vec<(String, String)>>,
     pods_dir: PathBuf,
     ready: Arc<Mutex<Vec<(String, String)>>>,
-    sd_file: PathBuf,
-    last_sd: String,
+    /// Pods with no `inference` container (no `movrek serve` to run for them), already noted.
+    not_served: BTreeSet<String>,
     stats: Arc<Mutex<Stats>>,
     timeline: Arc<Timeline>,
     http: reqwest::Client,
@@ -324,9 +332,15 @@ fn pod_runs(pod: &Pod) -> Option<String> {
         .flatten()
 }
 
-/// The inference container's `http` port (its first port when none is named so), and
-/// whether it is named `http`.
-fn container_port(pod: &Pod) -> Option<(u16, bool)> {
+/// Whether `pod` has a container named `name`.
+fn has_container(pod: &Pod, name: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .is_some_and(|s| s.containers.iter().any(|c| c.name == name))
+}
+
+/// The inference container's `http` port (its first port when none is named so).
+fn container_port(pod: &Pod) -> Option<u16> {
     let c = pod
         .spec
         .as_ref()?
@@ -338,8 +352,7 @@ fn container_port(pod: &Pod) -> Option<(u16, bool)> {
         .iter()
         .find(|p| p.name.as_deref() == Some("http"))
         .or_else(|| ports.first())?;
-    let named = port.name.as_deref() == Some("http");
-    Some((u16::try_from(port.container_port).ok()?, named))
+    u16::try_from(port.container_port).ok()
 }
 
 /// Loopback ports (`127.0.0.1:PORT`, `localhost:PORT`) named in env values.
@@ -447,6 +460,16 @@ impl StandIn {
             None
         };
         for (name, (pod, ip)) in &running {
+            if !has_container(pod, CONTAINER) {
+                // A kubelet would run it; this stand-in runs only `movrek serve` containers (s01's
+                // pods that the chart's PodMonitor must not select have none).
+                if self.not_served.insert(name.clone()) {
+                    self.timeline.mark(&format!(
+                        "stand-in: pod {name} has no {CONTAINER} container: not run"
+                    ));
+                }
+                continue;
+            }
             if self.backends.contains_key(name) || self.ip_busy(ip, routed.as_ref()) {
                 continue;
             }
@@ -575,45 +598,17 @@ impl StandIn {
         });
     }
 
-    /// Publishes the ready pods: for [`DataPlane::pod_urls`], and to Prometheus (file SD) with
-    /// the target labels of the chart's `PodMonitor`, for the pods it selects.
+    /// Publishes the ready pods for [`DataPlane::pod_urls`]. (Prometheus finds the pods itself,
+    /// through the API server.)
     fn publish_ready(&mut self) {
-        let serving = || {
-            self.backends
-                .iter()
-                .filter(|(_, b)| b.ready && b.leaving_since.is_none())
-        };
-        let mut ready: Vec<(String, String)> = serving()
-            .map(|(_, b)| (b.track.clone(), format!("http://{}", b.addr())))
+        let mut ready: Vec<(String, String)> = self
+            .backends
+            .values()
+            .filter(|b| b.ready && b.leaving_since.is_none())
+            .map(|b| (b.track.clone(), format!("http://{}", b.addr())))
             .collect();
         ready.sort();
         *self.ready.lock().expect("ready lock") = ready;
-        let label = |b: &Backend, k: &str| b.labels.get(k).cloned().unwrap_or_default();
-        let mut targets: Vec<serde_json::Value> = serving()
-            .filter(|(_, b)| {
-                label(b, "app.kubernetes.io/managed-by") == "movrek-operator" && b.port_named_http
-            })
-            .map(|(pod, b)| {
-                serde_json::json!({
-                    "targets": [b.addr()],
-                    "labels": {
-                        "namespace": self.namespace,
-                        "pod": pod,
-                        "release": label(b, "movrek.dev/release"),
-                        "track": label(b, "movrek.dev/track"),
-                    },
-                })
-            })
-            .collect();
-        targets.sort_by_key(ToString::to_string);
-        let text = serde_json::Value::Array(targets).to_string();
-        if text == self.last_sd {
-            return;
-        }
-        let tmp = self.sd_file.with_extension("json.tmp");
-        std::fs::write(&tmp, &text).expect("write file-SD targets");
-        std::fs::rename(&tmp, &self.sd_file).expect("replace file-SD targets");
-        self.last_sd = text;
     }
 
     /// Starts a relay into the pod network for each loopback port in `ports` not relayed yet.
@@ -658,7 +653,7 @@ impl StandIn {
             .get("movrek.dev/track")
             .cloned()
             .unwrap_or_else(|| get("MOVREK_TRACK"));
-        let Some((port, port_named_http)) = container_port(pod) else {
+        let Some(port) = container_port(pod) else {
             self.timeline.mark(&format!(
                 "stand-in: pod {name} not started: container {CONTAINER} has no port"
             ));
@@ -705,7 +700,6 @@ impl StandIn {
             Backend {
                 ip: ip.to_owned(),
                 port,
-                port_named_http,
                 track,
                 version,
                 labels: pod.labels().clone(),
@@ -1061,32 +1055,56 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Scrape job of the inference pods.
+/// Job label of the inference pods' series (set by the chart's `PodMonitor`'s relabelings).
 pub const INFERENCE_JOB: &str = "movrek-inference";
 
-/// The test's Prometheus configuration. The inference pods are file-discovered: the
-/// stand-in writes each ready pod's `<pod IP>:<port>` with the target labels the chart's
-/// `PodMonitor` `…-inference` gives (`namespace`, `pod`, `release`, `track`) for the pods it
-/// selects (`app.kubernetes.io/name=movrek-inference`, `app.kubernetes.io/managed-by=
-/// movrek-operator`, a container port named `http`); `s01` checks that the two select the
-/// same pods. Debian's Prometheus 2.42 is built without `kubernetes_sd_configs` ("field
-/// `kubernetes_sd_configs` not found"), so Kubernetes discovery needs a Prometheus built from
-/// the Go module proxy (issue 11, item 3: left). The evaluator is file-discovered too.
-/// 1 s scrapes.
-pub fn scrape_config(targets_file: &Path, evaluator_file: &Path) -> String {
-    format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
-         scrape_configs:\n  - job_name: {INFERENCE_JOB}\n    file_sd_configs:\n\
-         \x20     - files: ['{targets}']\n        refresh_interval: 1s\n\
-         \x20 - job_name: movrek-evaluator\n    honor_labels: true\n    file_sd_configs:\n\
-         \x20     - files: ['{evaluator}']\n        refresh_interval: 1s\n",
-        targets = targets_file.display(),
-        evaluator = evaluator_file.display(),
-    )
+/// The e2e Prometheus: built from the Go module proxy with Kubernetes discovery
+/// (`hack/prometheus/build.sh`), or `MOVREK_PROMETHEUS_BIN`. Debian's 2.42, which the cargo-level
+/// tests use, has no `kubernetes_sd_configs`.
+pub fn prometheus_bin() -> PathBuf {
+    let path = std::env::var_os("MOVREK_PROMETHEUS_BIN").map_or_else(
+        || cache_dir().join("prometheus/bin/prometheus"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "no Prometheus with Kubernetes discovery at {}: run ./hack/prometheus/build.sh \
+         (hack/e2e.sh does) or set MOVREK_PROMETHEUS_BIN",
+        path.display()
+    );
+    path
 }
 
-/// A real Prometheus with file service discovery; it can be stopped and started
-/// again on the same port and data directory (scenario 10).
+/// The test's Prometheus configuration (YAML), 1 s scrapes:
+/// - the inference pods: the scrape configuration prometheus-operator makes of the chart's
+///   `PodMonitor` `pod_monitor` ([`podmonitor::scrape_configs`]): Kubernetes discovery (role
+///   `pod`) through the API server as `kubeconfig`, the `PodMonitor`'s selector, port and
+///   relabelings. `s01` checks it scrapes exactly the pods the `PodMonitor` selects.
+/// - the online evaluator (`movrek evaluate`, s16): file discovery of `evaluator_file`. In the
+///   tests it is a process in the root namespace, not a pod, so there is nothing for Kubernetes
+///   discovery to find (the chart's evaluator `PodMonitor` selects its pods in a cluster). Its
+///   own series carry `release` and `track`: the job keeps them (`honor_labels`), as that
+///   `PodMonitor` does.
+pub fn scrape_config(
+    pod_monitor: &serde_json::Value,
+    kubeconfig: &Path,
+    evaluator_file: &Path,
+) -> String {
+    let mut jobs = podmonitor::scrape_configs(pod_monitor, kubeconfig);
+    jobs.push(serde_json::json!({
+        "job_name": "movrek-evaluator",
+        "honor_labels": true,
+        "file_sd_configs": [{"files": [evaluator_file.display().to_string()], "refresh_interval": "1s"}],
+    }));
+    let config = serde_json::json!({
+        "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+        "scrape_configs": jobs,
+    });
+    serde_yaml::to_string(&config).expect("Prometheus configuration as YAML")
+}
+
+/// A real Prometheus discovering the inference pods through the API server; it can be stopped
+/// and started again on the same port and data directory (scenario 10).
 pub struct Prometheus {
     /// Its HTTP API port.
     pub port: u16,
@@ -1103,13 +1121,11 @@ impl std::fmt::Debug for Prometheus {
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, targets_file: &Path) -> Self {
+    async fn start(dir: &Path, pod_monitor: &serde_json::Value, kubeconfig: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("create prometheus dir");
-        // The evaluator's own series carry `release` and `track`: its job keeps them
-        // (honor_labels), as the chart's PodMonitor does.
         let evaluator_file = dir.join("evaluator.json");
         std::fs::write(&evaluator_file, "[]").expect("write the evaluator targets");
-        let config = scrape_config(targets_file, &evaluator_file);
+        let config = scrape_config(pod_monitor, kubeconfig, &evaluator_file);
         std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
         let mut p = Self {
             port: free_port(),
@@ -1137,6 +1153,36 @@ impl Prometheus {
             .map(|t| {
                 let label = |k: &str| t["labels"][k].as_str().unwrap_or_default().to_owned();
                 (label("namespace"), label("pod"))
+            })
+            .collect()
+    }
+
+    /// The pods Prometheus discovered for the `PodMonitor`'s jobs and dropped by relabelling:
+    /// (namespace, pod) of each dropped target.
+    pub async fn dropped_pod_monitor_pods(&self) -> BTreeSet<(String, String)> {
+        let url = format!("{}/api/v1/targets?state=dropped", self.url());
+        let body: serde_json::Value = reqwest::get(url)
+            .await
+            .expect("GET /api/v1/targets")
+            .json()
+            .await
+            .expect("targets JSON");
+        body["data"]["droppedTargets"]
+            .as_array()
+            .expect("droppedTargets")
+            .iter()
+            .filter(|t| {
+                let pool = t["scrapePool"].as_str();
+                let job = t["discoveredLabels"]["job"].as_str();
+                pool.or(job).is_some_and(|j| j.starts_with("podMonitor/"))
+            })
+            .map(|t| &t["discoveredLabels"])
+            .map(|l| {
+                let label = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                (
+                    label("__meta_kubernetes_namespace"),
+                    label("__meta_kubernetes_pod_name"),
+                )
             })
             .collect()
     }

@@ -152,7 +152,10 @@ pub fn movrek_bin() -> PathBuf {
     path
 }
 
-/// Debian's `prometheus` binary.
+/// Debian's `prometheus` binary (2.42, `hack/deps.sh`). The cargo-level tests that use it
+/// (`tests/analysis_prometheus.rs`) scrape static loopback targets, which any Prometheus does, so
+/// they keep it and need no Go build; the end-to-end scenarios need Kubernetes discovery, which
+/// it lacks, and use the one `hack/prometheus/build.sh` builds (`tests/e2e/dataplane.rs`).
 pub fn prometheus_bin() -> PathBuf {
     let candidates = [
         std::env::var_os("PROMETHEUS_BIN").map(PathBuf::from),
