@@ -1136,15 +1136,20 @@ impl Prometheus {
         p
     }
 
-    /// The active targets of job `movrek-inference`: (namespace, pod) of each.
-    pub async fn inference_targets(&self) -> BTreeSet<(String, String)> {
-        let url = format!("{}/api/v1/targets?state=active", self.url());
-        let body: serde_json::Value = reqwest::get(url)
+    /// `GET /api/v1/targets?state=STATE`, parsed.
+    async fn targets(&self, state: &str) -> serde_json::Value {
+        let url = format!("{}/api/v1/targets?state={state}", self.url());
+        reqwest::get(url)
             .await
             .expect("GET /api/v1/targets")
             .json()
             .await
-            .expect("targets JSON");
+            .expect("targets JSON")
+    }
+
+    /// The active targets of job `movrek-inference`: (namespace, pod) of each.
+    pub async fn inference_targets(&self) -> BTreeSet<(String, String)> {
+        let body = self.targets("active").await;
         body["data"]["activeTargets"]
             .as_array()
             .expect("activeTargets")
@@ -1160,13 +1165,7 @@ impl Prometheus {
     /// The pods Prometheus discovered for the `PodMonitor`'s jobs and dropped by relabelling:
     /// (namespace, pod) of each dropped target.
     pub async fn dropped_pod_monitor_pods(&self) -> BTreeSet<(String, String)> {
-        let url = format!("{}/api/v1/targets?state=dropped", self.url());
-        let body: serde_json::Value = reqwest::get(url)
-            .await
-            .expect("GET /api/v1/targets")
-            .json()
-            .await
-            .expect("targets JSON");
+        let body = self.targets("dropped").await;
         body["data"]["droppedTargets"]
             .as_array()
             .expect("droppedTargets")
