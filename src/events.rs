@@ -120,6 +120,11 @@ pub struct SeriesMemory {
     pruned: Option<Timestamp>,
 }
 
+/// A new Event's name, as kube-runtime names them: unique per object and instant.
+fn event_name(object_name: &str, now: Timestamp) -> String {
+    format!("{object_name}.{:x}", now.as_nanosecond())
+}
+
 fn older_than(then: Timestamp, now: Timestamp, age: Duration) -> bool {
     now.duration_since(then).as_secs_f64() >= age.as_secs_f64()
 }
@@ -134,8 +139,7 @@ impl SeriesMemory {
                 count: s.count + 1,
             },
             _ => Write::Create {
-                // As kube-runtime names them: unique per object and instant.
-                name: format!("{object_name}.{:x}", now.as_nanosecond()),
+                name: event_name(object_name, now),
             },
         }
     }
@@ -266,7 +270,7 @@ impl Publisher {
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     self.memory().forget(&key);
                     write = Write::Create {
-                        name: format!("{object_name}.{:x}", now.as_nanosecond()),
+                        name: event_name(object_name, now),
                     };
                 }
                 Err(e) => return Err(e),

@@ -251,20 +251,7 @@ impl Cluster {
     /// Writes a kubeconfig authenticating as the chart's `ServiceAccount` (a token from the
     /// `TokenRequest` API) and returns its path.
     pub fn operator_kubeconfig(&self) -> PathBuf {
-        let token = self.kubectl_ok(&[
-            "-n",
-            OPERATOR_NAMESPACE,
-            "create",
-            "token",
-            OPERATOR_SERVICE_ACCOUNT,
-            "--duration=2h",
-        ]);
-        let path = self.dir.join("operator.kubeconfig");
-        let text = self
-            .endpoint()
-            .kubeconfig("operator", token.trim(), OPERATOR_NAMESPACE);
-        std::fs::write(&path, text).expect("write the operator kubeconfig");
-        path
+        self.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, "operator")
     }
 
     /// Creates Prometheus's `ServiceAccount` (`monitoring/prometheus`, allowed to get, list and
@@ -272,19 +259,17 @@ impl Cluster {
     /// `TokenRequest` token); returns its path.
     pub fn prometheus_kubeconfig(&self) -> PathBuf {
         self.apply(PROMETHEUS_RBAC);
-        let token = self.kubectl_ok(&[
-            "-n",
-            PROMETHEUS_NAMESPACE,
-            "create",
-            "token",
-            "prometheus",
-            "--duration=2h",
-        ]);
-        let path = self.dir.join("prometheus.kubeconfig");
-        let text = self
-            .endpoint()
-            .kubeconfig("prometheus", token.trim(), PROMETHEUS_NAMESPACE);
-        std::fs::write(&path, text).expect("write the Prometheus kubeconfig");
+        self.service_account_kubeconfig(PROMETHEUS_NAMESPACE, "prometheus", "prometheus")
+    }
+
+    /// Writes `<user>.kubeconfig` authenticating as `namespace/account` (a two-hour token from
+    /// the `TokenRequest` API) and returns its path.
+    fn service_account_kubeconfig(&self, namespace: &str, account: &str, user: &str) -> PathBuf {
+        let token =
+            self.kubectl_ok(&["-n", namespace, "create", "token", account, "--duration=2h"]);
+        let path = self.dir.join(format!("{user}.kubeconfig"));
+        let text = self.endpoint().kubeconfig(user, token.trim(), namespace);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         path
     }
 
